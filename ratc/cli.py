@@ -1,0 +1,201 @@
+"""The `ratc` command line: check, explain, build, bench (and tune, where present).
+
+Every user mistake (a bad spec, a missing file, an impossible size) prints one line per problem
+to stderr and exits with status 2; nothing a user can cause ends in a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .cost import B, T, model_cost
+from .ir import ModelIR, to_jsonable
+from .lower import lower
+from .spec import SpecError, load_spec
+
+out = Console(highlight=False)
+if not out.is_terminal:  # pipes and CI logs: wide enough that tables do not wrap numbers
+    out = Console(highlight=False, width=160)
+err = Console(stderr=True, highlight=False, width=400, soft_wrap=True)
+
+
+class UserError(click.ClickException):
+    """A mistake in the user's input: one line, exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file=None):
+        err.print(self.message, markup=False, soft_wrap=True)
+
+
+def load_ir(path: str) -> ModelIR:
+    """Spec file -> IR, or exit 2 with every problem listed."""
+    try:
+        return lower(load_spec(path))
+    except SpecError as e:
+        raise UserError(str(e)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="ratc")
+def main():
+    """ratc compiles a YAML model spec into fused Triton kernels and PyTorch modules.
+
+    \b
+    Typical session:
+      ratc check specs/*.yaml                       # validate specs
+      ratc explain specs/rat_swa.yaml --seq 16384   # sizes, FLOPs, bytes, cache per layer
+      ratc build specs/rat_swa.yaml                 # write generated/rat_swa/
+      ratc bench specs/rat_swa.yaml --layer rat --mode prefill --seq 131072 --batch 2
+    """
+
+
+# -------------------------------------------------------------------------------------------------
+# check
+
+
+@main.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def check(specs):
+    """Validate SPEC files; print every problem as file:line:col: field: message.
+
+    \b
+    Examples:
+      ratc check specs/rat_swa.yaml
+      ratc check specs/*.yaml
+    Exit status: 0 when every file is valid, 2 otherwise.
+    """
+    problems = []
+    for path in specs:
+        try:
+            ir = lower(load_spec(path))
+            out.print(f"[green]ok[/]  {path}: {ir.n_layers} layers, "
+                      f"{', '.join(f'{m.name} ({m.kind.value})' for m in ir.mixers)}")
+        except SpecError as e:
+            problems.append(str(e))
+    if problems:
+        raise UserError("\n".join(problems))
+
+
+# -------------------------------------------------------------------------------------------------
+# explain
+
+
+def _fmt(n) -> str:
+    n = float(n)
+    for unit, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3f}{unit}"
+    return f"{n:g}"
+
+
+def explain_data(ir: ModelIR, batch: int, seq: int, dtype_bytes: int = 2) -> dict:
+    mc = model_cost(ir, dtype_bytes)
+    rows, seen = [], set()
+    for i, (m, f) in enumerate(mc.blocks):
+        if m.name not in seen:
+            seen.add(m.name)
+            count = ir.layers.count(m.name)
+            rows.append((m.name, ir.mixer(m.name).kind.value, count, m))
+    rows.append(("ffn", "ffn", ir.n_layers, mc.blocks[0][1]))
+    rows.append(("embedding+head", "embedding", 1, mc.embedding))
+
+    def entry(name, kind, count, c):
+        keys = ("params", "fwd_flops", "train_flops", "bytes_moved", "cache_bytes")
+        return {
+            "name": name, "kind": kind, "count": count,
+            "symbolic": {k: str(sympy_simplify(getattr(c, k))) for k in keys},
+            "per_layer": {k: c.evaluate(batch, seq)[k] for k in keys},
+        }
+
+    return {
+        "spec": ir.name,
+        "batch": batch,
+        "seq": seq,
+        "dtype_bytes": dtype_bytes,
+        "ir": to_jsonable(ir),
+        "layers": [entry(*r) for r in rows],
+        "total": {**mc.total.evaluate(batch, seq),
+                  "symbolic": {k: str(sympy_simplify(getattr(mc.total, k)))
+                               for k in ("fwd_flops", "cache_bytes")}},
+    }
+
+
+def sympy_simplify(e):
+    import sympy
+
+    return sympy.simplify(e) if len(str(e)) < 400 else e
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--batch", "-b", type=click.IntRange(1, 1 << 20), default=1, show_default=True,
+              help="Batch size B to evaluate the cost formulas at.")
+@click.option("--seq", "-t", type=click.IntRange(1, 1 << 26), default=None,
+              help="Sequence length T (default: the spec's max_seq_len).")
+@click.option("--dtype-bytes", type=click.Choice(["1", "2", "4"]), default="2", show_default=True,
+              help="Bytes per stored element (2 = bf16).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of tables.")
+def explain(spec, batch, seq, dtype_bytes, as_json):
+    """Print the resolved model and its cost table (symbolic in B, T and evaluated).
+
+    \b
+    Examples:
+      ratc explain specs/rat_swa.yaml
+      ratc explain specs/rat_swa.yaml --batch 2 --seq 131072
+      ratc explain specs/rat_swa.yaml --json | python -c "import json,sys; print(json.load(sys.stdin)['total']['params'])"
+    FLOPs count matrix products only; see ratc/cost.py for every convention.
+    """
+    ir = load_ir(spec)
+    seq = seq or ir.max_seq_len
+    data = explain_data(ir, batch, seq, int(dtype_bytes))
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    t = Table(title=f"{ir.name}: {ir.n_layers} layers, D={ir.d_model}, vocab {ir.vocab_size}, "
+                    f"{'tied' if ir.tie_embeddings else 'untied'} embeddings")
+    for c in ("layer", "kind", "heads x dim", "G", "chunk / window", "gate", "position"):
+        t.add_column(c)
+    for m in ir.mixers:
+        cw = (f"L={m.chunk}" + (f" of {list(m.chunk_candidates)}" if len(m.chunk_candidates) > 1 else "")
+              if m.chunk else (f"W={m.window}" if m.window else "-"))
+        gate = m.forget_gate.source if m.forget_gate else "-"
+        if m.forget_gate:
+            gate += f", in {m.input_scale.value}" + (", out sigmoid" if m.output_gate else "")
+        t.add_row(m.name, m.kind.value, f"{m.heads}x{m.head_dim}", str(m.groups or "-"), cw, gate,
+                  m.position.value)
+    out.print(t)
+    out.print("pattern: " + " ".join(ir.layers))
+    c = Table(title=f"costs at B={batch}, T={seq} ({dtype_bytes}-byte elements), per layer")
+    for col in ("layer", "x", "params", "fwd FLOPs", "train FLOPs", "bytes moved", "cache bytes/seq"):
+        c.add_column(col, justify="right" if col != "layer" else "left")
+    for row in data["layers"]:
+        v = row["per_layer"]
+        c.add_row(row["name"], str(row["count"]), f"{v['params']:,}", _fmt(v["fwd_flops"]),
+                  _fmt(v["train_flops"]), _fmt(v["bytes_moved"]), _fmt(v["cache_bytes"]))
+    tot = data["total"]
+    c.add_row("[bold]total", "", f"[bold]{tot['params']:,}", _fmt(tot["fwd_flops"]),
+              _fmt(tot["train_flops"]), _fmt(tot["bytes_moved"]), _fmt(tot["cache_bytes"]))
+    out.print(c)
+    s = Table(title="symbolic, per layer (B batch, T length)")
+    s.add_column("layer")
+    s.add_column("fwd FLOPs")
+    s.add_column("cache bytes/seq")
+    for row in data["layers"]:
+        s.add_row(row["name"], row["symbolic"]["fwd_flops"], row["symbolic"]["cache_bytes"])
+    out.print(s)
+
+
+def run():  # pragma: no cover - console entry for `python -m ratc`
+    main(prog_name="ratc")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run())

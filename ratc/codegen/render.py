@@ -1,0 +1,110 @@
+"""Render kernel templates for one mixer definition.
+
+Each kind has one template in `templates/` (`rat.py.jinja`, `rnn.py.jinja`,
+`attention.py.jinja` — the last serves sliding-window and full attention). A rendered template is
+a standalone Python module (imports: torch, triton, stdlib) exposing
+
+    core(proj, gate_bias=None) -> y        # dispatches: CUDA tensor or TRITON_INTERPRET=1 -> Triton,
+    core_triton(proj, gate_bias=None)      #   otherwise the emitted PyTorch path
+    core_torch(proj, gate_bias=None)
+
+where proj [B, T, in_features] is in_proj's output (split by `mixer.in_split`) and y [B, T, D] is
+what out_proj consumes. Sizes, chunk, window, gate expression and position are compile-time
+constants of the rendered text. `CONFIG` holds the launch parameters (block sizes, num_warps,
+num_stages) the launcher uses; `ratc tune` replaces it.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import hashlib
+import sys
+import tempfile
+from pathlib import Path
+
+import jinja2
+
+from ..gates import to_torch_code, to_triton_code
+from ..ir import LayerKind, MixerIR
+
+TEMPLATES = Path(__file__).parent / "templates"
+TEMPLATE_OF = {
+    LayerKind.RAT: "rat.py.jinja",
+    LayerKind.RNN: "rnn.py.jinja",
+    LayerKind.SLIDING_WINDOW: "attention.py.jinja",
+    LayerKind.ATTENTION: "attention.py.jinja",
+}
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    autoescape=False,
+)
+
+
+def kernel_context(m: MixerIR, config: dict | None = None) -> dict:
+    """Everything a template may use. Gate hooks are callables: `{{ gate("b_a") }}` prints the
+    forget gate of the variable named b_a as Triton code, `gate_torch("a")` as PyTorch code,
+    `gate_grad(...)` / `gate_grad_torch(...)` its derivative dg/da."""
+    gate = m.forget_gate
+    offsets, off = {}, 0
+    for part, size in m.in_split:
+        offsets[part] = off
+        off += size
+    return dict(
+        name=m.name,
+        kind=m.kind.value,
+        D=m.d_model,
+        H=m.heads,
+        d=m.head_dim,
+        G=m.groups,
+        L=m.chunk,
+        W=m.window,  # None for full attention
+        position=m.position.value,
+        rope_base=float(m.rope_base),
+        input_scale_one=(m.input_scale is not None and m.input_scale.value == "1"),
+        output_gate=m.output_gate,
+        in_features=m.in_features,
+        offsets=offsets,  # part name -> first channel of that part in proj
+        gate_source=gate.source if gate else None,
+        gate_is_sigmoid=bool(gate and gate.is_sigmoid),
+        gate=(lambda v: to_triton_code(gate.expr, v)) if gate else None,
+        gate_torch=(lambda v: to_torch_code(gate.expr, v)) if gate else None,
+        gate_grad=(lambda v: to_triton_code(gate.derivative, v)) if gate else None,
+        gate_grad_torch=(lambda v: to_torch_code(gate.derivative, v)) if gate else None,
+        config=dict(config or {}),
+    )
+
+
+def render_kernel(m: MixerIR, config: dict | None = None) -> str:
+    """The rendered module text for mixer `m`. Raises SyntaxError if it does not parse."""
+    text = _env.get_template(TEMPLATE_OF[m.kind]).render(**kernel_context(m, config))
+    ast.parse(text, filename=f"<{m.name} kernels>")
+    return text
+
+
+def load_module(text: str, name: str):
+    """Import rendered text as a module from a real file (triton.jit needs source on disk)."""
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    folder = Path(tempfile.gettempdir()) / "ratc_kernels"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{name}_{digest}.py"
+    if not path.exists():
+        path.write_text(text)
+    mod_name = f"ratc_kernels_{name}_{digest}"
+    if mod_name in sys.modules:
+        return sys.modules[mod_name]
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def load_kernel(m: MixerIR, config: dict | None = None):
+    """Render and import the kernel module of mixer `m` (tests and the tuner use this)."""
+    return load_module(render_kernel(m, config), f"{m.kind.value}_{m.name}")
