@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .cost import B, T, model_cost
+from .build import STAGES
+from .cost import model_cost
 from .ir import ModelIR, to_jsonable
 from .lower import lower
 from .spec import SpecError, load_spec
@@ -191,6 +192,44 @@ def explain(spec, batch, seq, dtype_bytes, as_json):
     for row in data["layers"]:
         s.add_row(row["name"], row["symbolic"]["fwd_flops"], row["symbolic"]["cache_bytes"])
     out.print(s)
+
+
+# -------------------------------------------------------------------------------------------------
+# build
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Output folder (default: generated/<spec name>/).")
+@click.option("--dump", type=click.Choice(STAGES), default=None,
+              help="Print one pipeline stage's output instead of writing: spec (validated data), "
+                   "ir (resolved model), cost (symbolic costs), emit (every generated file).")
+def build(spec, out_dir, dump):
+    """Generate a standalone package of Triton kernels and PyTorch modules for SPEC.
+
+    \b
+    Examples:
+      ratc build specs/rat_swa.yaml                  # writes generated/rat_swa/
+      ratc build specs/rat_swa.yaml -o /tmp/rat_swa  # elsewhere
+      ratc build specs/rat_swa.yaml --dump ir        # show the resolved model
+      python -m generated.rat_swa --seq 64           # smoke-run what was built
+    Tuning records in autotune/<GPU>.json are baked in (see `ratc tune`). The same spec and ratc
+    version always give byte-identical files; a failed build leaves the old output untouched.
+    """
+    from .build import build as run_build, dump as run_dump
+
+    try:
+        if dump:
+            click.echo(run_dump(spec, dump), nl=False)
+            return
+        result = run_build(spec, out_dir)
+    except SpecError as e:
+        raise UserError(str(e)) from None
+    n = len(result.files)
+    out.print(f"[green]built[/] {result.out_dir}/ ({n} files) from {spec}: "
+              f"{result.ir.n_layers} layers, kernels for "
+              f"{', '.join(f'{m.name} ({m.kind.value})' for m in result.ir.mixers)}")
 
 
 def run():  # pragma: no cover - console entry for `python -m ratc`

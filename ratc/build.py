@@ -1,0 +1,116 @@
+"""`ratc build`: the whole pipeline, one named stage per line.
+
+    spec   = load_spec(path)                 # YAML -> validated Spec
+    ir     = lower(spec, tuned chunks)       # Spec -> ModelIR
+    costs  = model_cost(ir)                  # sympy cost model
+    files  = emit(ir, tuned configs)         # IR -> {path: text}
+    write(files, out_dir)                    # temp folder, then an atomic swap
+
+`ratc build --dump STAGE` prints one stage's output instead of writing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .codegen.emit import emit
+from .cost import model_cost
+from .ir import ModelIR, ir_hash, to_jsonable
+from .lower import lower
+from .spec import Spec, load_spec
+
+STAGES = ("spec", "ir", "cost", "emit")
+
+
+@dataclass
+class BuildResult:
+    spec: Spec
+    ir: ModelIR
+    files: dict[str, str]
+    out_dir: Path | None
+
+
+def tuned_for(ir: ModelIR) -> tuple[dict[str, int], dict[str, dict]]:
+    """Tuned chunk lengths and launch configs to bake in: none until `ratc tune` records exist."""
+    return {}, {}
+
+
+def manifest(spec: Spec, ir: ModelIR, files: dict[str, str], configs: dict[str, dict]) -> str:
+    data = {
+        "ratc_version": __version__,
+        "spec": spec.path,
+        "spec_sha256": spec.sha256,
+        "ir_sha256": ir_hash(ir),
+        "tuned_configs": configs,
+        "files": {p: hashlib.sha256(t.encode()).hexdigest() for p, t in sorted(files.items())},
+    }
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def run_pipeline(path: str | Path) -> BuildResult:
+    spec = load_spec(path)
+    chunks, configs = tuned_for(lower(spec))
+    ir = lower(spec, chunks)
+    files = emit(ir, configs)
+    files["manifest.json"] = manifest(spec, ir, files, configs)
+    return BuildResult(spec, ir, files, None)
+
+
+def dump(path: str | Path, stage: str) -> str:
+    """The output of one stage as text."""
+    spec = load_spec(path)
+    if stage == "spec":
+        return json.dumps(spec.data, indent=2)
+    ir = lower(spec)
+    if stage == "ir":
+        return json.dumps(to_jsonable(ir), indent=2)
+    if stage == "cost":
+        mc = model_cost(ir)
+        rows = [{"layer": m.name, **{k: str(getattr(m, k)) for k in
+                                     ("params", "fwd_flops", "train_flops", "bytes_moved",
+                                      "cache_bytes")}} for m, _ in mc.blocks[:len(ir.mixers)]]
+        return json.dumps({"layers": rows, "total_params": str(mc.total.params)}, indent=2)
+    files = run_pipeline(path).files
+    return "".join(f"# ===== {p} =====\n{t}" for p, t in files.items())
+
+
+def write(files: dict[str, str], out_dir: Path) -> None:
+    """Write into a temporary sibling folder, then swap it in: a failure leaves out_dir as it was."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        for rel, text in files.items():
+            p = tmp / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text)
+        old = None
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old.{os.getpid()}")
+            os.replace(out_dir, old)
+        try:
+            os.replace(tmp, out_dir)
+        except BaseException:
+            if old is not None:
+                os.replace(old, out_dir)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def build(path: str | Path, out_dir: str | Path | None = None) -> BuildResult:
+    result = run_pipeline(path)
+    out = Path(out_dir) if out_dir else Path("generated") / result.spec.name
+    write(result.files, out)
+    result.out_dir = out
+    return result
