@@ -232,6 +232,84 @@ def build(spec, out_dir, dump):
               f"{', '.join(f'{m.name} ({m.kind.value})' for m in result.ir.mixers)}")
 
 
+# -------------------------------------------------------------------------------------------------
+# bench
+
+
+def _int_list(ctx, param, value):
+    try:
+        out = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+    if not out or min(out) < 1:
+        raise click.BadParameter(f"expected positive integers, got {value!r}")
+    return out
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--layer", "layers", multiple=True,
+              help="Layer name from the spec (repeatable; default: every layer definition).")
+@click.option("--mode", type=click.Choice(["prefill"]), default="prefill", show_default=True,
+              help="prefill: one forward of the layer with its projections, no grad.")
+@click.option("--seq", "-t", callback=_int_list, default="16384,131072", show_default=True,
+              help="Sequence lengths, comma-separated.")
+@click.option("--batch", "-b", callback=_int_list, default="16,2", show_default=True,
+              help="Batch sizes: one per --seq value, or one for all.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the results as JSON here.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write a PNG of latency against length (the paper's Figure 1).")
+def bench(spec, layers, mode, seq, batch, json_path, plot_path):
+    """Time generated layers against the paper-style RAT, SDPA and FlexAttention on this GPU.
+
+    \b
+    Examples:
+      ratc bench specs/rat_swa.yaml --layer rat --seq 16384,131072 --batch 16,2
+      ratc bench specs/rat_swa.yaml --seq 4096,16384,65536 --batch 8 --json out.json --plot out.png
+    Each baseline's output is checked against the generated layer (rel. error column) before it
+    is timed. Times are triton.testing.do_bench medians; TFLOP/s use the cost model's FLOPs; the
+    roofline % is max(FLOPs/matmul ceiling, bytes/copy ceiling) / time, ceilings measured now.
+    """
+    import torch
+
+    ir = load_ir(spec)
+    names = list(layers) or [m.name for m in ir.mixers]
+    for n in names:
+        if n not in [m.name for m in ir.mixers]:
+            raise UserError(f"{spec}: --layer {n}: no such layer; the spec defines "
+                            f"{', '.join(m.name for m in ir.mixers)}")
+    if len(batch) not in (1, len(seq)):
+        raise UserError(f"--batch: give one value or one per --seq value ({len(seq)}), "
+                        f"got {len(batch)}")
+    sizes = list(zip(seq, batch * len(seq) if len(batch) == 1 else batch))
+    if not torch.cuda.is_available():
+        raise UserError("ratc bench: no CUDA GPU on this machine (torch.cuda.is_available() is "
+                        "False); run it where the kernels can run")
+    from .bench import plot, run_bench, save_json
+
+    with out.status("benchmarking") as status:
+        result = run_bench(ir, names, sizes, mode, progress=lambda s: status.update(s))
+    t = Table(title=f"{ir.name} {mode} on {result['device']} (bf16; ceilings "
+                    f"{result['ceilings']['bf16_matmul_tflops']:.0f} TFLOP/s, "
+                    f"{result['ceilings']['copy_tb_s']:.2f} TB/s)")
+    for c in ("layer", "T x B", "implementation", "ms", "speed-up", "TFLOP/s", "% roofline",
+              "rel. err"):
+        t.add_column(c, justify="left" if c in ("layer", "implementation") else "right")
+    for r in result["rows"]:
+        t.add_row(r["layer"], f"{r['seq']} x {r['batch']}", r["impl"],
+                  f"{r['ms']:.3f}" if r["ms"] else r["note"] or "-",
+                  f"{r['speedup']:.2f}x" if r["speedup"] else "-",
+                  f"{r['tflops']:.0f}" if r["tflops"] else "-",
+                  f"{r['roofline_pct']:.0f}%" if r["roofline_pct"] else "-",
+                  f"{r['rel_err']:.1e}" if r["rel_err"] is not None else "-")
+    out.print(t)
+    if json_path:
+        save_json(result, json_path)
+    if plot_path:
+        plot(result, plot_path)
+
+
 def run():  # pragma: no cover - console entry for `python -m ratc`
     main(prog_name="ratc")
 

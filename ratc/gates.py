@@ -25,6 +25,7 @@ MAX_LENGTH = 256  # characters of gate text
 MAX_DEPTH = 24  # nesting of the expression tree
 MAX_NODES = 128  # nodes in the expression tree
 MAX_EXPONENT = 8  # |n| in x**n: exponents must be numeric literals
+MAX_CONSTANT_LOG10 = 300  # a constant power c**n must stay within 1e-300 ... 1e300
 CHECK_GRID = [x / 4 for x in range(-120, 121)]  # a in [-30, 30]: the gate must map into [0, 1]
 
 
@@ -143,7 +144,17 @@ def _build(node: ast.AST, depth: int) -> sympy.Expr:
         exponent = _build(node.right, d)
         if not exponent.is_number or abs(float(exponent)) > MAX_EXPONENT:
             raise GateError(f"exponents must be numbers from -{MAX_EXPONENT} to {MAX_EXPONENT}")
-        return _build(node.left, d) ** exponent
+        base = _build(node.left, d)
+        if base.is_number:  # sympy evaluates c**n exactly: ((9**8)**8)**8... would never finish
+            try:
+                mag, n = abs(complex(base)), float(exponent)
+                size = (0.0 if n >= 0 else math.inf) if mag == 0 else abs(n * math.log10(mag))
+            except (TypeError, ValueError, OverflowError):
+                size = math.inf
+            if not size <= MAX_CONSTANT_LOG10:
+                raise GateError(f"a constant power is out of range (outside 1e-{MAX_CONSTANT_LOG10} "
+                                f"to 1e{MAX_CONSTANT_LOG10})")
+        return base ** exponent
     if isinstance(node, ast.Call):
         if not isinstance(node.func, ast.Name):
             raise GateError("only the functions " + _function_list() + " may be called")
@@ -153,6 +164,9 @@ def _build(node: ast.AST, depth: int) -> sympy.Expr:
         if node.keywords or len(node.args) != 1 or isinstance(node.args[0], ast.Starred):
             raise GateError(f"{name}() takes exactly one argument")
         return FUNCTIONS[name](_build(node.args[0], d))
+    if isinstance(node, (ast.BinOp, ast.UnaryOp)):
+        op = _OPERATORS.get(type(node.op), type(node.op).__name__)
+        raise GateError(f"operator {op} is not allowed in a gate expression; use + - * / **")
     what = {
         ast.Attribute: "attribute access",
         ast.Subscript: "indexing",
@@ -160,8 +174,16 @@ def _build(node: ast.AST, depth: int) -> sympy.Expr:
         ast.Compare: "comparison",
         ast.BoolOp: "boolean operator",
         ast.IfExp: "conditional",
+        ast.List: "a list", ast.Tuple: "a tuple", ast.Set: "a set", ast.Dict: "a dict",
+        ast.JoinedStr: "an f-string", ast.NamedExpr: "assignment",
     }.get(type(node), type(node).__name__)
     raise GateError(f"{what} is not allowed in a gate expression")
+
+
+_OPERATORS = {
+    ast.Mod: "%", ast.FloorDiv: "//", ast.MatMult: "@", ast.BitAnd: "&", ast.BitOr: "|",
+    ast.BitXor: "^", ast.LShift: "<<", ast.RShift: ">>", ast.Not: "not", ast.Invert: "~",
+}
 
 
 def _function_list() -> str:
@@ -205,8 +227,10 @@ def _walk(expr: sympy.Expr, leaf, fns, number, power):
         return out
     if isinstance(expr, sympy.Pow):
         return power(args[0], expr.args[1])
+    if isinstance(expr, sympy.sign):  # d/da abs(f(a)) = sign(f(a)) f'(a)
+        return fns["sign"](args[0])
     for name, cls in FUNCTIONS.items():
-        if isinstance(expr, cls):
+        if isinstance(cls, type) and isinstance(expr, cls):  # sympy.sqrt is a function (a Pow)
             return fns[name](args[0])
     raise GateError(f"cannot print {type(expr).__name__}")  # unreachable for parsed gates
 
@@ -224,9 +248,10 @@ def to_python_function(expr: sympy.Expr):
         fns = {
             "add": lambda p, q: p + q, "mul": lambda p, q: p * q, "sigmoid": sig,
             "softplus": spl, "exp": math.exp, "log": math.log, "tanh": math.tanh,
-            "sqrt": math.sqrt, "abs": abs,
+            "sqrt": math.sqrt, "abs": abs, "sign": lambda v: float((v > 0) - (v < 0)),
         }
-        return _walk(expr, x, fns, float, lambda b, n: b ** float(n))
+        # math.pow raises ValueError where ** would return a complex number (negative ** 0.5)
+        return _walk(expr, x, fns, float, lambda b, n: math.pow(b, float(n)))
 
     return call
 
@@ -238,7 +263,7 @@ def to_torch_function(expr: sympy.Expr):
     fns = {
         "add": torch.add, "mul": torch.mul, "sigmoid": torch.sigmoid,
         "softplus": torch.nn.functional.softplus, "exp": torch.exp, "log": torch.log,
-        "tanh": torch.tanh, "sqrt": torch.sqrt, "abs": torch.abs,
+        "tanh": torch.tanh, "sqrt": torch.sqrt, "abs": torch.abs, "sign": torch.sign,
     }
 
     def call(x):
@@ -263,7 +288,8 @@ def _code_printer(prefix: str, fn_names: dict[str, str]):
     fns = {
         "add": lambda p, q: f"({p} + {q})",
         "mul": lambda p, q: f"({p} * {q})",
-        **{k: (lambda name: lambda x: f"{name}({x})")(v) for k, v in fn_names.items()},
+        **{k: (lambda name: lambda x: name.format(x=x) if "{x}" in name else f"{name}({x})")(v)
+           for k, v in fn_names.items()},
     }
 
     def printer(expr: sympy.Expr, var: str) -> str:
@@ -275,11 +301,13 @@ def _code_printer(prefix: str, fn_names: dict[str, str]):
 _TORCH_NAMES = {
     "sigmoid": "torch.sigmoid", "softplus": "torch.nn.functional.softplus", "exp": "torch.exp",
     "log": "torch.log", "tanh": "torch.tanh", "sqrt": "torch.sqrt", "abs": "torch.abs",
+    "sign": "torch.sign",
 }
 # Triton: softplus and tanh come from helpers the kernel templates define (_softplus, _tanh).
 _TRITON_NAMES = {
     "sigmoid": "tl.sigmoid", "softplus": "_softplus", "exp": "tl.exp", "log": "tl.log",
     "tanh": "_tanh", "sqrt": "tl.sqrt", "abs": "tl.abs",
+    "sign": "tl.where({x} > 0, 1.0, tl.where({x} < 0, -1.0, 0.0))",
 }
 to_torch_code = _code_printer("torch", _TORCH_NAMES)
 to_triton_code = _code_printer("tl", _TRITON_NAMES)

@@ -24,12 +24,14 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.events import AliasEvent, NodeEvent
+from ruamel.yaml.events import (AliasEvent, CollectionEndEvent, CollectionStartEvent, NodeEvent,
+                                ScalarEvent)
 
 from .gates import GateError, parse_gate
 
 SPEC_VERSION = 1
 MAX_FILE_BYTES = 256 * 1024
+MAX_YAML_DEPTH = 32  # nesting of mappings and lists; a spec needs 4
 KINDS = ("rat", "sliding_window", "attention", "rnn")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -92,7 +94,7 @@ def _describe(v: Any) -> str:
     if isinstance(v, dict):
         return "a mapping"
     if isinstance(v, list):
-        return "a list"
+        return "a list" if v else "an empty list"
     if isinstance(v, str):
         return repr(str(v)) if len(v) <= 40 else repr(str(v)[:37] + "...")
     return repr(v) if not isinstance(v, float) else f"{float(v)!r}"
@@ -103,7 +105,8 @@ def _map_pos(m, key=None, value=True) -> tuple[int, int]:
     if lc is None:
         return (0, 0)
     if key is not None and key in m:
-        return lc.value(key) if value else lc.key(key)
+        # a null value has no token of its own: ruamel points at the next one, so use the key
+        return lc.value(key) if value and m[key] is not None else lc.key(key)
     return (lc.line, lc.col)
 
 
@@ -113,11 +116,16 @@ class _Section:
     def __init__(self, r: _Reader, m, path: str, pos=(0, 0)):
         self.r, self.m, self.path, self.pos = r, m, path, pos
 
-    def reject_unknown(self, allowed: tuple[str, ...]) -> "_Section":
+    def reject_unknown(self, allowed: tuple[str, ...], elsewhere: dict[str, str] | None = None
+                       ) -> "_Section":
+        """Record an error for every key not in `allowed`; `elsewhere` maps a key that is valid
+        in another context to the message to give instead of a spelling hint."""
         for key in self.m:
             if not isinstance(key, str):
                 self.r.error(_map_pos(self.m, key, value=False), self.path,
                              f"keys must be names, got {_describe(key)}")
+            elif elsewhere and key in elsewhere and key not in allowed:
+                self.r.error(_map_pos(self.m, key, value=False), self._p(key), elsewhere[key])
             elif key not in allowed:
                 close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
                 hint = f"did you mean '{close[0]}'?" if close else "expected one of: " + ", ".join(allowed)
@@ -143,17 +151,18 @@ class _Section:
             return None
         return self.m[key]
 
-    def int(self, key: str, lo: int, hi: int, default=None, required=False, what=""):
+    def int(self, key: str, lo: int, hi: int, default=None, required=False, hi_name=""):
         v = self.raw(key, required and default is None)
+        bound = f"{hi_name} = {hi}" if hi_name else f"{hi}"
         if v is None:
             if key in self.m:
-                self.error(key, f"must be an integer from {lo} to {hi}, got {_describe(v)}")
+                self.error(key, f"must be an integer from {lo} to {bound}, got {_describe(v)}")
             return default
         if isinstance(v, bool) or not isinstance(v, int):
-            self.error(key, f"must be an integer{what} from {lo} to {hi}, got {_describe(v)}")
+            self.error(key, f"must be an integer from {lo} to {bound}, got {_describe(v)}")
             return None
         if not lo <= v <= hi:
-            self.error(key, f"must be an integer{what} from {lo} to {hi}, got {int(v)}")
+            self.error(key, f"must be an integer from {lo} to {bound}, got {int(v)}")
             return None
         return int(v)
 
@@ -179,13 +188,15 @@ class _Section:
             return None
         return v
 
-    def choice(self, key: str, choices: tuple[str, ...], default=None, required=False, norm=None):
+    def choice(self, key: str, choices: tuple[str, ...], default=None, required=False, norm=None,
+               hints: dict[str, str] | None = None):
         v = self.raw(key, required and default is None)
         if key not in self.m:
             return default
         v = norm(v) if norm else v
         if not isinstance(v, str) or v not in choices:
             close = difflib.get_close_matches(v, choices, n=1) if isinstance(v, str) else []
+            close = [hints[v]] if hints and isinstance(v, str) and v in hints else close
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             self.error(key, f"must be one of {', '.join(choices)}, got {_describe(v)}{hint}")
             return None
@@ -219,11 +230,29 @@ LAYER_FIELDS = {
 }
 POSITIONS = {"rat": ("chunk_rope", "nope"), "sliding_window": ("rope", "nope"),
              "attention": ("rope", "nope")}
+# a position that belongs to the other family of kinds -> the one meant
+POSITION_HINTS = {"rat": {"rope": "chunk_rope"}, "sliding_window": {"chunk_rope": "rope"},
+                  "attention": {"chunk_rope": "rope"}}
+
+
+def _foreign_fields(kind: str) -> dict[str, str]:
+    """Messages for fields that other layer kinds take but `kind` does not."""
+    out = {}
+    for f in dict.fromkeys(f for k in KINDS for f in LAYER_FIELDS[k]):
+        owners = [k for k in KINDS if f in LAYER_FIELDS[k]]
+        if kind not in owners:
+            names = " and ".join([", ".join(owners[:-1]), owners[-1]] if len(owners) > 1 else owners)
+            out[f] = f"{kind} layers take no {f}; it is a field of {names} layers"
+    return out
 
 
 def _input_scale(v):
-    # YAML reads `1` as an integer; both spellings mean the same.
-    return "1" if v == 1 and not isinstance(v, bool) else (" ".join(v.split()) if isinstance(v, str) else v)
+    # YAML reads `1` as a number; `1-g`, `1 - g` and `1  -  g` are one spelling.
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return "1" if v == 1 else v
+    if isinstance(v, str):
+        return {"1-g": "1 - g", "1": "1"}.get("".join(v.split()), v)
+    return v
 
 
 def _check_model(r: _Reader, top: _Section) -> dict | None:
@@ -287,14 +316,15 @@ def _check_layer(r: _Reader, layers: _Section, name: str, model: dict | None) ->
     k = s.choice("kind", KINDS, required=True)
     if k is None:
         return None
-    s.reject_unknown(LAYER_FIELDS[k])
+    s.reject_unknown(LAYER_FIELDS[k], _foreign_fields(k))
     d_model = model["d_model"] if model else None
     max_len = model["max_seq_len"] if model else None
     out: dict[str, Any] = {"kind": k}
     if k != "rnn":
         out["heads"] = s.int("heads", 1, 1024, required=True)
         out["head_dim"] = s.int("head_dim", 1, 512, required=True)
-        position = s.choice("position", POSITIONS[k], default=POSITIONS[k][0])
+        position = s.choice("position", POSITIONS[k], default=POSITIONS[k][0],
+                            hints=POSITION_HINTS[k])
         out["position"] = position
         out["rope_base"] = s.float("rope_base", 0.0, 1e12, default=10000.0)
         if s.has("rope_base") and position == "nope":
@@ -315,22 +345,26 @@ def _check_layer(r: _Reader, layers: _Section, name: str, model: dict | None) ->
     if k == "sliding_window":
         hi = max_len if max_len else 1 << 24
         out["window"] = s.int("window", 1, hi, required=True,
-                              what=" (at most model.max_seq_len)" if max_len else "")
+                              hi_name="model.max_seq_len" if max_len else "")
     if k in ("rat", "rnn"):
         gate_text = s.raw("forget_gate", False)
         gate_text = "sigmoid" if not s.has("forget_gate") else gate_text
-        try:
-            parse_gate(gate_text)
-            out["forget_gate"] = gate_text.strip()
-        except GateError as e:
-            s.error("forget_gate", str(e))
-            out["forget_gate"] = None
+        out["forget_gate"] = None
+        if not isinstance(gate_text, str):
+            s.error("forget_gate", f"must be sigmoid or an expression in 'a', got {_describe(gate_text)}")
+        else:
+            try:
+                parse_gate(gate_text)
+                out["forget_gate"] = gate_text.strip()
+            except GateError as e:
+                s.error("forget_gate", str(e))
         out["input_scale"] = s.choice("input_scale", ("1 - g", "1"), default="1 - g", norm=_input_scale)
         out["output_gate"] = s.choice("output_gate", ("sigmoid", "none"), default="sigmoid")
     return out
 
 
-def _check_pattern(r: _Reader, top: _Section, names: list[str], n_layers: int | None):
+def _check_pattern(r: _Reader, top: _Section, names: list[str] | None, n_layers: int | None):
+    """`names` is None when `layers` is itself missing or broken (reported already)."""
     v = top.raw("pattern", True)
     if v is None:
         if top.has("pattern"):
@@ -345,7 +379,7 @@ def _check_pattern(r: _Reader, top: _Section, names: list[str], n_layers: int | 
         if not isinstance(x, str):
             r.error(pos, f"pattern[{i}]", f"must be a layer name, got {_describe(x)}")
             ok = False
-        elif x not in names:
+        elif names is not None and x not in names:
             close = difflib.get_close_matches(x, names, n=1, cutoff=0.6)
             hint = f"; did you mean '{close[0]}'?" if close else (
                 "; defined: " + ", ".join(names) if names else "; no layers are defined")
@@ -368,19 +402,30 @@ def _read_yaml(r: _Reader, text: str):
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
+        depth = 0
         for ev in yaml.parse(text):
-            mark = ev.start_mark
+            pos = (ev.start_mark.line, ev.start_mark.column)
             if isinstance(ev, AliasEvent) or (isinstance(ev, NodeEvent) and ev.anchor):
-                r.error((mark.line, mark.column), "", "anchors and aliases are not allowed in a spec")
+                r.error(pos, "", "anchors and aliases are not allowed in a spec")
                 return None
             tag = getattr(ev, "tag", None)
-            if tag is not None and not str(tag).startswith("tag:yaml.org,2002:"):
-                r.error((mark.line, mark.column), "", f"YAML tags are not allowed in a spec, got {tag}")
+            if tag is not None:  # any explicit tag, !!str and !!python/object alike
+                tag = str(tag).replace("tag:yaml.org,2002:", "!!", 1)
+                r.error(pos, "", f"YAML tags are not allowed in a spec, got {tag}")
+                return None
+            if isinstance(ev, ScalarEvent) and ev.value == "<<" and ev.style is None:
+                r.error(pos, "", "merge keys (<<) are not allowed in a spec")
+                return None
+            depth += isinstance(ev, CollectionStartEvent) - isinstance(ev, CollectionEndEvent)
+            if depth > MAX_YAML_DEPTH:  # the composer recurses: stop before Python's stack does
+                r.error(pos, "", f"YAML nests deeper than {MAX_YAML_DEPTH} levels")
                 return None
         return yaml.load(text)
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         problem = (e.problem or e.context or "invalid YAML").strip()
+        if e.context and e.problem and problem.startswith("but "):  # "expected X" "but found Y"
+            problem = f"{e.context.strip()}, {problem}"
         if "duplicate key" in str(e).lower():
             problem = "duplicate key " + (str(e.problem).split('"')[1:2] or [""])[0].join('""')
         r.error((mark.line, mark.column) if mark else (0, 0), "", f"YAML syntax error: {problem}")
@@ -400,7 +445,8 @@ def parse_spec_text(text: str, file: str = "<spec>") -> Spec:
         raise SpecError(r.errors)
     top = _Section(r, doc, "").reject_unknown(("version", "model", "layers", "pattern"))
     version = top.raw("version", True)
-    if "version" in doc and (isinstance(version, bool) or version != SPEC_VERSION):
+    if "version" in doc and (isinstance(version, bool) or not isinstance(version, int)
+                             or version != SPEC_VERSION):
         top.error("version", f"this ratc reads spec version {SPEC_VERSION}, got {_describe(version)}")
     model = _check_model(r, top)
     layers_map = top.mapping("layers")
@@ -411,6 +457,8 @@ def parse_spec_text(text: str, file: str = "<spec>") -> Spec:
             top.error("layers", "define at least one layer")
         for name in layers_map:
             if not isinstance(name, str):
+                ls.r.error(_map_pos(layers_map, name, value=False), "layers",
+                           f"layer names must be identifiers, got {_describe(name)}")
                 continue
             if not NAME_RE.match(name):
                 ls.r.error(_map_pos(layers_map, name, value=False), f"layers.{name}",
@@ -418,7 +466,7 @@ def parse_spec_text(text: str, file: str = "<spec>") -> Spec:
                 continue
             layers[name] = _check_layer(r, ls, name, model)
     n_layers = model["n_layers"] if model else None
-    pattern = _check_pattern(r, top, list(layers), n_layers)
+    pattern = _check_pattern(r, top, list(layers) if layers_map is not None else None, n_layers)
     if r.errors:
         raise SpecError(r.errors)
     reps = n_layers // len(pattern)
