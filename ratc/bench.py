@@ -9,9 +9,7 @@ on the spot.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,17 +31,6 @@ class Row:
     roofline_pct: float | None
     speedup: float | None  # generated layer over this row (on generated rows: over the first baseline)
     note: str = ""
-
-
-def import_package(folder: Path, name: str):
-    """Import a built package from its folder under a unique module name."""
-    mod_name = f"ratc_bench_{name}"
-    spec = importlib.util.spec_from_file_location(mod_name, folder / "__init__.py",
-                                                  submodule_search_locations=[str(folder)])
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def measure_ceilings():
@@ -74,11 +61,11 @@ def run_bench(ir: ModelIR, layers: list[str], sizes: list[tuple[int, int]], mode
     from triton.testing import do_bench
 
     from .baselines import make_baselines, sdpa_attention_layer
-    from .build import write
+    from .build import import_built, write
 
     tmp = Path(tempfile.mkdtemp(prefix="ratc_bench_"))
     write(run_pipeline_ir(ir), tmp / ir.name)
-    pkg = import_package(tmp / ir.name, ir.name)
+    pkg = import_built(tmp / ir.name)
     flops_peak, bw_peak = measure_ceilings()
     device = torch.cuda.get_device_name()
     rows: list[Row] = []

@@ -12,8 +12,10 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
+import sys
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -106,6 +108,21 @@ def write(files: dict[str, str], out_dir: Path) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def import_built(folder: str | Path):
+    """Import a built package from its folder (relative imports intact), under a unique name."""
+    folder = Path(folder).resolve()
+    digest = hashlib.sha256(str(folder).encode()).hexdigest()[:10]
+    mod_name = f"ratc_built_{folder.name}_{digest}"
+    if mod_name in sys.modules:
+        return sys.modules[mod_name]
+    spec = importlib.util.spec_from_file_location(mod_name, folder / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def build(path: str | Path, out_dir: str | Path | None = None) -> BuildResult:

@@ -95,6 +95,8 @@ def parse_gate(text: str) -> Gate:
         raise GateError(f"must be a string expression in 'a', got {type(text).__name__}")
     if len(text) > MAX_LENGTH:
         raise GateError(f"expression is {len(text)} characters long, the limit is {MAX_LENGTH}")
+    if not text.strip():
+        raise GateError("the expression is empty")
     body = NAMED.get(text.strip(), text)
     try:
         tree = ast.parse(body.strip(), mode="eval")

@@ -6,6 +6,7 @@ Sizes are tiny on purpose (the suite runs on shared CPUs). Failures print the wo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import torch
 
 from ratc import cost
 from ratc.gates import parse_gate, to_python_function
-from ratc.ir import InputScale, LayerKind, MixerIR, Position
+from ratc.ir import FFNIR, InputScale, LayerKind, MixerIR, Position
 from ratc.lower import lower
 from ratc.reference import (
     DECODE_ROOM, LM, RAT, Attention, GatedRNN, SlidingWindowAttention, mixer_core, mixer_module,
@@ -27,6 +28,16 @@ TOL = {"decode": 1e-10, "identity": 1e-12, "direct": 1e-10}
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 TINY_SPECS = sorted(SPECS.glob("tiny_*.yaml"))
 ALL_SPECS = sorted(SPECS.glob("*.yaml"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread is faster, and kinder to a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 # -------------------------------------------------------------------------------------------------
 # helpers
@@ -77,7 +88,7 @@ def build(mixer: MixerIR, seed: int = 0, dtype=DTYPE):
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, tol: float, what: str) -> None:
     """Fail with the worst absolute error, where it is, and both values there."""
     __tracebackhide__ = True
-    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
     if actual.numel() == 0:
         return
     err = (actual - expected).abs()
@@ -99,9 +110,10 @@ MIXER_CASES = [
     # RAT
     pytest.param(dict(kind="rat", L=4, G=1), 2, 13, id="rat-B2-T13-L4-G1-sigmoid-ogate-chunkrope"),
     pytest.param(dict(kind="rat", H=4, G=4, L=4), 2, 8, id="rat-B2-T8-L4-G4=H-T%L=0"),
-    pytest.param(dict(kind="rat", L=4, gate="exp(-softplus(a))", scale="1", ogate=False, pos="nope"),
-                 1, 10, id="rat-B1-T10-L4-expsoftplus-scale1-noogate-nope"),
-    pytest.param(dict(kind="rat", L=8, gate="sigmoid(a)**2", G=1), 2, 3, id="rat-B2-T3-L8-T<L-sig2"),
+    pytest.param(dict(kind="rat", L=4, gate="exp(-softplus(a))", scale="1", ogate=False,
+                      pos="nope"), 1, 10, id="rat-B1-T10-L4-expsoftplus-scale1-noogate-nope"),
+    pytest.param(dict(kind="rat", L=8, gate="sigmoid(a)**2", G=1), 2, 3,
+                 id="rat-B2-T3-L8-T<L-sig2"),
     pytest.param(dict(kind="rat", L=4), 2, 1, id="rat-B2-T1-L4"),
     pytest.param(dict(kind="rat", L=1, G=1, ogate=False), 1, 6, id="rat-B1-T6-L1"),
     pytest.param(dict(kind="rat", L=2, scale="1", rope_base=50.0), 2, 7, id="rat-B2-T7-L2-base50"),
@@ -273,7 +285,8 @@ def direct_attention(mixer: MixerIR, proj: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("cfg,T", [
     pytest.param(dict(L=1, G=1), 6, id="T6-L1-G1-chunkrope"),
     pytest.param(dict(L=1, H=4, G=4, ogate=False), 5, id="T5-L1-G4=H-noogate"),
-    pytest.param(dict(L=1, gate="sigmoid(a)**2", scale="1", pos="nope"), 5, id="T5-L1-sig2-scale1-nope"),
+    pytest.param(dict(L=1, gate="sigmoid(a)**2", scale="1", pos="nope"), 5,
+                 id="T5-L1-sig2-scale1-nope"),
     pytest.param(dict(L=3, G=1, gate="exp(-softplus(a))"), 8, id="T8-L3-G1-expsoftplus"),
     pytest.param(dict(L=4, rope_base=7.0), 4, id="T4-L4-base7"),
 ])
@@ -302,7 +315,8 @@ def test_attention_matches_direct_evaluation(kind, W, T, pos):
 
 GRAD_CASES = [
     pytest.param(dict(kind="rat", L=2, G=1), id="rat-L2-G1-sigmoid"),
-    pytest.param(dict(kind="rat", L=2, gate="exp(-softplus(a))", scale="1", ogate=False, pos="nope"),
+    pytest.param(dict(kind="rat", L=2, gate="exp(-softplus(a))", scale="1", ogate=False,
+                      pos="nope"),
                  id="rat-L2-expsoftplus-scale1-nope"),
     pytest.param(dict(kind="rat", L=3, gate="sigmoid(a)**2"), id="rat-L3-sig2"),
     pytest.param(dict(kind="sliding_window", W=2), id="swa-W2"),
@@ -328,8 +342,7 @@ def test_lm_gradcheck_through_every_parameter():
     ir = lower(load_spec(SPECS / "tiny_hybrid.yaml"))
     rat = make_mixer("rat", D=4, L=2, G=1, gate="exp(-softplus(a))")
     swa = make_mixer("sliding_window", D=4, W=1)
-    ffn = type(ir.ffn)(d_model=4, hidden=6, activation=ir.ffn.activation)
-    import dataclasses
+    ffn = FFNIR(d_model=4, hidden=6, activation=ir.ffn.activation)
     tiny = dataclasses.replace(ir, d_model=4, vocab_size=5, ffn=ffn, mixers=(rat, swa),
                                layers=(rat.name, swa.name))
     lm = randomise(LM(tiny, dtype=DTYPE))
@@ -349,7 +362,8 @@ def test_lm_gradcheck_through_every_parameter():
 
 @pytest.mark.parametrize("path", TINY_SPECS, ids=[p.stem for p in TINY_SPECS])
 def test_lm_decode_matches_forward(path):
-    """Prompt of 7, 14 steps to T = 21 = capacity: not a multiple of any chunk, past every window."""
+    """A prompt of 7, then 14 steps to T = 21 = capacity: T is no multiple of any chunk, and the
+    sliding windows' rings wrap."""
     ir = lower(load_spec(path))
     torch.manual_seed(0)
     lm = randomise(LM(ir, dtype=DTYPE))

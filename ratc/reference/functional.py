@@ -1,4 +1,4 @@
-"""The layers' math as plain functions of tensors: DESIGN.md §1, written to be read, not to be fast.
+"""The layers' math as plain functions of tensors (DESIGN.md §1), written to be read, not run fast.
 
 Notation: B batch, T tokens, D model width, H heads of width d (D = H*d), G key/query groups,
 L chunk length, W window, c = t // L the chunk of token t.
@@ -7,8 +7,9 @@ L chunk length, W window, c = t // L the chunk of token t.
 
     RAT        [z, x, a, q, k] = proj      g = gate(a + gate_bias)
                k~_t = g_t k~_{t-1} + s_t k_t,  v~_t = g_t v~_{t-1} + s_t x_t   (reset at t % L == 0)
-               y_t  = softmax([q_t.K~_0 .. q_t.K~_{c-1}, q_t.k~_t] / sqrt(d)) . [V~_0 .. V~_{c-1}, v~_t]
-    window     [x, q, k] = proj            y_t = softmax over keys t-W .. t   (attention: keys 0 .. t)
+               y_t  = softmax([q_t.K~_0 .. q_t.K~_{c-1}, q_t.k~_t] / sqrt(d))
+                      . [V~_0 .. V~_{c-1}, v~_t]
+    window     [x, q, k] = proj            y_t = softmax over keys t-W .. t  (attention: 0 .. t)
     RNN        [z, x, a] = proj            y_t = v~_t, one scan over the whole sequence
 
 with s_t = 1 - g_t (input scale "1 - g") or 1 (input scale "1"), K~_c = k~ at the last token of

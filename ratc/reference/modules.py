@@ -41,7 +41,8 @@ class _Cache:
     position: int
 
     def tensors(self) -> list[Tensor]:
-        return [getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), Tensor)]
+        values = (getattr(self, f.name) for f in fields(self))
+        return [v for v in values if isinstance(v, Tensor)]
 
     def nbytes(self) -> int:
         """Bytes held in tensors (the position counter is not counted)."""
@@ -238,7 +239,8 @@ class RAT(Mixer):
         q = rat_rotate(m, heads(tile_groups(p["q"], H // m.groups)[:, None], H), pos)[:, 0]
         k = rat_rotate(m, heads(cache.key_state[:, None], H), pos)[:, 0]  # [B, H, d]
         v = heads(cache.value_state, H)
-        K, V = heads(cache.chunk_keys[:, :c], H), heads(cache.chunk_values[:, :c], H)  # [B, c, H, d]
+        K = heads(cache.chunk_keys[:, :c], H)  # [B, c, H, d]: chunks 0 .. c-1
+        V = heads(cache.chunk_values[:, :c], H)
         scores = torch.cat([torch.einsum("bhd,bchd->bhc", q, K),
                             torch.einsum("bhd,bhd->bh", q, k)[..., None]], dim=-1)
         probs = torch.softmax(scores * m.head_dim ** -0.5, dim=-1)  # [B, H, c + 1]
