@@ -154,8 +154,8 @@ def _build(node: ast.AST, depth: int) -> sympy.Expr:
             except (TypeError, ValueError, OverflowError):
                 size = math.inf
             if not size <= MAX_CONSTANT_LOG10:
-                raise GateError(f"a constant power is out of range (outside 1e-{MAX_CONSTANT_LOG10} "
-                                f"to 1e{MAX_CONSTANT_LOG10})")
+                raise GateError("a constant power is out of range "
+                                f"(outside 1e-{MAX_CONSTANT_LOG10} to 1e{MAX_CONSTANT_LOG10})")
         return base ** exponent
     if isinstance(node, ast.Call):
         if not isinstance(node.func, ast.Name):

@@ -64,7 +64,9 @@ class Gate:
 
     @property
     def derivative(self) -> sympy.Expr:
-        return sympy.simplify(sympy.diff(self.expr, A))
+        # not simplified: simplify may rewrite sigmoid as cosh or abs as Piecewise, which the
+        # printers do not take; diff keeps the whitelisted functions the value check evaluated
+        return sympy.diff(self.expr, A)
 
     @property
     def is_sigmoid(self) -> bool:

@@ -241,7 +241,7 @@ def _foreign_fields(kind: str) -> dict[str, str]:
     for f in dict.fromkeys(f for k in KINDS for f in LAYER_FIELDS[k]):
         owners = [k for k in KINDS if f in LAYER_FIELDS[k]]
         if kind not in owners:
-            names = " and ".join([", ".join(owners[:-1]), owners[-1]] if len(owners) > 1 else owners)
+            names = owners[0] if len(owners) == 1 else f"{', '.join(owners[:-1])} and {owners[-1]}"
             out[f] = f"{kind} layers take no {f}; it is a field of {names} layers"
     return out
 
@@ -351,7 +351,8 @@ def _check_layer(r: _Reader, layers: _Section, name: str, model: dict | None) ->
         gate_text = "sigmoid" if not s.has("forget_gate") else gate_text
         out["forget_gate"] = None
         if not isinstance(gate_text, str):
-            s.error("forget_gate", f"must be sigmoid or an expression in 'a', got {_describe(gate_text)}")
+            s.error("forget_gate",
+                    f"must be sigmoid or an expression in 'a', got {_describe(gate_text)}")
         else:
             try:
                 parse_gate(gate_text)
@@ -466,7 +467,8 @@ def parse_spec_text(text: str, file: str = "<spec>") -> Spec:
                 continue
             layers[name] = _check_layer(r, ls, name, model)
     n_layers = model["n_layers"] if model else None
-    pattern = _check_pattern(r, top, list(layers) if layers_map is not None else None, n_layers)
+    names = list(layers) if layers_map is not None else None
+    pattern = _check_pattern(r, top, names, n_layers)
     if r.errors:
         raise SpecError(r.errors)
     reps = n_layers // len(pattern)

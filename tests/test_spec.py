@@ -8,15 +8,17 @@ unknown key at the key.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from ratc.ir import InputScale, LayerKind, Position
 from ratc.lower import lower
 from ratc.spec import Diagnostic, SpecError, load_spec, parse_spec_text
 
-from pathlib import Path
-
-SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.yaml"))
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 F = "specs/x.yaml"
 
 BASE = """\
@@ -576,9 +578,9 @@ def test_groups_defaults_to_heads_and_ffn_to_four_d_model():
     pytest.param("1", InputScale.ONE, id="int-1"),
     pytest.param("'1'", InputScale.ONE, id="string-1"),
     pytest.param("1.0", InputScale.ONE, id="float-1"),
-    pytest.param("1 - g", InputScale.ONE_MINUS_G, id="1 - g"),
-    pytest.param("1-g", InputScale.ONE_MINUS_G, id="1-g"),
-    pytest.param("'1  -  g'", InputScale.ONE_MINUS_G, id="1  -  g"),
+    pytest.param("1 - g", InputScale.ONE_MINUS_G, id="1-minus-g"),
+    pytest.param("1-g", InputScale.ONE_MINUS_G, id="1-minus-g-no-spaces"),
+    pytest.param("'1  -  g'", InputScale.ONE_MINUS_G, id="1-minus-g-extra-spaces"),
 ])
 def test_input_scale_spellings(value, scale):
     spec = parse_spec_text(after_chunk(f"input_scale: {value}"), F)
@@ -623,3 +625,19 @@ def test_window_may_equal_max_seq_len():
 def test_sha256_and_name():
     a, b = parse_spec_text(BASE, "specs/a.yaml"), parse_spec_text(BASE + "# c\n", "specs/a.yaml")
     assert a.name == "a" and a.data == b.data and a.sha256 != b.sha256
+
+
+def test_docs_error_example_is_real_output():
+    """docs/spec.md shows validator output; keep it what the validator prints."""
+    doc = (ROOT / "docs" / "spec.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", doc, re.S)
+    for example in blocks[:2]:  # rat_swa.yaml and tiny_hybrid.yaml, copied
+        assert example in [p.read_text() for p in SPECS]
+    with pytest.raises(SpecError) as info:
+        parse_spec_text(blocks[2], "specs/broken.yaml")
+    assert f"$ ratc check specs/broken.yaml\n{info.value}\n```" in doc
+    text = (ROOT / "specs" / "tiny_rnn.yaml").read_text()
+    with pytest.raises(SpecError) as info:
+        parse_spec_text(edit("forget_gate: sigmoid", "forget_gate: exp(a)", text=text),
+                         "specs/exp_gate.yaml")
+    assert f"$ ratc check specs/exp_gate.yaml\n{info.value}\n```" in doc

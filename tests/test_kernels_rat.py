@@ -1,0 +1,273 @@
+"""RAT kernels (templates/rat.py.jinja) against the float64 reference `ratc.reference.mixer_core`.
+
+On a CPU machine the Triton kernels run under TRITON_INTERPRET=1 (slow: tiny shapes, 16-wide
+blocks). On a CUDA machine the same small cases run compiled, and the `gpu` tests add medium sizes
+in bf16 and fp32. Every buffer the launcher allocates is NaN-poisoned, so an element a kernel
+should have written but did not fails the comparison.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():  # must precede the first import of a rendered module
+    os.environ["TRITON_INTERPRET"] = "1"
+
+from ratc.codegen.render import load_kernel, render_kernel  # noqa: E402
+from ratc.gates import parse_gate  # noqa: E402
+from ratc.ir import InputScale, LayerKind, Position  # noqa: E402
+from ratc.lower import lower  # noqa: E402
+from ratc.reference import mixer_core  # noqa: E402
+from ratc.spec import load_spec  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+SPECS = os.path.join(os.path.dirname(__file__), "..", "specs")
+
+# relative error ||y - ref|| / ||ref|| allowed per dtype
+TOL = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 1e-2}
+TF32_TOL = 5e-3  # fp32 with fp32_dot="tf32": 10-bit mantissas in the two tl.dot calls
+SMALL = {"SCAN_BK": 4, "SCAN_WARPS": 4, "BT": 16, "BC": 16, "num_warps": 4, "num_stages": 1}
+
+# layer options: the paper's RAT, and the rarer choices of specs/tiny_hybrid.yaml
+VARIANTS = {
+    "paper": dict(rope=True, gate="sigmoid", scale="1 - g", ogate=True),
+    "custom": dict(rope=False, gate="exp(-softplus(a))", scale="1", ogate=False),
+    "mixed": dict(rope=True, gate="exp(-softplus(a))", scale="1", ogate=False),
+}
+
+
+def make_mixer(H: int, d: int, G: int, L: int, variant: str = "paper", base: float = 10000.0):
+    """A RAT mixer of H heads of width d, G groups, chunk L, with the options of `variant`."""
+    m = lower(load_spec(os.path.join(SPECS, "tiny_rat.yaml"))).mixer("rat")
+    v = VARIANTS[variant]
+    return dataclasses.replace(
+        m, name=f"rat_{variant}", d_model=H * d, heads=H, head_dim=d, groups=G, chunk=L,
+        chunk_candidates=(L,), forget_gate=parse_gate(v["gate"]),
+        input_scale=InputScale(v["scale"]), output_gate=v["ogate"],
+        position=Position.CHUNK_ROPE if v["rope"] else Position.NOPE, rope_base=base)
+
+
+def make_inputs(B, T, m, dtype, seed, layout="contiguous"):
+    """Random in_proj output [B, T, F] (a non-contiguous view per `layout`) and gate_bias [D]."""
+    g = torch.Generator().manual_seed(seed)
+    F = m.in_features
+
+    def randn(*shape):  # scaled up a little so the softmax is not nearly uniform
+        return (1.5 * torch.randn(*shape, generator=g, dtype=torch.float64)).to(DEVICE, dtype)
+
+    if layout == "contiguous":
+        proj = randn(B, T, F)
+    elif layout == "padded":  # row stride > F, storage offset 8
+        proj = randn(B, T, F + 24)[..., 8:8 + F]
+    elif layout == "time_major":  # [T, B, F] storage seen as [B, T, F]
+        proj = randn(T, B, F).transpose(0, 1)
+    elif layout == "channel_stride":  # channel stride 2
+        proj = randn(B, T, 2 * F)[..., ::2]
+    else:
+        raise ValueError(layout)
+    # gate bias as initialised, log U(1, L-1), plus noise so gates spread over (0, 1)
+    u = 1 + (max(m.chunk, 3) - 2) * torch.rand(m.d_model, generator=g, dtype=torch.float64)
+    bias = (u.log() + torch.randn(m.d_model, generator=g, dtype=torch.float64)).to(DEVICE)
+    return proj, bias.float()
+
+
+def rel_err(y: torch.Tensor, ref: torch.Tensor) -> tuple[float, str]:
+    """Relative error and a message naming the worst element."""
+    y, ref = y.double(), ref.double().to(y.device)
+    if not torch.isfinite(y).all():
+        bad = (~torch.isfinite(y)).nonzero()[0].tolist()
+        return math.inf, (f"non-finite output at [b, t, c] = {bad} "
+                          f"({int((~torch.isfinite(y)).sum())} elements)")
+    diff = (y - ref).abs()
+    err = (diff.norm() / ref.norm().clamp_min(1e-30)).item()
+    idx = tuple(int(i) for i in torch.unravel_index(diff.flatten().argmax(), diff.shape))
+    return err, (f"rel err {err:.3g}; worst at [b, t, c] = {list(idx)}: got {y[idx].item():.6g}, "
+                 f"ref {ref[idx].item():.6g}")
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """torch.empty returns NaN-filled float tensors, so unwritten scratch or output shows."""
+    empty = torch.empty
+
+    def nan_empty(*args, **kwargs):
+        x = empty(*args, **kwargs)
+        return x.fill_(float("nan")) if x.is_floating_point() else x
+
+    monkeypatch.setattr(torch, "empty", nan_empty)
+
+
+def run_triton(mod, proj, bias, config=None):
+    """core's Triton path, writing into a NaN-poisoned output."""
+    B, T, _ = proj.shape
+    out = torch.full((B, T, mod.D), float("nan"), dtype=proj.dtype, device=proj.device)
+    y = mod.rat_fwd(proj, bias, config=config, out=out)
+    assert y.data_ptr() == out.data_ptr()
+    return y
+
+
+def reference(m, proj, bias):
+    return mixer_core(m, proj.double().cpu(), bias.double().cpu()).to(proj.device)
+
+
+def P(B, T, H, d, G, L, variant="paper", layout="contiguous", **cfg):  # noqa: N802
+    """One case, with its id: B2-T13-H4-d16-G2-L4[-variant][-layout][-config]."""
+    name = f"B{B}-T{T}-H{H}-d{d}-G{G}-L{L}"
+    name += "" if variant == "paper" else f"-{variant}"
+    name += "" if layout == "contiguous" else f"-{layout}"
+    name += "".join(f"-{k}{v}" for k, v in cfg.items())
+    return pytest.param(B, T, H, d, G, L, variant, layout, cfg, id=name)
+
+
+CASES = [
+    P(2, 1, 2, 16, 2, 4),  # one token
+    P(2, 3, 2, 16, 1, 8),  # T < L: no complete chunk
+    P(2, 13, 4, 16, 2, 4, layout="padded"),  # T not a multiple of L nor of BT
+    P(1, 37, 2, 16, 2, 2, SCAN_BK=4),  # NC = 18 > BC: unmasked chunk loop; 19 chunks over BK=4
+    P(1, 40, 2, 16, 1, 1),  # L = 1: attention over gated keys
+    P(1, 50, 2, 16, 2, 2, SCAN_BK=1, BC=32),
+    P(1, 21, 2, 64, 2, 4),  # head dim 64
+    P(1, 19, 2, 128, 1, 4),  # head dim 128
+    P(1, 25, 4, 16, 4, 3, layout="time_major"),  # G = H
+    P(1, 30, 2, 24, 1, 4),  # head dim not a power of two (rope)
+    P(2, 13, 2, 32, 2, 4, "custom"),  # exp(-softplus(a)), input scale 1, no output gate, nope
+    P(1, 1, 2, 32, 1, 4, "custom"),
+    P(1, 33, 2, 32, 2, 1, "custom", layout="channel_stride"),
+    P(1, 29, 3, 17, 3, 4, "custom"),  # odd head dim (nope)
+    P(1, 45, 2, 64, 1, 8, "custom", BT=32),
+    P(1, 26, 2, 32, 2, 4, "mixed"),  # rope with a custom gate and input scale 1
+]
+
+
+@pytest.mark.interpreter
+@pytest.mark.parametrize("B, T, H, d, G, L, variant, layout, cfg", CASES)
+def test_triton_matches_reference(B, T, H, d, G, L, variant, layout, cfg, poisoned):
+    m = make_mixer(H, d, G, L, variant)
+    mod = load_kernel(m, SMALL)
+    proj, bias = make_inputs(B, T, m, torch.float32, seed=T * 131 + d, layout=layout)
+    ref = reference(m, proj, bias)
+    y = run_triton(mod, proj, bias, dict(SMALL, **cfg))
+    assert y.shape == (B, T, m.d_model) and y.dtype == torch.float32
+    err, msg = rel_err(y, ref)
+    assert err <= TOL[torch.float32], msg
+
+
+@pytest.mark.parametrize("B, T, H, d, G, L, variant, layout, cfg", CASES)
+def test_torch_matches_reference(B, T, H, d, G, L, variant, layout, cfg):
+    m = make_mixer(H, d, G, L, variant)
+    mod = load_kernel(m, SMALL)
+    proj, bias = make_inputs(B, T, m, torch.float32, seed=T * 131 + d, layout=layout)
+    ref = reference(m, proj, bias)
+    y = mod.core_torch(proj, bias)
+    assert y.shape == (B, T, m.d_model) and y.dtype == torch.float32
+    err, msg = rel_err(y, ref)
+    assert err <= TOL[torch.float32], msg
+    y64 = mod.core_torch(proj.double(), bias.double())  # float64 in, float64 out
+    assert y64.dtype == torch.float64
+    err, msg = rel_err(y64, ref)
+    assert err <= 1e-12, msg
+
+
+def test_torch_chunked_queries(monkeypatch):
+    """core_torch's query blocking (forced tiny here) gives the unblocked result."""
+    m = make_mixer(2, 16, 2, 3)
+    mod = load_kernel(m, SMALL)
+    proj, bias = make_inputs(2, 53, m, torch.float64, seed=3)
+    whole = mod.core_torch(proj, bias)
+    monkeypatch.setattr(mod, "QUERY_CHUNK_ELEMENTS", 2 * 2 * 5 * 18)  # about 5 query rows a block
+    err, msg = rel_err(mod.core_torch(proj, bias), whole)
+    assert err <= 1e-13, msg
+
+
+@pytest.mark.interpreter
+@pytest.mark.parametrize("variant", ["paper", "custom"])
+def test_chunk_covering_sequence_is_the_rnn(variant, poisoned):
+    """L >= T: one chunk, every softmax has the self term only, so y is the gated RNN's."""
+    B, T, H, d = 2, 11, 2, 16
+    m = make_mixer(H, d, 2, 16, variant)
+    rnn = dataclasses.replace(m, name="rnn_of_rat", kind=LayerKind.RNN, heads=1, head_dim=H * d,
+                              groups=None, chunk=None, chunk_candidates=(), position=Position.NOPE)
+    proj, bias = make_inputs(B, T, m, torch.float32, seed=5)
+    rnn_proj = proj[..., :rnn.in_features]  # [z,] x, a lead RAT's split as they lead the RNN's
+    assert [p for p, _ in rnn.in_split] == [p for p, _ in m.in_split][:len(rnn.in_split)]
+    ref = mixer_core(rnn, rnn_proj.double().cpu(), bias.double().cpu()).to(DEVICE)
+    err, msg = rel_err(run_triton(load_kernel(m, SMALL), proj, bias), ref)
+    assert err <= TOL[torch.float32], msg
+
+
+@pytest.mark.interpreter
+@pytest.mark.parametrize("spec, layer", [
+    pytest.param("tiny_rat.yaml", "rat", id="tiny_rat-rat"),
+    pytest.param("tiny_hybrid.yaml", "rat_nope", id="tiny_hybrid-rat_nope"),
+])
+def test_spec_layers(spec, layer, poisoned):
+    """The RAT layers of the tiny specs as written, through `core` (dispatch) and no gate bias."""
+    m = lower(load_spec(os.path.join(SPECS, spec))).mixer(layer)
+    mod = load_kernel(m, SMALL)
+    proj, bias = make_inputs(2, 19, m, torch.float32, seed=11)
+    for name, b in (("bias", bias), ("no bias", None)):
+        ref = mixer_core(m, proj.double().cpu(), None if b is None else b.double().cpu())
+        err, msg = rel_err(mod.core(proj, b), ref.to(DEVICE))
+        assert err <= TOL[torch.float32], f"{name}: {msg}"
+
+
+def test_render_config_and_names():
+    """CONFIG comes from the render context; names follow STYLE.md; nothing beyond torch/triton."""
+    rope = make_mixer(2, 64, 2, 16)
+    text = render_kernel(rope, {"BT": 64, "BC": 32, "SCAN_BK": 8, "num_warps": 4})
+    assert '"BT": 64' in text and '"BC": 32' in text and '"SCAN_BK": 8' in text
+    for name in ("def rat_scan_fwd_kernel(", "def rat_attn_fwd_kernel(", "def rat_fwd(",
+                 "def core(", "def core_triton(", "def core_torch(", "def _softplus(",
+                 "def _tanh(", "tl.sigmoid(b_a)"):
+        assert name in text, name
+    nope = render_kernel(make_mixer(2, 32, 2, 4, "custom"))
+    assert "ROPE_BASE" not in nope and "OFF_Z" not in nope
+    assert "_softplus(b_a)" in nope
+    for bad in ("import numpy", "from ratc", "import ratc"):
+        assert bad not in text and bad not in nope
+
+
+# -------------------------------------------------------------------------------------------------
+# GPU: compiled kernels at medium sizes with the default CONFIG
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32],
+                         ids=["bf16", "fp16", "fp32"])
+@pytest.mark.parametrize("B, T, H, d, G, L, variant, layout, cfg", [
+    P(2, 4096 + 13, 16, 128, 2, 16),  # the paper's layer
+    P(1, 3000, 8, 64, 8, 8, "custom"),
+    P(1, 2000, 4, 96, 1, 16, layout="padded"),
+    P(1, 2048 + 5, 2, 64, 2, 1, "mixed"),
+])
+def test_gpu_medium(B, T, H, d, G, L, variant, layout, cfg, dtype, poisoned):
+    m = make_mixer(H, d, G, L, variant)
+    mod = load_kernel(m)
+    proj, bias = make_inputs(B, T, m, dtype, seed=T + d, layout=layout)
+    ref = mixer_core(m, proj.double(), bias.double())  # float64 on the GPU
+    err, msg = rel_err(run_triton(mod, proj, bias, cfg), ref)
+    assert err <= TOL[dtype], msg
+    if dtype == torch.float32:
+        err, msg = rel_err(mod.core_torch(proj, bias), ref)
+        assert err <= TOL[dtype], f"core_torch: {msg}"
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_fp32_tf32():
+    """fp32 inputs with fp32_dot="tf32": tensor cores round the dot operands to 10-bit
+    mantissas, so only about 1e-3 relative accuracy; the default ("ieee") keeps 1e-4."""
+    m = make_mixer(16, 128, 2, 16)
+    mod = load_kernel(m)
+    proj, bias = make_inputs(2, 4096 + 13, m, torch.float32, seed=1)
+    ref = mixer_core(m, proj.double(), bias.double())
+    err, msg = rel_err(run_triton(mod, proj, bias, {"fp32_dot": "tf32"}), ref)
+    assert err <= TF32_TOL, msg
