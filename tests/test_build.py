@@ -76,11 +76,13 @@ def test_dump_stages(stage):
 
 
 @pytest.mark.parametrize("spec", TINY, ids=lambda s: Path(s).stem)
-def test_generated_model_matches_reference_lm(spec, tmp_path):
+def test_generated_model_matches_reference_lm(spec, monkeypatch):
+    """The emitted PyTorch path, float64: the whole LM equals the reference to rounding."""
     from ratc.reference import LM
 
     ir = lower(load_spec(spec))
-    pkg = import_built(Path("generated") / ir.name)
+    pkg = import_built(Path("generated") / ir.name)  # imported as conftest set the environment
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # dispatch to the PyTorch path
     torch.manual_seed(0)
     ref = LM(ir, dtype=torch.float64)
     model = pkg.Model(dtype=torch.float64)
@@ -91,6 +93,29 @@ def test_generated_model_matches_reference_lm(spec, tmp_path):
         want, got = ref(ids), model(ids)
     err = ((got - want).norm() / want.norm()).item()
     assert err < 1e-10, f"{ir.name}: generated CPU path differs from the reference by {err:.2e}"
+
+
+@pytest.mark.interpreter
+@pytest.mark.parametrize("spec", ["specs/tiny_hybrid.yaml", "specs/tiny_rat_swa.yaml"],
+                         ids=["tiny_hybrid", "tiny_rat_swa"])
+def test_generated_model_triton_path_matches_reference(spec, monkeypatch):
+    """The Triton kernels (interpreter on CPU, compiled on GPU), float32, loading reference weights."""
+    from ratc.reference import LM
+
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    ir = lower(load_spec(spec))
+    pkg = import_built(Path("generated") / ir.name)
+    torch.manual_seed(1)
+    ref = LM(ir, dtype=torch.float64)
+    model = pkg.Model(device=device, dtype=torch.float32)
+    model.load_state_dict({k: v.float() for k, v in ref.state_dict().items()})
+    ids = torch.randint(0, ir.vocab_size, (2, 21))
+    with torch.no_grad():
+        want, got = ref(ids), model(ids.to(device)).double().cpu()
+    err = ((got - want).norm() / want.norm()).item()
+    assert err < 1e-4, f"{ir.name}: generated Triton path differs from the reference by {err:.2e}"
 
 
 @pytest.mark.parametrize("spec", ["specs/tiny_hybrid.yaml"], ids=["tiny_hybrid"])

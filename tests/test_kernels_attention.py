@@ -29,7 +29,8 @@ SPECS = os.path.join(os.path.dirname(__file__), "..", "specs")
 
 # relative error ||y - ref|| / ||ref|| allowed per dtype
 TOL = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 1e-2}
-SMALL = {"BLOCK_M": 16, "BLOCK_N": 16, "num_warps": 4, "num_stages": 1}  # interpreter-friendly
+SMALL = {"BLOCK_M": 16, "BLOCK_N": 16, "num_warps": 4, "num_stages": 1, "TMA": True}  # small: fast
+# to interpret
 
 
 def _base(kind: str):
@@ -169,13 +170,15 @@ CASES = [
 
 
 @pytest.mark.interpreter
+@pytest.mark.parametrize("tma", [pytest.param(True, id="tma"), pytest.param(False, id="ptr")])
 @pytest.mark.parametrize("B, T, H, d, W, rope, BM, BN, layout", CASES)
-def test_triton_matches_reference(B, T, H, d, W, rope, BM, BN, layout):
+def test_triton_matches_reference(B, T, H, d, W, rope, BM, BN, layout, tma):
+    """Pointer loads and (where strides allow, else the same pointer path) TMA descriptors."""
     m = make_mixer(H, d, W, rope)
     mod = load_kernel(m, SMALL)
     proj = make_proj(B, T, m.in_features, torch.float32, seed=T * 131 + d)
     ref = mixer_core(m, proj.double().cpu(), None).to(DEVICE)
-    y = run_triton(mod, proj, dict(SMALL, BLOCK_M=BM, BLOCK_N=BN))
+    y = run_triton(mod, proj, dict(SMALL, BLOCK_M=BM, BLOCK_N=BN, TMA=tma))
     assert y.shape == (B, T, m.d_model) and y.dtype == torch.float32
     err, msg = rel_err(y, ref)
     assert err <= TOL[torch.float32], msg
@@ -241,6 +244,25 @@ def test_spec_layers(spec, layer):
     for name, y in (("triton", run_triton(mod, proj)), ("core", mod.core(proj))):
         err, msg = rel_err(y, ref)
         assert err <= TOL[torch.float32], f"{name}: {msg}"
+
+
+def test_kernels_use_no_module_globals():
+    """@triton.jit functions read no module-level names except through parameters: the
+    interpreter allows that, compiled Triton does not (a CPU-only run would miss it)."""
+    import ast
+
+    for W, rope in ((8, True), (None, False)):
+        tree = ast.parse(render_kernel(make_mixer(2, 64, W, rope)))
+        names = {t.id for n in tree.body if isinstance(n, ast.Assign) for t in ast.walk(n)
+                 if isinstance(t, ast.Name) and isinstance(t.ctx, ast.Store)}
+        for f in tree.body:
+            if not (isinstance(f, ast.FunctionDef)
+                    and any(getattr(d, "attr", None) == "jit" for d in f.decorator_list)):
+                continue
+            own = {a.arg for a in f.args.args} | {t.id for t in ast.walk(f) if isinstance(
+                t, ast.Name) and isinstance(t.ctx, ast.Store)}
+            used = {t.id for t in ast.walk(f) if isinstance(t, ast.Name) and isinstance(t.ctx, ast.Load)}
+            assert not (used & names) - own, f"{f.name} reads module globals {(used & names) - own}"
 
 
 def test_render_config_and_names():

@@ -1,0 +1,1 @@
+"""Rendered kernel modules, one per layer definition."""

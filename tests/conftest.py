@@ -1,0 +1,15 @@
+"""Session-wide test setup.
+
+Without a GPU, Triton kernels run through Triton's interpreter: TRITON_INTERPRET=1 must be set
+before any rendered kernel module is imported (triton.jit reads it at decoration time). Generated
+modules dispatch at call time: CUDA tensors or TRITON_INTERPRET=1 -> Triton, else the emitted
+PyTorch path; tests that mean the PyTorch path unset the variable around the call.
+"""
+
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"
+torch.set_num_threads(min(torch.get_num_threads(), 2))
