@@ -6,13 +6,18 @@
     logits = model(ids)                       # ids [B, T] -> logits [B, T, vocab]
     block = MIXERS["rnn"](device="cuda", dtype=torch.bfloat16)
     h = block(h)                              # h + mixer(h)
+    logits, cache = model.prefill(ids)        # + a decode cache (ModelCache)
+    next_logits = model.step(ids[:, -1], cache)
+    new_tokens = model.generate(ids, 16, temperature=0.8, top_k=40)
 
 On CUDA tensors the Triton kernels run; on CPU tensors an emitted PyTorch path does, or the
 Triton kernels under TRITON_INTERPRET=1. Depends only on torch and triton.
 """
 
+from .cache import LayerCache, ModelCache
+from .generate import sample
 from .layers import MIXERS
 from .model import Model
 from .spec import SPEC
 
-__all__ = ["MIXERS", "Model", "SPEC"]
+__all__ = ["MIXERS", "LayerCache", "Model", "ModelCache", "SPEC", "sample"]

@@ -3,6 +3,15 @@
 
 Parameter names follow the RAT paper's released code: input_norm.weight, in_proj.weight,
 gate_bias (RAT, RNN), out_proj.weight.
+
+Decoding (every block; a benchmark can drive one layer alone):
+
+    block = MIXERS["rnn"](device="cuda", dtype=torch.bfloat16)
+    out, cache = block.prefill(h, lengths=None, capacity=4096)   # h [B, T, D] -> forward(h), cache
+    out = block.step(h_t, cache)                                  # h_t [B, D], one token per row
+
+`step` checks the capacity on the host and advances the cache; `decode` is the same step without
+either (the device work only, what Model.decode composes and a CUDA graph captures).
 """
 
 import math
@@ -10,7 +19,10 @@ import math
 import torch
 from torch import nn
 
-from .kernels import rnn_rnn
+from .cache import LayerCache, as_lengths, check_room
+from .kernels import rnn_rnn, decode_rnn_rnn
+
+DECODE_ROOM = 64  # tokens of room prefill leaves after the longest prompt when no capacity is given
 
 
 def rms_norm(x, weight, eps):
@@ -30,11 +42,94 @@ class RMSNorm(nn.Module):
         return rms_norm(x, self.weight, self.eps)
 
 
-class RnnMixer(nn.Module):
+class Mixer(nn.Module):
+    """What every mixer block shares: the decode API around its layer's two kernel modules.
+
+    Subclasses set `kernels` (forward: core(proj, gate_bias)) and `decode_kernels` (decode:
+    init_cache, prefill_cache, step); see kernels/<kind>_<name>.py and kernels/decode_*.py.
+    """
+
+    kind = None
+    d_model = None
+    kernels = None
+    decode_kernels = None
+
+    def _gate_bias(self):
+        return getattr(self, "gate_bias", None)
+
+    def init_cache(self, batch, capacity, state_dtype=None, pos=None):
+        """An empty decode cache for `batch` sequences of up to `capacity` tokens, on the layer's
+        device and dtype. state_dtype: of the recurrent states (RAT's running k~, v~, the RNN's
+        state), default the layer's dtype; pos: a [batch] int64 tensor to share (default zeros)."""
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1 token, got {capacity}")
+        w = self.in_proj.weight
+        tensors = self.decode_kernels.init_cache(batch, capacity, device=w.device, dtype=w.dtype,
+                                                 state_dtype=state_dtype)
+        if pos is None:
+            pos = torch.zeros(batch, dtype=torch.long, device=w.device)
+        return LayerCache(self.kind, tensors, capacity, pos)
+
+    @torch.no_grad()
+    def prefill(self, h, lengths=None, capacity=None, cache=None, state_dtype=None):
+        """Run a prompt and fill a decode cache from it.
+
+        Args:
+            h: [B, T, D] block input.
+            lengths: [B] prompt length of each row (right padding past it is ignored), default T.
+            capacity: tokens per row the cache holds, default max(lengths) + DECODE_ROOM.
+            cache: an init_cache result to fill instead of a new one (capacity is then its own).
+            state_dtype: see init_cache.
+        Returns:
+            (forward(h) [B, T, D], LayerCache with pos = lengths).
+        Raises:
+            ValueError if a prompt is longer than the capacity.
+
+        Example: out, cache = block.prefill(h, lengths=[5, 9], capacity=64)
+        """
+        B, T, _ = h.shape
+        lengths, longest, _ = as_lengths(lengths, B, T, h.device)
+        if cache is None:
+            capacity = longest + DECODE_ROOM if capacity is None else capacity
+            cache = self.init_cache(B, capacity, state_dtype)
+        return self.prefill_into(h, cache, lengths, longest), cache
+
+    def prefill_into(self, h, cache, lengths, longest):
+        """prefill's work on a given cache: lengths a [B] int64 tensor on h's device, longest its
+        max as an int (Model.prefill reads it once for every layer). Returns forward(h)."""
+        check_room(0, cache.capacity, longest)
+        cache.pos.copy_(lengths)
+        cache.seen = longest
+        if h.shape[1] == 0:
+            return h
+        proj = self.in_proj(self.input_norm(h))
+        out = h + self.out_proj(self.kernels.core(proj, self._gate_bias()))
+        self.decode_kernels.prefill_cache(cache.tensors, proj, self._gate_bias(), lengths)
+        return out
+
+    @torch.no_grad()
+    def step(self, h, cache):
+        """One token per row: h [B, D] at positions cache.pos -> h + mixer(h) [B, D]; advances
+        the cache. Raises ValueError if a row's cache is full."""
+        cache.check_room(1)
+        out = self.decode(h, cache)
+        cache.advance()
+        return out
+
+    def decode(self, h, cache):
+        """step's device work alone: no capacity check, pos not advanced, no host synchronisation."""
+        y = self.decode_kernels.step(self.in_proj(self.input_norm(h)), self._gate_bias(),
+                                     cache.tensors, cache.pos)
+        return h + self.out_proj(y)
+
+
+class RnnMixer(Mixer):
     """Layer `rnn`: gated RNN, width 2048, forget gate sigmoid, input scale 1 - g, output gate sigmoid."""
 
     kind = "rnn"
     d_model = 2048
+    kernels = rnn_rnn
+    decode_kernels = decode_rnn_rnn
 
     def __init__(self, device=None, dtype=None):
         super().__init__()

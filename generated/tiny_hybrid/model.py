@@ -4,12 +4,21 @@
 State-dict keys match the RAT paper's released code (embedding.wte.weight,
 backbone.layers.{i}.seq_layer.*, backbone.layers.{i}.hidden_layer.*, backbone.ln.weight,
 head.lm_head.weight), so its checkpoints load with load_state_dict.
+
+Inference (DESIGN.md §1 "Decode caches"):
+
+    logits, cache = model.prefill(ids, lengths=None, capacity=None)   # ids [B, T] -> [B, T, V]
+    next_logits = model.step(token_ids, cache)                        # [B] -> [B, V], each row at
+                                                                      #   its own position
+    new = model.generate(ids, 32, temperature=0.8, top_k=50, stop_tokens=(0,))   # [B, 32]
 """
 
 import torch
 from torch import nn
 
-from .layers import MIXERS, RMSNorm
+from .cache import ModelCache, as_lengths, check_room
+from .generate import GraphedStep, sample
+from .layers import DECODE_ROOM, MIXERS, RMSNorm
 
 PATTERN = ['rat_nope', 'local', 'rnn', 'global', 'rat_nope']
 
@@ -87,3 +96,122 @@ class Model(nn.Module):
 
     def forward(self, ids):
         return self.head(self.backbone(self.embedding(ids)))
+
+    # ---------------------------------------------------------------------------------------------
+    # inference
+
+    def init_cache(self, batch, capacity, state_dtype=None):
+        """An empty ModelCache for `batch` sequences of up to `capacity` tokens: one LayerCache per
+        block, all sharing one pos [batch]. state_dtype: of the recurrent states (RAT's running
+        k~, v~, the RNN's state), default the model's dtype."""
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1 token, got {capacity}")
+        pos = torch.zeros(batch, dtype=torch.long, device=self.embedding.wte.weight.device)
+        layers = [block.seq_layer.init_cache(batch, capacity, state_dtype, pos=pos)
+                  for block in self.backbone.layers]
+        return ModelCache(layers, capacity, pos)
+
+    @torch.no_grad()
+    def prefill(self, ids, lengths=None, capacity=None, state_dtype=None):
+        """Run prompts through the model (the fused forward kernels) and build a decode cache.
+
+        Args:
+            ids: [B, T] token ids; row b's prompt is ids[b, :lengths[b]] (right padding ignored).
+            lengths: [B] prompt lengths (ints or an int64 tensor), default T for every row.
+            capacity: tokens per row the cache holds, default max(lengths) + DECODE_ROOM.
+            state_dtype: see init_cache.
+        Returns:
+            (logits [B, T, 101], ModelCache with pos = lengths); logits[b, lengths[b] - 1]
+            predicts row b's next token (later positions of a padded row are not meaningful).
+        Raises:
+            ValueError if a prompt does not fit the capacity.
+
+        Example: logits, cache = model.prefill(ids, lengths=[3, 7], capacity=128)
+        """
+        B, T = ids.shape
+        lengths, longest, _ = as_lengths(lengths, B, T, ids.device)
+        capacity = longest + DECODE_ROOM if capacity is None else capacity
+        check_room(0, capacity, longest)
+        cache = self.init_cache(B, capacity, state_dtype)
+        h = self.embedding(ids)
+        for block, layer_cache in zip(self.backbone.layers, cache.layers):
+            h = block.hidden_layer(block.seq_layer.prefill_into(h, layer_cache, lengths, longest))
+        return self.head(self.backbone.ln(h)), cache
+
+    @torch.no_grad()
+    def step(self, token_ids, cache):
+        """One token per row: token_ids [B] at positions cache.pos -> logits [B, 101]; advances the
+        cache. Raises ValueError, before any work, if a row's cache is full."""
+        cache.check_room(1)
+        logits = self.decode(token_ids, cache)
+        cache.seen = cache.seen + 1  # decode advanced pos on the device
+        return logits
+
+    def decode(self, token_ids, cache):
+        """step's device work alone: embedding, per block the mixer's fused decode kernel between
+        its projections and the FFN, the head; then pos += 1 on the device. No capacity check
+        and no host synchronisation, static shapes: a CUDA graph can capture it."""
+        h = self.embedding(token_ids)
+        for block, layer_cache in zip(self.backbone.layers, cache.layers):
+            h = block.hidden_layer(block.seq_layer.decode(h, layer_cache))
+        cache.pos.add_(1)
+        return self.head(self.backbone.ln(h))
+
+    @torch.no_grad()
+    def generate(self, ids, max_new_tokens, temperature=0.0, top_k=None, stop_tokens=(),
+                 lengths=None, generator=None, use_cuda_graph=True, capacity=None,
+                 state_dtype=None):
+        """Continue each row's prompt by max_new_tokens tokens.
+
+        Args:
+            ids: [B, T] int64 prompts, right-padded where lengths says.
+            max_new_tokens: tokens to generate per row.
+            temperature: 0 picks the argmax (greedy), else samples softmax(logits / temperature).
+            top_k: sample among the k most likely tokens only.
+            stop_tokens: token ids that end a row: once a row emits one it keeps emitting it.
+            lengths: [B] prompt lengths, each >= 1 (default T).
+            generator: torch.Generator on ids' device, for reproducible sampling.
+            use_cuda_graph: on CUDA, capture the step in a CUDA graph once and replay it.
+            capacity: tokens per row the cache holds, default max(lengths) + max_new_tokens - 1
+                (the last new token is never fed back).
+            state_dtype: see init_cache.
+        Returns:
+            [B, max_new_tokens] int64: the new tokens of every row.
+        Raises:
+            ValueError, before any work, if the prompts plus the new tokens exceed `capacity`.
+
+        Example: model.generate(ids, 20, temperature=0.7, top_k=40, stop_tokens=[eos])
+        """
+        B, T = ids.shape
+        lengths, longest, shortest = as_lengths(lengths, B, T, ids.device)
+        if shortest < 1:
+            raise ValueError("generate needs a prompt of at least one token in every row "
+                             f"(lengths {lengths.tolist()})")
+        out = torch.empty(B, max_new_tokens, dtype=torch.long, device=ids.device)
+        if max_new_tokens < 1:
+            return out
+        capacity = longest + max_new_tokens - 1 if capacity is None else capacity
+        check_room(longest, capacity, max_new_tokens - 1)
+        logits, cache = self.prefill(ids, lengths, capacity, state_dtype)
+        logits = logits[torch.arange(B, device=ids.device), lengths - 1]  # [B, V]
+        if use_cuda_graph and ids.is_cuda:
+            step = GraphedStep(self, cache)
+        else:
+            step = lambda tokens: self.step(tokens, cache)  # noqa: E731
+        if isinstance(stop_tokens, int):
+            stop_tokens = (stop_tokens,)
+        stops = torch.as_tensor(list(stop_tokens), dtype=torch.long, device=ids.device)
+        done = torch.zeros(B, dtype=torch.bool, device=ids.device)
+        for i in range(max_new_tokens):
+            tokens = sample(logits, temperature, top_k, generator)
+            if len(stops):
+                tokens = torch.where(done, out[:, i - 1], tokens)  # a stopped row repeats its stop
+                done |= torch.isin(tokens, stops)
+            out[:, i] = tokens
+            if i + 1 == max_new_tokens:
+                break
+            if len(stops) and i % 16 == 15 and bool(done.all()):  # a host sync every 16 tokens
+                out[:, i + 1:] = tokens[:, None]
+                break
+            logits = step(tokens)
+        return out

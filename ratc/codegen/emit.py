@@ -4,9 +4,12 @@ Files (DESIGN.md §2 "The generated package"):
   __init__.py        Model, MIXERS, SPEC
   __main__.py        smoke run
   spec.py            SPEC, the resolved model as plain data
-  layers.py          one nn.Module per layer definition (h + mixer(h)), MIXERS
-  model.py           FFN, blocks, Model
-  kernels/<kind>_<name>.py   rendered kernel template of each layer definition
+  layers.py          one nn.Module per layer definition (h + mixer(h), prefill, step), MIXERS
+  model.py           FFN, blocks, Model (forward, prefill, step, generate)
+  cache.py           LayerCache, ModelCache: decode caches with per-row positions
+  generate.py        sampling and the CUDA-graph step runner
+  kernels/<kind>_<name>.py          rendered forward kernel template of each layer definition
+  kernels/decode_<kind>_<name>.py   rendered decode template (cache, prefill fill, fused step)
   manifest.json      spec hash, ratc version, baked-in configs, file hashes (written by build)
 """
 
@@ -17,7 +20,15 @@ import pprint
 
 from .. import __version__
 from ..ir import Activation, LayerKind, MixerIR, ModelIR, to_jsonable
-from .render import _env, render_kernel
+from .render import _env, kernel_context, load_module, render_kernel
+
+DECODE_TEMPLATE_OF = {
+    LayerKind.RAT: "decode/rat.py.jinja",
+    LayerKind.RNN: "decode/rnn.py.jinja",
+    LayerKind.SLIDING_WINDOW: "decode/attention.py.jinja",
+    LayerKind.ATTENTION: "decode/attention.py.jinja",
+}
+PACKAGE_FILES = ("__init__.py", "__main__.py", "cache.py", "generate.py", "layers.py", "model.py")
 
 ACTIVATION_CODE = {
     Activation.GELU: "torch.nn.functional.gelu",
@@ -29,6 +40,19 @@ ACTIVATION_CODE = {
 
 def kernel_module_name(m: MixerIR) -> str:
     return f"{m.kind.value}_{m.name}"
+
+
+def render_decode(m: MixerIR, config: dict | None = None) -> str:
+    """The decode module of mixer `m`: init_cache, prefill_cache, step (one fused Triton kernel
+    per token, and its PyTorch path). Raises SyntaxError if it does not parse."""
+    text = _env.get_template(DECODE_TEMPLATE_OF[m.kind]).render(**kernel_context(m, config))
+    ast.parse(text, filename=f"<{m.name} decode>")
+    return text
+
+
+def load_decode(m: MixerIR, config: dict | None = None):
+    """Render and import the decode module of mixer `m` (tests use this)."""
+    return load_module(render_decode(m, config), f"decode_{kernel_module_name(m)}")
 
 
 def class_names(ir: ModelIR) -> dict[str, str]:
@@ -83,7 +107,7 @@ def emit(ir: ModelIR, configs: dict[str, dict] | None = None) -> dict[str, str]:
     )
     files = {
         name: _env.get_template(f"package/{name}.jinja").render(**ctx)
-        for name in ("__init__.py", "__main__.py", "layers.py", "model.py")
+        for name in PACKAGE_FILES
     }
     spec = to_jsonable(ir)
     spec["source_sha256"] = ir.source_sha256
@@ -92,9 +116,11 @@ def emit(ir: ModelIR, configs: dict[str, dict] | None = None) -> dict[str, str]:
         '"""SPEC: the resolved model this package was built from (ratc IR as plain data)."""\n\n'
         f"SPEC = {pprint.pformat(spec, width=100, sort_dicts=True)}\n"
     )
-    files["kernels/__init__.py"] = '"""Rendered kernel modules, one per layer definition."""\n'
+    files["kernels/__init__.py"] = ('"""Rendered kernel modules, per layer definition: <kind>_<name> '
+                                    '(forward), decode_<kind>_<name> (decode)."""\n')
     for m in ir.mixers:
         files[f"kernels/{kernel_module_name(m)}.py"] = render_kernel(m, configs.get(m.name))
+        files[f"kernels/decode_{kernel_module_name(m)}.py"] = render_decode(m, configs.get(m.name))
     for path, text in files.items():
         ast.parse(text, filename=path)  # every rendered file must be valid Python
     return dict(sorted(files.items()))

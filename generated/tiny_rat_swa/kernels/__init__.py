@@ -1,1 +1,1 @@
-"""Rendered kernel modules, one per layer definition."""
+"""Rendered kernel modules, per layer definition: <kind>_<name> (forward), decode_<kind>_<name> (decode)."""
