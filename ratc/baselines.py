@@ -52,7 +52,9 @@ def _chunk_mask(T: int, C: int, L: int, device: str):
     def causal_chunks(b, h, q_idx, kv_idx):
         return kv_idx < q_idx // L
 
-    return create_block_mask(causal_chunks, B=None, H=None, Q_LEN=T, KV_LEN=C, device=device)
+    # compiled: an eager create_block_mask materialises the dense T x C mask first
+    return torch.compile(create_block_mask)(causal_chunks, B=None, H=None, Q_LEN=T, KV_LEN=C,
+                                            device=device)
 
 
 def _flex(q, k, v, block_mask, scale):
@@ -134,7 +136,8 @@ def _window_mask(T: int, W: int, device: str):
     def sliding(b, h, q_idx, kv_idx):
         return (kv_idx <= q_idx) & (q_idx - kv_idx <= W)
 
-    return create_block_mask(sliding, B=None, H=None, Q_LEN=T, KV_LEN=T, device=device)
+    return torch.compile(create_block_mask)(sliding, B=None, H=None, Q_LEN=T, KV_LEN=T,
+                                            device=device)
 
 
 def flex_window_core(parts, *, H, d, rope_base, use_rope, block_mask):
@@ -151,8 +154,10 @@ def flex_window_core(parts, *, H, d, rope_base, use_rope, block_mask):
 
 
 def make_baselines(layer, mixer, T: int):
-    """{name: fn(h)} of the baselines that apply to this layer's kind, compiled where the paper
-    compiles. `mixer` is the layer's MixerIR; `layer` the generated nn.Module."""
+    """{name: fn(h)} of the baselines that compute this layer's function, compiled where the paper
+    compiles. `mixer` is the layer's MixerIR; `layer` the generated nn.Module. Reference points
+    that compute another function (full attention beside a windowed layer) come from
+    `reference_points`."""
     from .ir import LayerKind, Position
 
     layer.in_split = mixer.in_split
@@ -161,25 +166,34 @@ def make_baselines(layer, mixer, T: int):
     out = {}
     if mixer.kind is LayerKind.RAT:
         L = mixer.chunk
-        mask = _chunk_mask(T, T // L, L, dev)
         core = torch.compile(functools.partial(
             paper_rat_core, H=H, d=d, G=mixer.groups, L=L, rope_base=mixer.rope_base,
-            chunk_rope=mixer.position is Position.CHUNK_ROPE, block_mask=mask))
+            chunk_rope=mixer.position is Position.CHUNK_ROPE))
         out["paper RAT (flex + compiled scan)"] = lambda h: h + layer.out_proj(
-            core(_split(layer, h), layer.gate_bias))
+            core(_split(layer, h), layer.gate_bias, block_mask=_chunk_mask(T, T // L, L, dev)))
     if mixer.kind in (LayerKind.RAT, LayerKind.SLIDING_WINDOW, LayerKind.ATTENTION):
         rope = mixer.position is not Position.NOPE
         sd = functools.partial(sdpa_core, H=H, d=d, rope_base=mixer.rope_base, use_rope=rope)
         attn_parts = lambda h: {p: t for p, t in _split(layer, h).items() if p in "xqk"}  # noqa
-        if mixer.kind is not LayerKind.RAT:
+        if mixer.kind is LayerKind.ATTENTION:
             out["SDPA attention (flash)"] = lambda h: h + layer.out_proj(sd(attn_parts(h)))
     if mixer.kind is LayerKind.SLIDING_WINDOW:
-        mask = _window_mask(T, mixer.window, dev)
         fx = torch.compile(functools.partial(flex_window_core, H=H, d=d, rope_base=mixer.rope_base,
-                                             use_rope=mixer.position is not Position.NOPE,
-                                             block_mask=mask))
-        out["FlexAttention sliding window"] = lambda h: h + layer.out_proj(fx(attn_parts(h)))
+                                             use_rope=mixer.position is not Position.NOPE))
+        out["FlexAttention sliding window"] = lambda h: h + layer.out_proj(
+            fx(attn_parts(h), block_mask=_window_mask(T, mixer.window, dev)))
     return out
+
+
+def reference_points(mixer, device, dtype):
+    """{name: module} of layers that compute a different function at the same width, timed for
+    context (full attention beside RAT and sliding-window layers), never compared for error."""
+    from .ir import LayerKind
+
+    if mixer.kind in (LayerKind.RAT, LayerKind.SLIDING_WINDOW):
+        return {"SDPA attention layer (same D)": sdpa_attention_layer(
+            mixer.d_model, mixer.heads, device, dtype)}
+    return {}
 
 
 def sdpa_attention_layer(D: int, H: int, device, dtype):
@@ -203,4 +217,4 @@ def sdpa_attention_layer(D: int, H: int, device, dtype):
     return Attn()
 
 
-__all__ = ["make_baselines", "sdpa_attention_layer", "paper_rat_core", "rope_tables", "apply_rope"]
+__all__ = ["make_baselines", "reference_points", "sdpa_attention_layer", "paper_rat_core", "rope_tables", "apply_rope"]

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .cost import mixer_cost
-from .ir import LayerKind, ModelIR
+from .ir import ModelIR
 
 
 @dataclass
@@ -60,7 +60,7 @@ def run_bench(ir: ModelIR, layers: list[str], sizes: list[tuple[int, int]], mode
     import torch
     from triton.testing import do_bench
 
-    from .baselines import make_baselines, sdpa_attention_layer
+    from .baselines import make_baselines, reference_points
     from .build import import_built, write
 
     tmp = Path(tempfile.mkdtemp(prefix="ratc_bench_"))
@@ -82,9 +82,8 @@ def run_bench(ir: ModelIR, layers: list[str], sizes: list[tuple[int, int]], mode
             floor_ms = max(c["fwd_flops"] / flops_peak, c["bytes_moved"] / bw_peak) * 1e3
             fns = {"ratc (generated)": layer}
             fns.update(make_baselines(layer, mixer, T))
-            if mixer.kind is LayerKind.RAT:
-                fns["SDPA attention layer (same D)"] = sdpa_attention_layer(
-                    mixer.d_model, mixer.heads, "cuda", torch.bfloat16)
+            context = reference_points(mixer, "cuda", torch.bfloat16)
+            fns.update(context)
             with torch.no_grad():
                 ours = layer(h)
                 times = {}
@@ -92,7 +91,7 @@ def run_bench(ir: ModelIR, layers: list[str], sizes: list[tuple[int, int]], mode
                     err, note = None, ""
                     try:
                         out = fn(h)
-                        if impl != "ratc (generated)" and "same D" not in impl:
+                        if impl != "ratc (generated)" and impl not in context:
                             err = rel_err(ours - h, out - h)  # compare the mixer part
                         times[impl] = do_bench(lambda: fn(h), warmup=25, rep=100,
                                                return_mode="median")
@@ -104,7 +103,7 @@ def run_bench(ir: ModelIR, layers: list[str], sizes: list[tuple[int, int]], mode
                     torch.cuda.empty_cache()
                     is_ours = impl == "ratc (generated)"
                     ms = times[impl]
-                    if ms is not None and "same D" in impl:
+                    if ms is not None and impl in context:
                         attn = (4 * Bsz * mixer.heads * mixer.head_dim * T * (T + 1) / 2
                                 + 2 * Bsz * T * mixer.d_model * 4 * mixer.d_model)
                         tf = attn / (ms * 1e-3) / 1e12

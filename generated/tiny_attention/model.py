@@ -130,12 +130,17 @@ class Model(nn.Module):
         B, T = ids.shape
         lengths, longest, _ = as_lengths(lengths, B, T, ids.device)
         capacity = longest + DECODE_ROOM if capacity is None else capacity
+        h, cache = self._prefill(ids, lengths, longest, capacity, state_dtype)
+        return self.head(self.backbone.ln(h)), cache
+
+    def _prefill(self, ids, lengths, longest, capacity, state_dtype):
+        """The blocks over the prompt, filling a new cache: (final hidden states [B, T, D], cache)."""
         check_room(0, capacity, longest)
-        cache = self.init_cache(B, capacity, state_dtype)
+        cache = self.init_cache(ids.shape[0], capacity, state_dtype)
         h = self.embedding(ids)
         for block, layer_cache in zip(self.backbone.layers, cache.layers):
             h = block.hidden_layer(block.seq_layer.prefill_into(h, layer_cache, lengths, longest))
-        return self.head(self.backbone.ln(h)), cache
+        return h, cache
 
     @torch.no_grad()
     def step(self, token_ids, cache):
@@ -146,6 +151,7 @@ class Model(nn.Module):
         cache.seen = cache.seen + 1  # decode advanced pos on the device
         return logits
 
+    @torch.no_grad()
     def decode(self, token_ids, cache):
         """step's device work alone: embedding, per block the mixer's fused decode kernel between
         its projections and the FFN, the head; then pos += 1 on the device. No capacity check
@@ -191,8 +197,9 @@ class Model(nn.Module):
             return out
         capacity = longest + max_new_tokens - 1 if capacity is None else capacity
         check_room(longest, capacity, max_new_tokens - 1)
-        logits, cache = self.prefill(ids, lengths, capacity, state_dtype)
-        logits = logits[torch.arange(B, device=ids.device), lengths - 1]  # [B, V]
+        h, cache = self._prefill(ids, lengths, longest, capacity, state_dtype)
+        h = h[torch.arange(B, device=ids.device), lengths - 1]  # each row's last prompt token
+        logits = self.head(self.backbone.ln(h))  # [B, V]
         if use_cuda_graph and ids.is_cuda:
             step = GraphedStep(self, cache)
         else:

@@ -117,6 +117,7 @@ class Mixer(nn.Module):
         cache.advance()
         return out
 
+    @torch.no_grad()
     def decode(self, h, cache):
         """step's device work alone: no capacity check, pos not advanced, no host synchronisation."""
         y = self.decode_kernels.step(self.in_proj(self.input_norm(h)), self._gate_bias(),

@@ -92,8 +92,8 @@ def rope(x: Tensor, positions: Tensor, base: float) -> Tensor:
     in float64 and then cast, so forward and decode use bit-identical factors.
     """
     d = x.shape[-1]
-    inv_freq = torch.tensor(float(base), dtype=torch.float64) ** (
-        -torch.arange(0, d, 2, dtype=torch.float64) / d)
+    inv_freq = torch.tensor(float(base), dtype=torch.float64, device=positions.device) ** (
+        -torch.arange(0, d, 2, dtype=torch.float64, device=positions.device) / d)
     angles = positions.to(torch.float64)[:, None] * inv_freq[None, :]  # [T, d/2]
     angles = torch.cat([angles, angles], dim=-1)[None, :, None, :]  # [1, T, 1, d]
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)

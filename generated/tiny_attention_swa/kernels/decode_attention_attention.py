@@ -44,6 +44,7 @@ CONFIG = {
     "DECODE_WARPS": 4,
 }
 _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+FILL_ELEMENTS = 1 << 24  # prefill_cache: B * tokens * D per slab (64 MiB per fp32 temporary)
 
 
 def slots(capacity):
@@ -73,8 +74,15 @@ def _rope_torch(x, pos):
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
 
 
+def _keys(proj, pos, ct):
+    """Keys of proj [B, ..., 192] at token positions pos (shape proj.shape[:-1] or
+    broadcastable to it), in dtype ct, RoPE applied: [B, ..., D]."""
+    k = proj[..., OFF_K:OFF_K + D].to(ct)
+    return _rope_torch(k.unflatten(-1, (H, HEAD_DIM)), pos).flatten(-2)
+
+
 def prefill_cache(cache, proj, gate_bias, lengths):
-    """Fill `cache` from a prompt's in_proj output: each slot j gets the latest token s < lengths[b]
+    """Fill `cache` from a prompt's in_proj output: slot j gets the latest token s < lengths[b]
     with s % N == j (none: zeros, never read).
 
     Args:
@@ -84,17 +92,28 @@ def prefill_cache(cache, proj, gate_bias, lengths):
         lengths: [B] int64 on proj's device, each <= T and <= the cache's capacity.
     """
     B, T, _ = proj.shape
+    dev = proj.device
+    ct = torch.float64 if proj.dtype == torch.float64 else torch.float32
     keys, values = cache["keys"], cache["values"]
     N = keys.shape[1]
+    if T <= N:
+        # token s into slot s, in slabs of about FILL_ELEMENTS; tokens past a row's prompt land
+        # in slots that no step reads before that row has overwritten them
+        span = max(1, FILL_ELEMENTS // (B * D))
+        for t0 in range(0, T, span):
+            p = proj[:, t0:t0 + span]
+            t1 = t0 + p.shape[1]
+            keys[:, t0:t1] = _keys(p, torch.arange(t0, t1, device=dev), ct).to(keys.dtype)
+            values[:, t0:t1] = p[..., OFF_X:OFF_X + D].to(values.dtype)
+        return
+    # the ring has wrapped: gather each slot's token per row
     last = (lengths - 1)[:, None]  # [B, 1]
-    s = last - torch.remainder(last - torch.arange(N, device=proj.device)[None, :], N)  # [B, N]
+    s = last - torch.remainder(last - torch.arange(N, device=dev)[None, :], N)  # [B, N]
     filled = (s >= 0)[..., None]
-    s = s.clamp(min=0)[..., None].expand(B, N, D)
-    ct = torch.float64 if proj.dtype == torch.float64 else torch.float32
-    k = _rope_torch(proj[..., OFF_K:OFF_K + D].to(ct).view(B, T, H, HEAD_DIM),
-                      torch.arange(T, device=proj.device)).flatten(-2)
-    keys.copy_(torch.where(filled, k.gather(1, s).to(keys.dtype), 0.0))
-    values.copy_(torch.where(filled, proj[..., OFF_X:OFF_X + D].gather(1, s).to(values.dtype), 0.0))
+    s = s.clamp(min=0)
+    rows = proj.gather(1, s[..., None].expand(B, N, proj.shape[-1]))  # [B, N, 192]
+    keys.copy_(torch.where(filled, _keys(rows, s, ct), 0.0))
+    values.copy_(torch.where(filled, rows[..., OFF_X:OFF_X + D], 0.0))
 
 
 def step_torch(proj, gate_bias, cache, pos):

@@ -49,6 +49,7 @@ CONFIG = {
     "DECODE_WARPS": 4,
 }
 _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+FILL_ELEMENTS = 1 << 24  # prefill_cache: B * tokens * D per slab (64 MiB per fp32 temporary)
 
 
 def init_cache(batch, capacity, device=None, dtype=None, state_dtype=None):
@@ -97,7 +98,8 @@ def _gates(proj, gate_bias, ct):
 
 
 def prefill_cache(cache, proj, gate_bias, lengths):
-    """Fill `cache` from a prompt's in_proj output, vectorised over chunks (a loop over l < L).
+    """Fill `cache` from a prompt's in_proj output: the in-chunk scans vectorised over chunks (a
+    loop over l < L), in slabs of whole chunks so temporaries stay near FILL_ELEMENTS.
 
     Args:
         cache: init_cache's dict, rows as many as proj's.
@@ -109,32 +111,41 @@ def prefill_cache(cache, proj, gate_bias, lengths):
     B, T, _ = proj.shape
     dev = proj.device
     ct = torch.float64 if proj.dtype == torch.float64 else torch.float32
-    x, g, w = _gates(proj, gate_bias, ct)
-    k = _qk(proj, "k", ct)
-    live = (torch.arange(T, device=dev)[None, :] < lengths[:, None])[..., None]  # [B, T, 1]
-    g = torch.where(live, g, 1.0)
-    w = torch.where(live, w, 0.0)
-    n_chunks = -(-T // CHUNK)
-    pad = n_chunks * CHUNK - T
+    kc, vc, ks, vs = (cache[f] for f in CACHE_FIELDS)
+    R = kc.shape[1]
+    last = (lengths - 1).clamp(min=0) // CHUNK  # [B] chunk of each row's last prompt token
+    span = max(1, FILL_ELEMENTS // (B * D * CHUNK)) * CHUNK  # tokens per slab: whole chunks
+    for t0 in range(0, T, span):
+        p = proj[:, t0:t0 + span]
+        n, c0 = p.shape[1], t0 // CHUNK
+        nc = -(-n // CHUNK)
+        x, g, w = _gates(p, gate_bias, ct)
+        k = _qk(p, "k", ct)
+        live = ((t0 + torch.arange(n, device=dev))[None, :] < lengths[:, None])[..., None]
+        g = torch.where(live, g, 1.0)
+        w = torch.where(live, w, 0.0)
 
-    def chunked(u, fill):  # [B, T, D] -> [B, n_chunks, L, D]
-        return torch.nn.functional.pad(u, (0, 0, 0, pad), value=fill).view(B, n_chunks, CHUNK, D)
+        def chunked(u, fill):  # [B, n, D] -> [B, nc, L, D]
+            u = torch.nn.functional.pad(u, (0, 0, 0, nc * CHUNK - n), value=fill)
+            return u.view(B, nc, CHUNK, D)
 
-    gc, kc, vc = chunked(g, 1.0), chunked(w * k, 0.0), chunked(w * x, 0.0)
-    sk = sv = torch.zeros(B, n_chunks, D, dtype=ct, device=dev)
-    for l in range(CHUNK):
-        sk = gc[:, :, l] * sk + kc[:, :, l]
-        sv = gc[:, :, l] * sv + vc[:, :, l]
-    # chunks complete in every row's prompt come first; rows past a row's own complete chunks
-    # get values no step reads before it has overwritten them
-    n = min(T // CHUNK, cache["chunk_keys"].shape[1])
-    K = sk[:, :n]
-    cache["chunk_keys"][:, :n] = K.to(cache["chunk_keys"].dtype)
-    cache["chunk_values"][:, :n] = sv[:, :n].to(cache["chunk_values"].dtype)
-    # the running state at the prompt's last token: its chunk's masked scan
-    last = ((lengths - 1).clamp(min=0) // CHUNK)[:, None, None].expand(B, 1, D)
-    cache["key_state"].copy_(sk.gather(1, last)[:, 0])
-    cache["value_state"].copy_(sv.gather(1, last)[:, 0])
+        gc, kin, vin = chunked(g, 1.0), chunked(w * k, 0.0), chunked(w * x, 0.0)
+        sk = sv = torch.zeros(B, nc, D, dtype=ct, device=dev)
+        for l in range(CHUNK):
+            sk = gc[:, :, l] * sk + kin[:, :, l]
+            sv = gc[:, :, l] * sv + vin[:, :, l]
+        # complete chunks c0 .. c0+m-1; rows past a row's own prompt get values that no step
+        # reads before that row has overwritten them
+        m = min(n // CHUNK, R - c0)
+        if m > 0:
+            K = sk[:, :m]
+            kc[:, c0:c0 + m] = K.to(kc.dtype)
+            vc[:, c0:c0 + m] = sv[:, :m].to(vc.dtype)
+        # the running state at each row's last prompt token, from the slab holding its chunk
+        here = ((last >= c0) & (last < c0 + nc))[:, None]
+        j = (last - c0).clamp(0, nc - 1)[:, None, None].expand(B, 1, D)
+        ks.copy_(torch.where(here, sk.gather(1, j)[:, 0], ks.to(ct)))
+        vs.copy_(torch.where(here, sv.gather(1, j)[:, 0], vs.to(ct)))
 
 
 def step_torch(proj, gate_bias, cache, pos):

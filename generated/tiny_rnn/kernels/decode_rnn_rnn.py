@@ -29,6 +29,7 @@ CONFIG = {
     "DECODE_WARPS": 4,
 }
 _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+FILL_ELEMENTS = 1 << 24  # prefill_cache: B * tokens * D per slab (64 MiB per fp32 temporary)
 
 
 def init_cache(batch, capacity, device=None, dtype=None, state_dtype=None):
@@ -52,8 +53,9 @@ def _gates(proj, gate_bias, ct):
 
 
 def prefill_cache(cache, proj, gate_bias, lengths):
-    """Fill `cache` with the state after each row's prompt, as a two-level scan (blocks of about
-    sqrt(T) tokens scanned in parallel, then a loop over blocks).
+    """Fill `cache` with the state after each row's prompt: slabs of about FILL_ELEMENTS in
+    order, each a two-level scan (blocks of about sqrt(tokens) scanned in parallel, then a loop
+    over blocks carrying the state).
 
     Args:
         cache: init_cache's dict, rows as many as proj's.
@@ -63,23 +65,27 @@ def prefill_cache(cache, proj, gate_bias, lengths):
         lengths: [B] int64 on proj's device, each <= T.
     """
     B, T, _ = proj.shape
+    dev = proj.device
     ct = torch.float64 if proj.dtype == torch.float64 else torch.float32
-    g, u = _gates(proj, gate_bias, ct)
-    live = (torch.arange(T, device=proj.device)[None, :] < lengths[:, None])[..., None]
-    g, u = torch.where(live, g, 1.0), torch.where(live, u, 0.0)
-    n = max(1, int(T ** 0.5))  # tokens per block
-    nb = -(-T // n)
-    pad = nb * n - T
-    gb = torch.nn.functional.pad(g, (0, 0, 0, pad), value=1.0).view(B, nb, n, D)
-    ub = torch.nn.functional.pad(u, (0, 0, 0, pad)).view(B, nb, n, D)
-    s = torch.zeros(B, nb, D, dtype=ct, device=proj.device)  # each block's scan from 0
-    gain = torch.ones(B, nb, D, dtype=ct, device=proj.device)  # each block's product of gates
-    for l in range(n):
-        s = gb[:, :, l] * s + ub[:, :, l]
-        gain = gb[:, :, l] * gain
-    state = torch.zeros(B, D, dtype=ct, device=proj.device)
-    for i in range(nb):
-        state = gain[:, i] * state + s[:, i]
+    state = torch.zeros(B, D, dtype=ct, device=dev)
+    span = max(1, FILL_ELEMENTS // (B * D))  # tokens per slab
+    for t0 in range(0, T, span):
+        p = proj[:, t0:t0 + span]
+        n = p.shape[1]
+        g, u = _gates(p, gate_bias, ct)
+        live = ((t0 + torch.arange(n, device=dev))[None, :] < lengths[:, None])[..., None]
+        g, u = torch.where(live, g, 1.0), torch.where(live, u, 0.0)
+        m = max(1, int(n ** 0.5))  # tokens per block
+        nb = -(-n // m)
+        gb = torch.nn.functional.pad(g, (0, 0, 0, nb * m - n), value=1.0).view(B, nb, m, D)
+        ub = torch.nn.functional.pad(u, (0, 0, 0, nb * m - n)).view(B, nb, m, D)
+        s = torch.zeros(B, nb, D, dtype=ct, device=dev)  # each block's scan from 0
+        gain = torch.ones(B, nb, D, dtype=ct, device=dev)  # each block's product of gates
+        for l in range(m):
+            s = gb[:, :, l] * s + ub[:, :, l]
+            gain = gb[:, :, l] * gain
+        for i in range(nb):
+            state = gain[:, i] * state + s[:, i]
     cache["state"].copy_(state)
 
 

@@ -1,0 +1,412 @@
+"""Inference in the generated packages: prefill with caches, the fused single-token step, generate.
+
+- PyTorch path (float64, TRITON_INTERPRET unset after import): prefill then steps reproduce the
+  forward's logits for every tiny spec; ragged batches equal per-row runs; capacity errors; cache
+  bytes equal the cost model; greedy / top-k / temperature sampling; stop tokens.
+- Triton decode kernels under TRITON_INTERPRET=1 (float32) against the reference's step.
+- GPU (marked): bf16 decode against the reference; CUDA-graph generate equals eager generate.
+"""
+
+import dataclasses
+import glob
+from pathlib import Path
+
+import pytest
+import torch
+
+from ratc import cost
+from ratc.build import import_built
+from ratc.ir import LayerKind
+from ratc.lower import lower
+from ratc.reference import LM, mixer_module
+from ratc.spec import load_spec
+
+TINY = sorted(Path(s).stem for s in glob.glob("specs/tiny_*.yaml"))
+TOL = {torch.float64: 1e-10, torch.float32: 1e-4, torch.bfloat16: 3e-2}
+GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def load(name):
+    """(IR, generated package), imported while conftest's TRITON_INTERPRET is in force."""
+    ir = lower(load_spec(f"specs/{name}.yaml"))
+    return ir, import_built(Path("generated") / name)
+
+
+def models(name, dtype, device="cpu", seed=0):
+    """The reference LM (float64, CPU) and the generated Model holding the same weights."""
+    ir, pkg = load(name)
+    torch.manual_seed(seed)
+    ref = LM(ir, dtype=torch.float64)
+    model = pkg.Model(device=device, dtype=dtype)
+    model.load_state_dict({k: v.to(dtype) for k, v in ref.state_dict().items()})
+    return ir, pkg, ref, model
+
+
+def assert_close(got, want, tol, what):
+    got, want = got.detach().double().cpu(), want.detach().double().cpu()
+    err = ((got - want).norm() / want.norm().clamp_min(1e-300)).item()
+    if not err < tol:
+        diff = (got - want).abs().flatten()
+        worst = diff.topk(min(5, diff.numel())).indices
+        rows = ", ".join(f"[{i}] got {got.flatten()[i]:.6g} want {want.flatten()[i]:.6g}"
+                         for i in worst.tolist())
+        raise AssertionError(f"{what}: relative error {err:.2e} >= {tol:.0e}; worst: {rows}")
+
+
+@pytest.fixture
+def torch_path(monkeypatch):
+    """Dispatch to the emitted PyTorch path (call after the package is imported)."""
+    def use():
+        monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    return use
+
+
+# -------------------------------------------------------------------------------------------------
+# PyTorch path, float64
+
+
+@pytest.mark.parametrize("prompt", [1, 9], ids=lambda p: f"prompt{p}")
+@pytest.mark.parametrize("name", TINY)
+def test_prefill_then_steps_match_forward(name, prompt, torch_path):
+    """Prompt, then one step per token up to T = 23 = capacity (no multiple of any chunk; past
+    every window): each step's logits equal the forward's at that position."""
+    ir, pkg, _, model = models(name, torch.float64)
+    torch_path()
+    T = 23
+    ids = torch.randint(0, ir.vocab_size, (2, T))
+    want = model(ids)
+    logits, cache = model.prefill(ids[:, :prompt], capacity=T)
+    assert_close(logits, want[:, :prompt], TOL[torch.float64], "prefill logits")
+    for t in range(prompt, T):
+        assert_close(model.step(ids[:, t], cache), want[:, t], TOL[torch.float64], f"step t={t}")
+    assert cache.seen == T and cache.pos.tolist() == [T, T]
+
+
+@pytest.mark.parametrize("slabs", [False, True], ids=["one-pass", "slabs"])
+@pytest.mark.parametrize("lengths", [(3, 11, 6), (1, 1, 11)], ids=lambda ls: "L" + "-".join(map(str, ls)))
+@pytest.mark.parametrize("name", TINY)
+def test_ragged_batch_equals_per_row_runs(name, lengths, slabs, torch_path, monkeypatch):
+    """Right-padded prompts of different lengths (garbage in the padding), then 12 steps where
+    each row continues its own sequence from its own position: row b's logits equal the forward
+    of row b's sequence alone. `slabs`: prefill fills the caches a chunk / a token at a time."""
+    ir, pkg, _, model = models(name, torch.float64)
+    torch_path()
+    if slabs:
+        for cls in pkg.MIXERS.values():
+            monkeypatch.setattr(cls.decode_kernels, "FILL_ELEMENTS", 1)
+    B, P, n = len(lengths), max(lengths), 12
+    seqs = torch.randint(0, ir.vocab_size, (B, P + n))
+    ids = torch.randint(0, ir.vocab_size, (B, P))  # padding: random tokens that must not leak
+    for b, length in enumerate(lengths):
+        ids[b, :length] = seqs[b, :length]
+    want = [model(seqs[b:b + 1, :lengths[b] + n])[0] for b in range(B)]
+    logits, cache = model.prefill(ids, lengths=lengths, capacity=P + n)
+    for b, length in enumerate(lengths):
+        assert_close(logits[b, :length], want[b][:length], TOL[torch.float64], f"prefill row {b}")
+    assert cache.pos.tolist() == list(lengths) and cache.seen == P
+    for i in range(n):
+        tokens = torch.stack([seqs[b, lengths[b] + i] for b in range(B)])
+        got = model.step(tokens, cache)
+        for b, length in enumerate(lengths):
+            assert_close(got[b], want[b][length + i], TOL[torch.float64], f"row {b} step {i}")
+
+
+@pytest.mark.parametrize("name", ["tiny_hybrid"])
+def test_mixer_blocks_prefill_and_step(name, torch_path):
+    """The per-layer API a decode benchmark drives: MIXERS[name]().prefill / step equal forward."""
+    ir, pkg = load(name)
+    torch_path()
+    torch.manual_seed(0)
+    T, prompt = 17, 6
+    for layer, cls in pkg.MIXERS.items():
+        block = cls(dtype=torch.float64)
+        h = torch.randn(2, T, ir.d_model, dtype=torch.float64)
+        want = block(h)
+        out, cache = block.prefill(h[:, :prompt], capacity=T)
+        assert_close(out, want[:, :prompt], TOL[torch.float64], f"{layer} prefill")
+        for t in range(prompt, T):
+            assert_close(block.step(h[:, t], cache), want[:, t], TOL[torch.float64],
+                         f"{layer} step t={t}")
+        with pytest.raises(ValueError, match="cache is full"):
+            block.step(h[:, 0], cache)
+
+
+def test_capacity_overflow_is_a_clear_error(torch_path):
+    ir, pkg, _, model = models("tiny_hybrid", torch.float64)
+    torch_path()
+    ids = torch.randint(0, ir.vocab_size, (2, 9))
+    _, cache = model.prefill(ids[:, :5], capacity=7)
+    model.step(ids[:, 5], cache)
+    model.step(ids[:, 6], cache)
+    before = [t.clone() for c in cache.layers for t in c.tensors.values()]
+    with pytest.raises(ValueError, match=r"cache is full: it holds 7 tokens .* capacity >= 8"):
+        model.step(ids[:, 7], cache)
+    after = [t for c in cache.layers for t in c.tensors.values()]
+    assert all(torch.equal(a, b) for a, b in zip(before, after)), "a refused step changed the cache"
+    assert cache.pos.tolist() == [7, 7] and cache.seen == 7
+    with pytest.raises(ValueError, match="cache is full"):
+        model.prefill(ids, capacity=8)
+    with pytest.raises(ValueError, match="capacity >= 13"):  # 9 + 5 - 1 tokens; before any work
+        model.generate(ids, 5, capacity=12)
+    assert model.generate(ids, 5, capacity=13).shape == (2, 5)
+    # ragged: the longest row decides
+    _, cache = model.prefill(ids, lengths=[2, 9], capacity=10)
+    model.step(ids[:, 0], cache)
+    with pytest.raises(ValueError, match="cache is full"):
+        model.step(ids[:, 0], cache)
+    with pytest.raises(ValueError, match="lengths must lie in 0 .. 9"):
+        model.prefill(ids, lengths=[2, 10])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("name", TINY)
+def test_cache_bytes_equal_cost_model(name, dtype, torch_path):
+    """nbytes = B * cost-model cache_bytes at T = capacity, for the model and every layer, empty
+    and after a prefill; capacities below and above chunk and window sizes."""
+    ir, pkg = load(name)
+    torch_path()
+    model = pkg.Model(dtype=dtype)
+    size = torch.tensor([], dtype=dtype).element_size()
+    B = 3
+    for capacity in (1, 5, 13, 37):
+        want = B * int(cost.model_cost(ir, size).total.cache_bytes.subs(cost.T, capacity))
+        empty = model.init_cache(B, capacity)
+        _, filled = model.prefill(torch.randint(0, ir.vocab_size, (B, min(capacity, 6))),
+                                  capacity=capacity)
+        assert empty.nbytes() == filled.nbytes() == want, (
+            f"capacity {capacity}: cache {filled.nbytes()} bytes, cost model {want}")
+        for m, layer in zip(ir.block_mixers, filled.layers):
+            expect = B * int(cost.mixer_cost(m, size).cache_bytes.subs(cost.T, capacity))
+            assert layer.nbytes() == expect, f"{m.name} at capacity {capacity}"
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_decode_runs_on_meta_tensors(name, torch_path):
+    """Model.decode (what a CUDA graph captures) has no data-dependent host code: it runs on the
+    meta device, where any .item(), .tolist() or branch on a tensor value would raise."""
+    ir, pkg = load(name)
+    torch_path()
+    model = pkg.Model(device="meta", dtype=torch.float32)
+    cache = model.init_cache(3, 20)
+    logits = model.decode(torch.zeros(3, dtype=torch.long, device="meta"), cache)
+    assert logits.shape == (3, ir.vocab_size) and cache.seen == 0
+
+
+def test_fp32_state_option_keeps_chunk_rows_in_model_dtype(torch_path):
+    ir, pkg = load("tiny_hybrid")
+    torch_path()
+    cache = pkg.Model(dtype=torch.bfloat16).init_cache(2, 16, state_dtype=torch.float32)
+    rat, swa, rnn = cache.layers[0], cache.layers[1], cache.layers[2]
+    assert rat.chunk_keys.dtype == torch.bfloat16 and rat.key_state.dtype == torch.float32
+    assert swa.keys.dtype == torch.bfloat16 and rnn.state.dtype == torch.float32
+
+
+# -------------------------------------------------------------------------------------------------
+# generation (PyTorch path)
+
+
+@pytest.mark.parametrize("lengths", [None, (4, 7)], ids=["full", "ragged"])
+def test_greedy_generate_equals_stepwise_argmax(lengths, torch_path):
+    ir, pkg, _, model = models("tiny_hybrid", torch.float64)
+    torch_path()
+    ids = torch.randint(0, ir.vocab_size, (2, 7))
+    got = model.generate(ids, 10, lengths=lengths)
+    logits, cache = model.prefill(ids, lengths=lengths, capacity=16)
+    last = torch.tensor(lengths or (7, 7)) - 1
+    logits = logits[torch.arange(2), last]
+    want = []
+    for i in range(10):
+        tokens = logits.argmax(-1)
+        want.append(tokens)
+        if i < 9:  # the last new token is never fed back: capacity 7 + 10 - 1 suffices
+            logits = model.step(tokens, cache)
+    assert torch.equal(got, torch.stack(want, 1)), f"{got}\n{torch.stack(want, 1)}"
+
+
+def test_sampling_is_reproducible_and_respects_top_k(torch_path):
+    ir, pkg, _, model = models("tiny_rat_swa", torch.float64)
+    torch_path()
+    ids = torch.randint(0, ir.vocab_size, (3, 5))
+    kw = dict(temperature=2.0, top_k=3)
+    a = model.generate(ids, 12, generator=torch.Generator().manual_seed(7), **kw)
+    b = model.generate(ids, 12, generator=torch.Generator().manual_seed(7), **kw)
+    assert torch.equal(a, b), "same generator seed, different samples"
+    # every sampled token is among the 3 most likely at its step (teacher-forced replay)
+    logits, cache = model.prefill(ids, capacity=17)
+    logits = logits[:, -1]
+    for i in range(12):
+        top = logits.topk(3, dim=-1).indices
+        assert (top == a[:, i:i + 1]).any(-1).all(), f"step {i}: {a[:, i]} not in top-3 {top}"
+        if i < 11:
+            logits = model.step(a[:, i], cache)
+    # top_k=1 is greedy whatever the temperature
+    assert torch.equal(model.generate(ids, 6, temperature=5.0, top_k=1), model.generate(ids, 6))
+
+
+def test_sample_top_k_and_temperature():
+    sample = load("tiny_hybrid")[1].sample
+    logits = torch.tensor([[0.0, 2.0, 1.0, -1.0, 1.5]]).repeat(4000, 1)
+    g = torch.Generator().manual_seed(0)
+    drawn = sample(logits, temperature=1.0, top_k=2, generator=g)
+    assert set(drawn.tolist()) == {1, 4}
+    share = (drawn == 1).double().mean().item()  # softmax([2, 1.5]) = 0.62, 0.38
+    assert abs(share - 0.6225) < 0.03, share
+    cold = sample(logits, temperature=1e-3, generator=g)
+    assert (cold == 1).all()
+    assert torch.equal(sample(logits[:2], temperature=0.0), torch.tensor([1, 1]))
+    with pytest.raises(ValueError, match="top_k"):
+        sample(logits, temperature=1.0, top_k=0)
+
+
+@pytest.mark.parametrize("batch,n", [(3, 12), (1, 40)], ids=["B3-n12", "B1-n40-early-exit"])
+def test_stop_tokens_end_rows(batch, n, torch_path):
+    """A row that emits a stop token keeps emitting it; rows before their stop are unchanged."""
+    ir, pkg, _, model = models("tiny_rnn", torch.float64, seed=3)
+    torch_path()
+    ids = torch.randint(0, ir.vocab_size, (batch, 4))
+    free = model.generate(ids, n, temperature=1.0, generator=torch.Generator().manual_seed(1))
+    stops = {int(free[0, 2]), int(free[-1, 5])}
+    got = model.generate(ids, n, temperature=1.0, generator=torch.Generator().manual_seed(1),
+                         stop_tokens=tuple(stops))
+    for b in range(batch):
+        hits = [i for i in range(n) if int(free[b, i]) in stops]
+        if not hits:
+            assert torch.equal(got[b], free[b])
+            continue
+        i = hits[0]
+        assert torch.equal(got[b, :i + 1], free[b, :i + 1]), f"row {b} before its stop"
+        assert (got[b, i + 1:] == free[b, i]).all(), f"row {b} after its stop: {got[b]}"
+
+
+# -------------------------------------------------------------------------------------------------
+# Triton decode kernels (TRITON_INTERPRET=1 on CPU), float32, against the reference's step
+
+
+def _layers():
+    out = []
+    for name in ("tiny_hybrid", "tiny_rat_swa"):
+        for m in lower(load_spec(f"specs/{name}.yaml")).mixers:
+            out.append(pytest.param(name, m.name, id=f"{name}-{m.name}"))
+    return out
+
+
+@pytest.mark.interpreter
+@pytest.mark.parametrize("name,layer", _layers())
+def test_decode_kernel_matches_reference_step(name, layer, monkeypatch):
+    """One block, ragged rows (prompts of 3 and 10), 7 steps through the layer's fused Triton
+    decode kernel; each row against the reference block's prefill and step on that row alone.
+    Crosses chunk boundaries and wraps the sliding window's ring."""
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    ir, pkg = load(name)
+    m = ir.mixer(layer)
+    block_cls = pkg.MIXERS[layer]
+    monkeypatch.setattr(block_cls.decode_kernels, "step_torch", None)  # Triton or nothing
+    torch.manual_seed(2)
+    ref = mixer_module(m)(m, dtype=torch.float64)
+    if m.has_gate_bias:
+        with torch.no_grad():
+            ref.gate_bias.normal_(0.0, 1.0)  # gates far from 0 and 1, so errors show
+    block = block_cls(device=device, dtype=torch.float32)
+    block.load_state_dict({k: v.float() for k, v in ref.state_dict().items()})
+    lengths, n, capacity = (3, 10), 7, 18
+    h = torch.randn(2, max(lengths) + n, ir.d_model, dtype=torch.float64)
+    out, cache = block.prefill(h[:, :max(lengths)].float().to(device), lengths=lengths,
+                               capacity=capacity)
+    refs = [ref.prefill(h[b:b + 1, :lengths[b]], capacity) for b in range(2)]
+    for b in range(2):
+        assert_close(out[b, :lengths[b]] - h[b, :lengths[b]].to(out), refs[b][0][0] - h[b, :lengths[b]],
+                     TOL[torch.float32], f"{layer} prefill row {b}")
+    for i in range(n):
+        x = torch.stack([h[b, lengths[b] + i] for b in range(2)])
+        got = block.step(x.float().to(device), cache).double().cpu() - x
+        for b in range(2):
+            want = ref.step(x[b:b + 1], refs[b][1])[0] - x[b]
+            assert_close(got[b], want, TOL[torch.float32], f"{layer} row {b} step {i}")
+
+
+@pytest.mark.interpreter
+def test_model_decode_through_kernels_matches_reference_lm(monkeypatch):
+    """tiny_hybrid (every kind), float32 Triton forward for the prompt, Triton decode steps."""
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    ir, pkg, ref, model = models("tiny_hybrid", torch.float32, device=device, seed=1)
+    ids = torch.randint(0, ir.vocab_size, (2, 13))
+    prompt = 6
+    want_logits, want_cache = ref.prefill(ids[:, :prompt], capacity=13)
+    logits, cache = model.prefill(ids[:, :prompt].to(device), capacity=13)
+    assert_close(logits, want_logits, TOL[torch.float32], "prefill logits")
+    for t in range(prompt, 13):
+        assert_close(model.step(ids[:, t].to(device), cache), ref.step(ids[:, t], want_cache),
+                     TOL[torch.float32], f"step t={t}")
+
+
+# -------------------------------------------------------------------------------------------------
+# GPU
+
+
+@pytest.mark.gpu
+@GPU
+@pytest.mark.parametrize("name", ["tiny_hybrid", "tiny_rat_swa", "rat_swa"])
+def test_bf16_decode_matches_reference_on_gpu(name):
+    """bf16 weights and caches, compiled kernels: prefill and steps against the float64 reference
+    (tiny specs whole; the 1.3B rat_swa as its first two blocks)."""
+    ir, pkg = load(name)
+    blocks = 2 if name == "rat_swa" else ir.n_layers
+    torch.manual_seed(0)
+    ref = LM(dataclasses.replace(ir, layers=ir.layers[:blocks]), dtype=torch.float64)
+    model = pkg.Model(device="cuda", dtype=torch.bfloat16)
+    model.backbone.layers = model.backbone.layers[:blocks]
+    model.load_state_dict({k: v.to(torch.bfloat16) for k, v in ref.state_dict().items()})
+    T, prompt = 80, 37
+    ids = torch.randint(0, ir.vocab_size, (2, T))
+    want_logits, want_cache = ref.prefill(ids[:, :prompt], capacity=T)
+    logits, cache = model.prefill(ids[:, :prompt].cuda(), capacity=T)
+    assert_close(logits, want_logits, TOL[torch.bfloat16], "prefill logits")
+    for t in range(prompt, T):
+        assert_close(model.step(ids[:, t].cuda(), cache), ref.step(ids[:, t], want_cache),
+                     TOL[torch.bfloat16], f"step t={t}")
+
+
+@pytest.mark.gpu
+@GPU
+@pytest.mark.parametrize("name,layer", [("rat_swa", "rat"), ("rat_swa", "swa"),
+                                        ("attention", "attention"), ("rnn", "rnn")],
+                         ids=["rat_swa-rat", "rat_swa-swa", "attention", "rnn"])
+def test_decode_kernel_matches_torch_path_at_scale_on_gpu(name, layer):
+    """1.3B layer sizes, bf16, ragged rows at positions 1100 and 1500 (many chunk rows, a wrapped
+    window, RoPE at large positions): the Triton step equals the PyTorch step, output and cache."""
+    ir, pkg = load(name)
+    torch.manual_seed(0)
+    block = pkg.MIXERS[layer](device="cuda", dtype=torch.bfloat16)
+    kernels, D = block.decode_kernels, ir.d_model
+    lengths = [1500, 1100]
+    h = torch.randn(2, max(lengths), D, device="cuda", dtype=torch.bfloat16)
+    _, cache = block.prefill(h, lengths=lengths, capacity=1600)
+    for i in range(20):
+        proj = block.in_proj(block.input_norm(torch.randn(2, D, device="cuda", dtype=torch.bfloat16)))
+        want_cache = {k: v.clone() for k, v in cache.tensors.items()}
+        want = kernels.step_torch(proj, block._gate_bias(), want_cache, cache.pos)
+        got = kernels.step_triton(proj, block._gate_bias(), cache.tensors, cache.pos)
+        assert_close(got, want, 1e-2, f"{layer} step {i}")
+        for k, v in cache.tensors.items():
+            assert_close(v, want_cache[k], 1e-2, f"{layer} cache {k} after step {i}")
+        cache.advance()
+
+
+@pytest.mark.gpu
+@GPU
+@pytest.mark.parametrize("name", ["tiny_hybrid", "tiny_rat"])
+def test_cuda_graph_generate_equals_eager(name):
+    ir, pkg = load(name)
+    torch.manual_seed(0)
+    model = pkg.Model(device="cuda", dtype=torch.bfloat16)
+    ids = torch.randint(0, ir.vocab_size, (3, 21), device="cuda")
+    lengths = torch.tensor([21, 9, 14], device="cuda")
+    for kw in (dict(), dict(temperature=0.9, top_k=20)):
+        runs = [model.generate(ids, 40, lengths=lengths, use_cuda_graph=graph,
+                               generator=torch.Generator("cuda").manual_seed(5), **kw)
+                for graph in (False, True)]
+        assert torch.equal(runs[0], runs[1]), f"{kw}: graph {runs[1]} vs eager {runs[0]}"
