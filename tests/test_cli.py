@@ -64,3 +64,21 @@ def test_help_teaches_by_example(cmd):
     r = run(*cmd, "--help")
     assert r.exit_code == 0
     assert "Example" in r.output or "Typical session" in r.output
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-GPU message")
+def test_bench_without_gpu_says_so_exit_2():
+    r = subprocess.run([sys.executable, "-m", "ratc", "bench", "specs/tiny_rat_swa.yaml"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("ratc bench: no CUDA GPU on this machine (torch.cuda.is_available() "
+                                "is False); run it where the kernels can run")
+
+
+def test_bench_bad_layer_and_sizes_exit_2():
+    r = run("bench", "specs/tiny_rat_swa.yaml", "--layer", "nope")
+    assert r.exit_code == 2 and "--layer nope: no such layer; the spec defines rat, swa" in r.output
+    r = run("bench", "specs/tiny_rat_swa.yaml", "--seq", "16,32", "--batch", "1,2,3")
+    assert r.exit_code == 2 and "give one value or one per --seq value (2), got 3" in r.output
+    r = run("bench", "specs/tiny_rat_swa.yaml", "--seq", "16,x")
+    assert r.exit_code == 2 and "expected comma-separated integers" in r.output
