@@ -83,7 +83,8 @@ def test_prefill_then_steps_match_forward(name, prompt, torch_path):
 
 
 @pytest.mark.parametrize("slabs", [False, True], ids=["one-pass", "slabs"])
-@pytest.mark.parametrize("lengths", [(3, 11, 6), (1, 1, 11)], ids=lambda ls: "L" + "-".join(map(str, ls)))
+@pytest.mark.parametrize("lengths", [(3, 11, 6), (1, 1, 11)],
+                         ids=lambda ls: "L" + "-".join(map(str, ls)))
 @pytest.mark.parametrize("name", TINY)
 def test_ragged_batch_equals_per_row_runs(name, lengths, slabs, torch_path, monkeypatch):
     """Right-padded prompts of different lengths (garbage in the padding), then 12 steps where
@@ -316,7 +317,8 @@ def test_decode_kernel_matches_reference_step(name, layer, monkeypatch):
                                capacity=capacity)
     refs = [ref.prefill(h[b:b + 1, :lengths[b]], capacity) for b in range(2)]
     for b in range(2):
-        assert_close(out[b, :lengths[b]] - h[b, :lengths[b]].to(out), refs[b][0][0] - h[b, :lengths[b]],
+        h_b = h[b, :lengths[b]]
+        assert_close(out[b, :lengths[b]].cpu() - h_b.float(), refs[b][0][0] - h_b,
                      TOL[torch.float32], f"{layer} prefill row {b}")
     for i in range(n):
         x = torch.stack([h[b, lengths[b] + i] for b in range(2)])
@@ -386,7 +388,8 @@ def test_decode_kernel_matches_torch_path_at_scale_on_gpu(name, layer):
     h = torch.randn(2, max(lengths), D, device="cuda", dtype=torch.bfloat16)
     _, cache = block.prefill(h, lengths=lengths, capacity=1600)
     for i in range(20):
-        proj = block.in_proj(block.input_norm(torch.randn(2, D, device="cuda", dtype=torch.bfloat16)))
+        x = torch.randn(2, D, device="cuda", dtype=torch.bfloat16)
+        proj = block.in_proj(block.input_norm(x))
         want_cache = {k: v.clone() for k, v in cache.tensors.items()}
         want = kernels.step_torch(proj, block._gate_bias(), want_cache, cache.pos)
         got = kernels.step_triton(proj, block._gate_bias(), cache.tensors, cache.pos)

@@ -9,7 +9,8 @@ def sample(logits, temperature=0.0, top_k=None, generator=None):
 
     Args:
         logits: [B, V].
-        temperature: 0 (or less) picks the argmax (greedy); else samples softmax(logits / temperature).
+        temperature: 0 (or less) picks the argmax (greedy); else samples
+            softmax(logits / temperature).
         top_k: sample among the k most likely tokens only (None: all V).
         generator: a torch.Generator on logits' device, for reproducible sampling.
     Returns:

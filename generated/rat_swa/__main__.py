@@ -44,8 +44,8 @@ def main():
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         assert new.shape == (a.batch, a.generate), new.shape
-        print(f"generated {tuple(new.shape)} tokens in {dt:.2f} s "
-              f"({a.batch * a.generate / dt:.1f} tokens/s, prefill included): {new[0].tolist()[:16]}")
+        print(f"generated {tuple(new.shape)} tokens in {dt:.2f} s ({a.batch * a.generate / dt:.1f} "
+              f"tokens/s, prefill included): {new[0].tolist()[:16]}")
 
 
 if __name__ == "__main__":

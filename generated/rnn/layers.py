@@ -118,7 +118,7 @@ class Mixer(nn.Module):
 
     @torch.no_grad()
     def decode(self, h, cache):
-        """step's device work alone: no capacity check, pos not advanced, no host synchronisation."""
+        """step's device work alone: no capacity check, pos not advanced, no host sync."""
         y = self.decode_kernels.step(self.in_proj(self.input_norm(h)), self._gate_bias(),
                                      cache.tensors, cache.pos)
         return h + self.out_proj(y)

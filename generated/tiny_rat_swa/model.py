@@ -85,7 +85,10 @@ class Head(nn.Module):
 
 
 class Model(nn.Module):
-    """The tiny_rat_swa LM. Model(device=..., dtype=...); forward(ids [B, T]) -> logits [B, T, 97]."""
+    """The tiny_rat_swa LM: Model(device=..., dtype=...).
+
+    forward(ids [B, T]) -> logits [B, T, 97]; prefill, step, decode and generate for inference.
+    """
 
     def __init__(self, device=None, dtype=None):
         super().__init__()
@@ -134,7 +137,7 @@ class Model(nn.Module):
         return self.head(self.backbone.ln(h)), cache
 
     def _prefill(self, ids, lengths, longest, capacity, state_dtype):
-        """The blocks over the prompt, filling a new cache: (final hidden states [B, T, D], cache)."""
+        """The blocks over the prompt, filling a new cache: (final hidden [B, T, D], cache)."""
         check_room(0, capacity, longest)
         cache = self.init_cache(ids.shape[0], capacity, state_dtype)
         h = self.embedding(ids)
@@ -144,8 +147,8 @@ class Model(nn.Module):
 
     @torch.no_grad()
     def step(self, token_ids, cache):
-        """One token per row: token_ids [B] at positions cache.pos -> logits [B, 97]; advances the
-        cache. Raises ValueError, before any work, if a row's cache is full."""
+        """One token per row: token_ids [B] at positions cache.pos -> logits [B, 97];
+        advances the cache. Raises ValueError, before any work, if a row's cache is full."""
         cache.check_room(1)
         logits = self.decode(token_ids, cache)
         cache.seen = cache.seen + 1  # decode advanced pos on the device

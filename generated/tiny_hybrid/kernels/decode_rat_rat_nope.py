@@ -10,7 +10,8 @@
 #   forget gate g = exp(-softplus(a)) of a + gate_bias, in fp32; input weight w = 1
 #
 # Cache (DESIGN.md §1: 2*D per chunk plus the running in-chunk state 2*D)
-#   chunk_keys, chunk_values [B, R, D]   K~_c', V~_c' of complete chunks c' (no positions)
+#   chunk_keys, chunk_values [B, R, D]   K~_c', V~_c' of complete chunks c'
+#                                        (no positions)
 #   key_state, value_state   [B, D]      k~, v~ after the last token (no positions applied)
 #
 # Step, per row:
@@ -59,7 +60,8 @@ def init_cache(batch, capacity, device=None, dtype=None, state_dtype=None):
         dtype: of the chunk rows (the model's dtype); state_dtype: of the running state k~, v~
             (default dtype; torch.float32 keeps the in-chunk recurrence unrounded).
     Returns:
-        {name: zero tensor} for CACHE_FIELDS: [batch, capacity // 4, 64] twice, [batch, 64] twice.
+        {name: zero tensor} for CACHE_FIELDS: chunk rows [batch, capacity // 4, 64],
+        running states [batch, 64].
     """
     rows = capacity // CHUNK
     state_dtype = dtype if state_dtype is None else state_dtype

@@ -10,12 +10,14 @@
 #   forget gate g = sigmoid of a + gate_bias, in fp32; input weight w = 1 - g
 #
 # Cache (DESIGN.md §1: 2*D per chunk plus the running in-chunk state 2*D)
-#   chunk_keys, chunk_values [B, R, D]   K~_c', V~_c' of complete chunks c' (chunk RoPE at c' applied)
+#   chunk_keys, chunk_values [B, R, D]   K~_c', V~_c' of complete chunks c'
+#                                        (chunk RoPE at c' applied)
 #   key_state, value_state   [B, D]      k~, v~ after the last token (no positions applied)
 #
 # Step, per row:
 #   k~ = g k~ + w k,  v~ = g v~ + w x       (k~ = w k, v~ = w x when l == 0: a chunk opens)
-#   y  = softmax([q.K~_0 .. q.K~_{c-1}, q.k~] / sqrt(d)) . [V~_0 .. V~_{c-1}; v~];  y = sigmoid(z) * y
+#   y  = softmax([q.K~_0 .. q.K~_{c-1}, q.k~] / sqrt(d)) . [V~_0 .. V~_{c-1}; v~]
+#   y  = sigmoid(z) * y
 #   when l == L - 1 (the chunk closes): K~_c, V~_c = rope_c(k~), v~
 #
 # Triton path: one launch per token, rat_decode_kernel, one program per (row, head); it reads the
@@ -61,7 +63,8 @@ def init_cache(batch, capacity, device=None, dtype=None, state_dtype=None):
         dtype: of the chunk rows (the model's dtype); state_dtype: of the running state k~, v~
             (default dtype; torch.float32 keeps the in-chunk recurrence unrounded).
     Returns:
-        {name: zero tensor} for CACHE_FIELDS: [batch, capacity // 8, 64] twice, [batch, 64] twice.
+        {name: zero tensor} for CACHE_FIELDS: chunk rows [batch, capacity // 8, 64],
+        running states [batch, 64].
     """
     rows = capacity // CHUNK
     state_dtype = dtype if state_dtype is None else state_dtype
@@ -241,7 +244,8 @@ def _rotate(x, cos, sin):
 def rat_decode_kernel(
     p_proj, p_bias, p_kc, p_vc, p_ks, p_vs, p_pos, p_freq, p_y,
     R, stride_pb, stride_pc, stride_cb, qk_scale,
-    OFF_Z: tl.constexpr, OFF_X: tl.constexpr, OFF_A: tl.constexpr, OFF_Q: tl.constexpr, OFF_K: tl.constexpr,
+    OFF_Z: tl.constexpr,
+    OFF_X: tl.constexpr, OFF_A: tl.constexpr, OFF_Q: tl.constexpr, OFF_K: tl.constexpr,
     H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
     D1: tl.constexpr, BLOCK_DH: tl.constexpr, BC: tl.constexpr,
 ):
