@@ -310,6 +310,55 @@ def bench(spec, layers, mode, seq, batch, json_path, plot_path):
         plot(result, plot_path)
 
 
+# -------------------------------------------------------------------------------------------------
+# tune
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--layer", "layers", multiple=True, help="Layer to tune (repeatable; default: all).")
+@click.option("--mode", type=click.Choice(["prefill"]), default="prefill", show_default=True,
+              help="prefill: the forward kernels (train and decode kernels join when they exist).")
+@click.option("--seq", "-t", callback=_int_list, required=True, help="Sequence lengths, comma-separated.")
+@click.option("--batch", "-b", type=click.IntRange(1, 1 << 16), required=True, help="Batch size.")
+@click.option("--trials", type=click.IntRange(1, 100000), default=40, show_default=True,
+              help="Finished trials each study should hold (resumed studies count theirs).")
+@click.option("--timeout", type=click.FloatRange(1, None), default=None,
+              help="Stop each study after this many seconds.")
+@click.option("--storage", default=None,
+              help="Optuna storage shared by workers: a journal file path or a database URL "
+                   "(default: .ratc/studies/<device>.journal).")
+@click.option("--gpus", default=None,
+              help="'all' or a list like 0,1: one worker process per GPU on one shared study.")
+@click.option("--records-dir", type=click.Path(file_okay=False), default="autotune",
+              show_default=True, help="Where autotune/<GPU name>.json goes.")
+def tune(spec, layers, mode, seq, batch, trials, timeout, storage, gpus, records_dir):
+    """Search tile sizes with Optuna for SPEC's kernels on this GPU; record the winners.
+
+    \b
+    Examples:
+      ratc tune specs/rat_swa.yaml --seq 16384,131072 --batch 2 --trials 60
+      ratc tune specs/rat_swa.yaml --layer rat --seq 131072 --batch 2 --gpus all \\
+          --storage sqlite:///studies.db
+    Every config is verified against the default config's output before it is timed; failures
+    (compile errors, out of resources) are failed trials. Studies resume where they stopped.
+    Results go to autotune/<GPU name>.json, keyed by kernel signature and shape bucket.
+    """
+    from .tune.driver import tune_spec
+
+    ir = load_ir(spec)
+    names = list(layers) or [m.name for m in ir.mixers]
+    for n in names:
+        if n not in [m.name for m in ir.mixers]:
+            raise UserError(f"{spec}: --layer {n}: no such layer; the spec defines "
+                            f"{', '.join(m.name for m in ir.mixers)}")
+    try:
+        tune_spec(ir, names, mode, seq, batch, trials, timeout, storage, gpus, records_dir,
+                  console=out, spec_path=spec)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
 def run():  # pragma: no cover - console entry for `python -m ratc`
     main(prog_name="ratc")
 
