@@ -62,9 +62,10 @@ def run_bench(ir: ModelIR, layers: list[str], sizes: list[tuple[int, int]], mode
 
     from .baselines import make_baselines, reference_points
     from .build import import_built, write
+    from .codegen.emit import emit
 
     tmp = Path(tempfile.mkdtemp(prefix="ratc_bench_"))
-    write(run_pipeline_ir(ir), tmp / ir.name)
+    write(emit(ir), tmp / ir.name)
     pkg = import_built(tmp / ir.name)
     flops_peak, bw_peak = measure_ceilings()
     device = torch.cuda.get_device_name()
@@ -126,12 +127,6 @@ def run_bench(ir: ModelIR, layers: list[str], sizes: list[tuple[int, int]], mode
         "ceilings": {"bf16_matmul_tflops": flops_peak / 1e12, "copy_tb_s": bw_peak / 1e12},
         "rows": [asdict(r) for r in rows],
     }
-
-
-def run_pipeline_ir(ir: ModelIR) -> dict[str, str]:
-    from .codegen.emit import emit
-
-    return emit(ir)
 
 
 def plot(result: dict, path: str) -> None:

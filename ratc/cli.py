@@ -359,6 +359,72 @@ def tune(spec, layers, mode, seq, batch, trials, timeout, storage, gpus, records
         raise UserError(str(e)) from None
 
 
+# -------------------------------------------------------------------------------------------------
+# train
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--steps", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--batch", "-b", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--seq", "-t", type=click.IntRange(2), default=256, show_default=True,
+              help="Context length in bytes.")
+@click.option("--lr", type=click.FloatRange(0, 1, min_open=True), default=3e-3, show_default=True)
+@click.option("--eval-every", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu",
+              show_default=True)
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float64"]), default="float32",
+              show_default=True)
+@click.option("--ckpt", type=click.Path(dir_okay=False), default=None,
+              help="Save a checkpoint here at the end (atomically).")
+@click.option("--resume", is_flag=True, help="Continue from --ckpt to --steps.")
+@click.option("--sample", "sample_tokens", type=click.IntRange(0), default=200, show_default=True,
+              help="Bytes to generate with Model.generate at the end.")
+@click.option("--reference", is_flag=True, help="Train ratc's reference modules instead.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def train(spec, steps, batch, seq, lr, eval_every, device, dtype, ckpt, resume, sample_tokens,
+          reference, seed):
+    """Train SPEC's generated Model as a byte-level LM on the Python standard library's sources.
+
+    \b
+    Examples:
+      ratc train specs/tiny_byte_rat_swa.yaml --steps 100 --seq 128
+      ratc train specs/small_rat_swa.yaml --steps 2000 --batch 16 --seq 2048 --ckpt run/a.pt
+      ratc train specs/small_rat_swa.yaml --steps 4000 --batch 16 --seq 2048 --ckpt run/a.pt --resume
+    Held-out standard-library files give the validation loss (also in bits per byte).
+    """
+    import math
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .train import TrainConfig, train as run_train
+
+    ir = load_ir(spec)
+    if resume and not ckpt:
+        raise UserError("--resume needs --ckpt PATH")
+    cfg = TrainConfig(steps=steps, batch=batch, seq=seq, lr=lr, eval_every=eval_every,
+                      device=device, dtype=dtype, ckpt=ckpt, resume=resume,
+                      sample_tokens=sample_tokens, seed=seed)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}  {task.fields[status]}"),
+                  TimeElapsedColumn(), console=out) as bar:
+        task = bar.add_task(f"train {ir.name}", total=steps, status="")
+
+        def progress(step, result):
+            val = f"  val {result.val[-1][1]:.3f}" if result.val else ""
+            bar.update(task, completed=step, status=f"loss {result.losses[-1]:.3f}{val}")
+
+        try:
+            result = run_train(ir, cfg, reference=reference, progress=progress)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+    for step, v in result.val:
+        out.print(f"step {step}: validation loss {v:.4f} ({v / math.log(2):.4f} bits per byte)")
+    out.print(f"{result.tokens_per_s:,.0f} tokens/s")
+    if result.sample:
+        out.print("sample: " + repr(result.sample.decode("utf-8", errors="replace")))
+
+
 def run():  # pragma: no cover - console entry for `python -m ratc`
     main(prog_name="ratc")
 

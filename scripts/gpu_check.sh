@@ -15,8 +15,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 what=${1:-all}
 shift || true
 if [[ $what == tests || $what == all ]]; then
-  python3 -m pytest -q -ra tests/test_kernels_rat.py tests/test_kernels_rnn.py \
-    tests/test_kernels_attention.py "$@" 2>&1 | tee "$OUT/tests.log" | tail -40
+  python3 -m pytest -q -ra tests/test_kernels_*.py tests/test_grad_*.py tests/test_decode.py \
+    tests/test_build.py -k "not test_smoke_run" "$@" 2>&1 | tee "$OUT/tests.log" | tail -40
 fi
 if [[ $what == bench || $what == all ]]; then
   python3 -m ratc bench specs/rat_swa.yaml --seq 16384,131072 --batch 16,2 \
