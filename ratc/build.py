@@ -1,10 +1,11 @@
 """`ratc build`: the whole pipeline, one named stage per line.
 
     spec   = load_spec(path)                 # YAML -> validated Spec
-    ir     = lower(spec, tuned chunks)       # Spec -> ModelIR
-    costs  = model_cost(ir)                  # sympy cost model
-    files  = emit(ir, tuned configs)         # IR -> {path: text}
+    ir     = lower(spec)                     # Spec -> ModelIR
+    tuned  = tuned_for(ir)                   # matching autotune/<GPU>.json records
+    files  = emit(ir, tuned)                 # IR -> {path: text}, tuned configs baked in
     write(files, out_dir)                    # temp folder, then an atomic swap
+(the cost model, `model_cost(ir)`, is its own stage: `--dump cost`).
 
 `ratc build --dump STAGE` prints one stage's output instead of writing.
 """
@@ -39,29 +40,45 @@ class BuildResult:
     out_dir: Path | None
 
 
-def tuned_for(ir: ModelIR) -> tuple[dict[str, int], dict[str, dict]]:
-    """Tuned chunk lengths and launch configs to bake in: none until `ratc tune` records exist."""
-    return {}, {}
+def tuned_for(ir: ModelIR, records_dir: str | Path = "autotune") -> dict[str, dict]:
+    """{layer name: {device name: {shape bucket: launch config}}} from every record file in
+    records_dir whose kernel signature matches the layer's (prefill) kernels. Every file is
+    validated whole first: a bad one raises RecordError and nothing is applied."""
+    import triton
+
+    from .codegen.render import render_kernel
+    from .tune.records import kernel_signature, load_records
+
+    files = [load_records(p) for p in sorted(Path(records_dir).glob("*.json"))]
+    out: dict[str, dict] = {}
+    for m in ir.mixers:
+        sig = kernel_signature(m.kind.value, render_kernel(m), triton.__version__)
+        for data in files:
+            rec = data["records"].get(sig)
+            if rec and rec.get("mode", "prefill") == "prefill":
+                out.setdefault(m.name, {})[data["device"]] = {
+                    bucket: entry["config"] for bucket, entry in sorted(rec["buckets"].items())}
+    return out
 
 
-def manifest(spec: Spec, ir: ModelIR, files: dict[str, str], configs: dict[str, dict]) -> str:
+def manifest(spec: Spec, ir: ModelIR, files: dict[str, str], tuned: dict[str, dict]) -> str:
     data = {
         "ratc_version": __version__,
         "spec": spec.path,
         "spec_sha256": spec.sha256,
         "ir_sha256": ir_hash(ir),
-        "tuned_configs": configs,
+        "tuned_configs": tuned,
         "files": {p: hashlib.sha256(t.encode()).hexdigest() for p, t in sorted(files.items())},
     }
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
-def run_pipeline(path: str | Path) -> BuildResult:
-    spec = load_spec(path)
-    chunks, configs = tuned_for(lower(spec))
-    ir = lower(spec, chunks)
-    files = emit(ir, configs)
-    files["manifest.json"] = manifest(spec, ir, files, configs)
+def run_pipeline(path: str | Path, records_dir: str | Path = "autotune") -> BuildResult:
+    spec = load_spec(path)                        # YAML -> validated Spec
+    ir = lower(spec)                              # Spec -> ModelIR
+    tuned = tuned_for(ir, records_dir)            # autotune records that match these kernels
+    files = emit(ir, tuned)                       # IR -> {path: text}
+    files["manifest.json"] = manifest(spec, ir, files, tuned)
     return BuildResult(spec, ir, files, None)
 
 
@@ -125,8 +142,9 @@ def import_built(folder: str | Path):
     return mod
 
 
-def build(path: str | Path, out_dir: str | Path | None = None) -> BuildResult:
-    result = run_pipeline(path)
+def build(path: str | Path, out_dir: str | Path | None = None,
+          records_dir: str | Path = "autotune") -> BuildResult:
+    result = run_pipeline(path, records_dir)
     out = Path(out_dir) if out_dir else Path("generated") / result.spec.name
     write(result.files, out)
     result.out_dir = out

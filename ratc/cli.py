@@ -218,13 +218,14 @@ def build(spec, out_dir, dump):
     version always give byte-identical files; a failed build leaves the old output untouched.
     """
     from .build import build as run_build, dump as run_dump
+    from .tune.records import RecordError
 
     try:
         if dump:
             click.echo(run_dump(spec, dump), nl=False)
             return
         result = run_build(spec, out_dir)
-    except SpecError as e:
+    except (SpecError, RecordError) as e:
         raise UserError(str(e)) from None
     n = len(result.files)
     out.print(f"[green]built[/] {result.out_dir}/ ({n} files) from {spec}: "

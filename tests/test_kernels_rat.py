@@ -222,12 +222,18 @@ def test_render_config_and_names():
     text = render_kernel(rope, {"BT": 64, "BC": 32, "SCAN_BK": 8, "num_warps": 4})
     assert '"BT": 64' in text and '"BC": 32' in text and '"SCAN_BK": 8' in text
     for name in ("def rat_scan_fwd_kernel(", "def rat_attn_fwd_kernel(", "def rat_fwd(",
+                 "def rat_attn_bwd_dq_kernel(", "def rat_attn_bwd_dkv_kernel(",
+                 "def rat_scan_bwd_kernel(", "def rat_bwd(", "class RatFunction(",
                  "def core(", "def core_triton(", "def core_torch(", "def _softplus(",
                  "def _tanh(", "tl.sigmoid(b_a)"):
         assert name in text, name
     nope = render_kernel(make_mixer(2, 32, 2, 4, "custom"))
     assert "ROPE_BASE" not in nope and "OFF_Z" not in nope
     assert "_softplus(b_a)" in nope
+    # STYLE.md order: reference, kernels, launchers, Function, public function
+    order = [text.index(n) for n in ("def core_torch(", "def rat_scan_fwd_kernel(", "def rat_fwd(",
+                                     "def rat_bwd(", "class RatFunction(", "def core_triton(")]
+    assert order == sorted(order)
     for bad in ("import numpy", "from ratc", "import ratc"):
         assert bad not in text and bad not in nope
 

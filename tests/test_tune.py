@@ -162,3 +162,49 @@ def test_bad_file_is_never_half_applied(tmp_path):
         save_record(tmp_path / "ok.json", "G", "s", "rnn", "prefill", "T8xB1", good_entry()) or \
             save_record(tmp_path / "ok.json", "H", "s", "rnn", "prefill", "T8xB1", good_entry())
     json.loads((tmp_path / "ok.json").read_text())
+
+
+# -------------------------------------------------------------------------------------------------
+# records baked into builds
+
+
+def test_build_bakes_matching_records_and_dispatches_on_device_and_bucket(tmp_path, monkeypatch):
+    import triton
+
+    from ratc.build import run_pipeline
+    from ratc.codegen.render import load_module, render_kernel
+    from ratc.tune.records import kernel_signature
+
+    sig = kernel_signature("rnn", render_kernel(RNN), triton.__version__)
+    fast = {"BT": 256, "BS": 4, "BD": 128, "num_warps": 1, "CARRY_BD": 256}
+    save_record(tmp_path / "FakeGPU.json", "Fake GPU", sig, "rnn", "prefill", "T1024xB2",
+                {"config": fast, "ms": 1.0, "default_ms": 2.0, "trials": 3})
+    save_record(tmp_path / "FakeGPU.json", "Fake GPU", "rnn-0000000000000000", "rnn", "prefill",
+                "T8xB1", {"config": {"BT": 4096}, "ms": 1.0})  # another kernel: not applied
+    r = run_pipeline("specs/tiny_rnn.yaml", records_dir=tmp_path)
+    assert json.loads(r.files["manifest.json"])["tuned_configs"] == {"rnn": {"Fake GPU": {"T1024xB2": fast}}}
+    mod = load_module(r.files["kernels/rnn_rnn.py"], "baked_rnn")
+    assert mod.TUNED == {"Fake GPU": {"T1024xB2": fast}}
+
+    class FakeCuda:  # a CUDA tensor's shape and device, without a GPU
+        is_cuda = True
+        shape = (2, 900, 192)
+        device = __import__("torch").device("cpu")
+
+    monkeypatch.setattr(mod.torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(mod.torch.cuda, "get_device_name", lambda i: "Fake GPU")
+    assert mod._launch_config(FakeCuda()) == mod.CONFIG | fast
+    assert mod._launch_config(FakeCuda(), {"BS": 8})["BS"] == 8  # an explicit config wins
+    mod._DEVICE_NAMES.clear()
+    monkeypatch.setattr(mod.torch.cuda, "get_device_name", lambda i: "Other GPU")
+    assert mod._launch_config(FakeCuda()) == mod.CONFIG  # no record for this device: defaults
+    # CPU tensors never consult the table
+    assert mod._launch_config(__import__("torch").zeros(2, 900, 192)) == mod.CONFIG
+
+
+def test_build_with_a_bad_record_file_fails_whole(tmp_path):
+    from ratc.build import run_pipeline
+
+    (tmp_path / "GPU.json").write_text('{"format": "ratc-autotune", "format_version": 2}')
+    with pytest.raises(RecordError, match="record format version 2"):
+        run_pipeline("specs/tiny_rnn.yaml", records_dir=tmp_path)

@@ -94,9 +94,10 @@ def _mixer_context(m: MixerIR, cls: str) -> dict:
     )
 
 
-def emit(ir: ModelIR, configs: dict[str, dict] | None = None) -> dict[str, str]:
-    """Every file of the package except manifest.json. `configs`: layer name -> launch config."""
-    configs = configs or {}
+def emit(ir: ModelIR, tuned: dict[str, dict] | None = None) -> dict[str, str]:
+    """Every file of the package except manifest.json. `tuned`: layer name -> device name ->
+    shape bucket -> launch config, baked into that layer's kernel module (see build.tuned_for)."""
+    tuned = tuned or {}
     classes = class_names(ir)
     ctx = dict(
         version=__version__, spec_name=ir.name, spec_sha256=ir.source_sha256,
@@ -119,8 +120,8 @@ def emit(ir: ModelIR, configs: dict[str, dict] | None = None) -> dict[str, str]:
     files["kernels/__init__.py"] = ('"""Rendered kernel modules, per layer definition: <kind>_<name> '
                                     '(forward), decode_<kind>_<name> (decode)."""\n')
     for m in ir.mixers:
-        files[f"kernels/{kernel_module_name(m)}.py"] = render_kernel(m, configs.get(m.name))
-        files[f"kernels/decode_{kernel_module_name(m)}.py"] = render_decode(m, configs.get(m.name))
+        files[f"kernels/{kernel_module_name(m)}.py"] = render_kernel(m, tuned=tuned.get(m.name))
+        files[f"kernels/decode_{kernel_module_name(m)}.py"] = render_decode(m)
     for path, text in files.items():
         ast.parse(text, filename=path)  # every rendered file must be valid Python
     return dict(sorted(files.items()))

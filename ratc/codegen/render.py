@@ -17,8 +17,9 @@ num_stages) the launcher uses; `ratc tune` replaces it.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import hashlib
+import importlib.util
+import pprint
 import sys
 import tempfile
 from pathlib import Path
@@ -46,7 +47,7 @@ _env = jinja2.Environment(
 )
 
 
-def kernel_context(m: MixerIR, config: dict | None = None) -> dict:
+def kernel_context(m: MixerIR, config: dict | None = None, tuned: dict | None = None) -> dict:
     """Everything a template may use. Gate hooks are callables: `{{ gate("b_a") }}` prints the
     forget gate of the variable named b_a as Triton code, `gate_torch("a")` as PyTorch code,
     `gate_grad(...)` / `gate_grad_torch(...)` its derivative dg/da."""
@@ -77,12 +78,14 @@ def kernel_context(m: MixerIR, config: dict | None = None) -> dict:
         gate_grad=(lambda v: to_triton_code(gate.derivative, v)) if gate else None,
         gate_grad_torch=(lambda v: to_torch_code(gate.derivative, v)) if gate else None,
         config=dict(config or {}),
+        # device name -> shape bucket -> launch config (from autotune records), printed sorted
+        tuned_table=pprint.pformat(tuned or {}, width=96, sort_dicts=True),
     )
 
 
-def render_kernel(m: MixerIR, config: dict | None = None) -> str:
+def render_kernel(m: MixerIR, config: dict | None = None, tuned: dict | None = None) -> str:
     """The rendered module text for mixer `m`. Raises SyntaxError if it does not parse."""
-    text = _env.get_template(TEMPLATE_OF[m.kind]).render(**kernel_context(m, config))
+    text = _env.get_template(TEMPLATE_OF[m.kind]).render(**kernel_context(m, config, tuned))
     ast.parse(text, filename=f"<{m.name} kernels>")
     return text
 

@@ -22,6 +22,9 @@
 #                        chunk-final K~ (rotated), V~ [B*H, NCP, BLOCK_D] (NC rows per head used,
 #                        NCP = NC rounded up to whole key blocks): the layer's decode cache
 #   rat_attn_fwd_kernel  online softmax from the self term over the earlier chunks' K~, V~
+#                        (and, for training, each query's log-denominator lse [B, H, T])
+# Backward (RatFunction; kernels in templates/rat_bwd.py.jinja): recompute the scans, then
+#   dq per query block, dK~/dV~ per block of chunks, and the scans' adjoint per block of chunks
 
 import math
 import os
@@ -183,15 +186,16 @@ def _rope_cos_sin(pos, o_f, d: tl.constexpr, LOG2_BASE: tl.constexpr):
 
 @triton.jit
 def rat_scan_fwd_kernel(
-    p_proj, p_bias, p_v, p_s, p_kc, p_vc,
+    p_proj, p_bias, p_v, p_s, p_kc, p_vc, p_kt,
     T, NC, NCP, BH, stride_pb, stride_pt, stride_pc,
     OFF_X: tl.constexpr, OFF_A: tl.constexpr, OFF_Q: tl.constexpr, OFF_K: tl.constexpr,
     H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
     D1: tl.constexpr, BLOCK_DH: tl.constexpr, BLOCK_D: tl.constexpr, BK: tl.constexpr,
-    LOG2_BASE: tl.constexpr,
+    LOG2_BASE: tl.constexpr, STORE_K: tl.constexpr = False,
 ):
     # k~_t = g k~_{t-1} + w k_t, v~_t = g v~_{t-1} + w x_t over the L tokens of chunks [BK];
-    # writes v~_t, s_t = q_t . k~_t, and the chunk-final (rotated) K~, V~
+    # writes v~_t, s_t = q_t . k~_t, and the chunk-final (rotated) K~, V~ (STORE_K, for the
+    # backward: also k~_t, unrotated)
     tl.static_assert(2 * D1 >= d)
     tl.static_assert(d % 2 == 0)  # RoPE pairs channel i with i + d/2
     # heads vary fastest, so programs in flight share the rows of q and k (each read by H/G heads)
@@ -222,6 +226,9 @@ def rat_scan_fwd_kernel(
         b_s = tl.sum(tl.sum(b_q.to(tl.float32) * b_k, axis=2), axis=1)  # [BK]
         tl.store(p_v + i_b.to(tl.int64) * T * D + o_t[:, None, None] * D + i_h * d + o_j[None],
                  b_v.to(p_v.dtype.element_ty), mask=m)
+        if STORE_K:
+            tl.store(p_kt + i_b.to(tl.int64) * T * D + o_t[:, None, None] * D + i_h * d + o_j[None],
+                     b_k.to(p_kt.dtype.element_ty), mask=m)
         tl.store(p_s + i_bh * T + o_t, b_s, mask=o_t < T)
 
     # chunk-final states of the complete chunks: rotate K~ at its chunk, store both
@@ -261,12 +268,12 @@ def _rat_attn_inner(
 
 @triton.jit
 def rat_attn_fwd_kernel(
-    p_proj, p_v, p_s, desc_k, desc_v, p_y,
+    p_proj, p_v, p_s, desc_k, desc_v, p_y, p_lse,
     T, NCP, stride_pb, stride_pt, stride_pc, qk_scale,
     OFF_Z: tl.constexpr, OFF_Q: tl.constexpr,
     H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
     BLOCK_D: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
-    LOG2_BASE: tl.constexpr, PRECISION: tl.constexpr,
+    LOG2_BASE: tl.constexpr, PRECISION: tl.constexpr, STORE_LSE: tl.constexpr = False,
 ):
     # y_t = (e^{s_t} v~_t + sum_{c' < c(t)} e^{q_t.K~_c'/sqrt(d)} V~_c') / (e^{s_t} + sum e^{...})
     tl.static_assert(BT >= 16)  # tl.dot's smallest tile, likewise below
@@ -309,13 +316,54 @@ def rat_attn_fwd_kernel(
                                       c_mid, c_end, qk_scale, BC, True, PRECISION)
 
     b_y = b_acc / b_l[:, None]
+    if STORE_LSE:  # log2 of the softmax denominator, in the exp2 units of b_m (the backward's)
+        tl.store(p_lse + i_bh * T + o_t, b_m + tl.log2(b_l), mask=m_t)
     b_z = tl.load(p_row + (OFF_Z + i_h * d + o_d[None, :]) * stride_pc, mask=m_td, other=0.0)
     b_y = b_y * tl.sigmoid(b_z.to(tl.float32))
     tl.store(p_y + i_b.to(tl.int64) * T * D + o_t[:, None] * D + i_h * d + o_d[None, :],
              b_y.to(p_y.dtype.element_ty), mask=m_td)
 
 
-def rat_fwd(proj, gate_bias, config=None, out=None):
+def _strides_shape(proj):
+    """Keyword arguments every RAT kernel takes: proj's strides and the layer's shape."""
+    return dict(stride_pb=proj.stride(0), stride_pt=proj.stride(1), stride_pc=proj.stride(2),
+                H=H, G=GROUPS, d=HEAD_DIM, L=CHUNK,
+                LOG2_BASE=math.log2(ROPE_BASE))
+
+
+def _rat_scan(proj, gate_bias, cfg, v, kt=None):
+    """Launch the scan, writing v~ into v [B, T, D] (and k~ into kt, if given).
+
+    Returns s [B, H, T] fp32 (q_t . k~_t) and the chunk-final caches kc, vc [B*H*NCP, BLOCK_D]
+    of proj's dtype (K~ rotated), NCP = NC rounded up to whole BC-blocks; rows NC .. NCP-1 zero.
+    """
+    B, T, _ = proj.shape
+    NC = T // CHUNK
+    NCP = triton.cdiv(max(NC, 1), cfg["BC"]) * cfg["BC"]  # cache rows per head, whole key blocks
+    dev, dt = proj.device, proj.dtype
+    s = torch.empty(B, H, T, device=dev, dtype=torch.float32)  # q_t . k~_t
+    # the scan writes rows c' < NC of each head, columns < d. Rows NC .. NCP-1 are read (and
+    # masked) by the last key block: zero them
+    kc = torch.empty(B * H * NCP, BLOCK_D, device=dev, dtype=dt)
+    vc = torch.empty(B * H * NCP, BLOCK_D, device=dev, dtype=dt)
+    kc.view(B * H, NCP, BLOCK_D)[:, NC:].zero_()
+    vc.view(B * H, NCP, BLOCK_D)[:, NC:].zero_()
+    rat_scan_fwd_kernel[lambda meta: (triton.cdiv(triton.cdiv(T, CHUNK), meta["BK"]) * B * H,)](
+        p_proj=proj, p_bias=gate_bias, p_v=v, p_s=s, p_kc=kc, p_vc=vc,
+        p_kt=v if kt is None else kt, STORE_K=kt is not None, T=T, NC=NC, NCP=NCP, BH=B * H,
+        **_strides_shape(proj), OFF_X=OFF_X, OFF_A=OFF_A, OFF_Q=OFF_Q, OFF_K=OFF_K,
+        D1=D1, BLOCK_DH=BLOCK_DH, BLOCK_D=BLOCK_D, BK=cfg["SCAN_BK"], num_warps=cfg["SCAN_WARPS"],
+    )
+    return s, kc, vc, NCP
+
+
+def _descriptors(kc, vc, cfg):
+    """Block descriptors of the caches (TMA on Hopper); columns d .. BLOCK_D-1 load as zeros."""
+    return tuple(TensorDescriptor(c, shape=[c.shape[0], HEAD_DIM], strides=[BLOCK_D, 1],
+                                  block_shape=[cfg["BC"], BLOCK_D]) for c in (kc, vc))
+
+
+def rat_fwd(proj, gate_bias, config=None, out=None, lse=None):
     """Launch the scan and the attention kernel.
 
     Args:
@@ -324,59 +372,361 @@ def rat_fwd(proj, gate_bias, config=None, out=None):
         gate_bias: [2048] contiguous.
         config: launch parameters, CONFIG's keys (default CONFIG).
         out: optional [B, T, 2048] contiguous tensor of proj's dtype to write y into.
+        lse: optional [B, 16, T] fp32 contiguous tensor to write each query's softmax
+            log-denominator into (log2 units of the scores scaled by log2(e)/sqrt(d)).
     Returns:
         y: [B, T, 2048] in proj's dtype.
     """
     B, T, _ = proj.shape
     cfg = CONFIG | dict(config or {})
-    NC = T // CHUNK
-    NCP = triton.cdiv(max(NC, 1), cfg["BC"]) * cfg["BC"]  # cache rows per head, whole key blocks
     dev, dt = proj.device, proj.dtype
     v = torch.empty(B, T, D, device=dev, dtype=dt)  # v~_t
-    s = torch.empty(B, H, T, device=dev, dtype=torch.float32)  # q_t . k~_t
-    # chunk-final K~ (rotated) and V~, [B*H*NCP, BLOCK_D]; the scan writes rows c' < NC of each
-    # head, columns < d. Rows NC .. NCP-1 are read (and masked) by the last key block: zero them
-    kc = torch.empty(B * H * NCP, BLOCK_D, device=dev, dtype=dt)
-    vc = torch.empty(B * H * NCP, BLOCK_D, device=dev, dtype=dt)
-    kc.view(B * H, NCP, BLOCK_D)[:, NC:].zero_()
-    vc.view(B * H, NCP, BLOCK_D)[:, NC:].zero_()
     y = torch.empty(B, T, D, device=dev, dtype=dt) if out is None else out
     assert y.shape == (B, T, D) and y.dtype == dt and y.is_contiguous()
-    strides = dict(stride_pb=proj.stride(0), stride_pt=proj.stride(1), stride_pc=proj.stride(2))
-    shape = dict(H=H, G=GROUPS, d=HEAD_DIM, L=CHUNK,
-                 LOG2_BASE=math.log2(ROPE_BASE))
-
-    rat_scan_fwd_kernel[lambda meta: (triton.cdiv(triton.cdiv(T, CHUNK), meta["BK"]) * B * H,)](
-        p_proj=proj, p_bias=gate_bias, p_v=v, p_s=s, p_kc=kc, p_vc=vc, T=T, NC=NC, NCP=NCP,
-        BH=B * H, **strides, OFF_X=OFF_X, OFF_A=OFF_A, OFF_Q=OFF_Q, OFF_K=OFF_K, **shape,
-        D1=D1, BLOCK_DH=BLOCK_DH, BLOCK_D=BLOCK_D, BK=cfg["SCAN_BK"], num_warps=cfg["SCAN_WARPS"],
-    )
-    # block descriptors of the caches (TMA on Hopper); columns d .. BLOCK_D-1 load as zeros
-    desc_k, desc_v = (TensorDescriptor(c, shape=[B * H * NCP, HEAD_DIM], strides=[BLOCK_D, 1],
-                                       block_shape=[cfg["BC"], BLOCK_D]) for c in (kc, vc))
+    s, kc, vc, NCP = _rat_scan(proj, gate_bias, cfg, v)
+    desc_k, desc_v = _descriptors(kc, vc, cfg)
     rat_attn_fwd_kernel[lambda meta: (triton.cdiv(T, meta["BT"]), B * H)](
-        p_proj=proj, p_v=v, p_s=s, desc_k=desc_k, desc_v=desc_v, p_y=y, T=T, NCP=NCP, **strides,
-        qk_scale=SM_SCALE * LOG2E, OFF_Z=OFF_Z, OFF_Q=OFF_Q, **shape,
-        BLOCK_D=BLOCK_D, BT=cfg["BT"], BC=cfg["BC"],
-        PRECISION=cfg["fp32_dot"] if dt == torch.float32 else "tf32",
+        p_proj=proj, p_v=v, p_s=s, desc_k=desc_k, desc_v=desc_v, p_y=y,
+        p_lse=s if lse is None else lse, STORE_LSE=lse is not None, T=T, NCP=NCP,
+        **_strides_shape(proj), qk_scale=SM_SCALE * LOG2E,
+        OFF_Z=OFF_Z, OFF_Q=OFF_Q, BLOCK_D=BLOCK_D,
+        BT=cfg["BT"], BC=cfg["BC"], PRECISION=cfg["fp32_dot"] if dt == torch.float32 else "tf32",
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     return y
 
 
+# -------------------------------------------------------------------------------------------------
+# Triton backward (recompute, nothing of size T x chunks stored)
+#
+# With P the softmax of query t over [earlier chunks c', self], S its scaled scores, do_t the
+# gradient of the (ungated) y_t (dy_t * sigmoid(z_t)) and Delta_t = do_t . y_t = dy_t . out_t:
+#   dS = P (do_t . V - Delta_t),  dq^_t = sum_c' dS K^_c' / sqrt(d),
+#   dK^_c' = sum_t dS q^_t / sqrt(d),  dV~_c' = sum_t P do_t,
+#   dk~_t += dS_self q_t / sqrt(d),  dv~_t += P_self do_t,
+#   dq_t = R(c)^T dq^_t + dS_self k~_t / sqrt(d)      (^: rotated by chunk RoPE, R(c))
+# then the adjoint of the in-chunk scans, right to left from the chunk-final gradients:
+#   lam_t = dk~_t + g_{t+1} lam_{t+1},  dk_t = w_t lam_t,
+#   dg_t = lam_t . (k~_{t-1} - k_t) + the same for v~ and x
+# Launches:
+#   rat_scan_fwd_kernel (STORE_K)  recompute v~, k~ [B, T, D] fp32, self scores, caches
+#   rat_attn_bwd_dq_kernel   per query block: Delta, dS_self, P_self do, dq^ (rotated), dz
+#   rat_attn_bwd_dkv_kernel  per block of chunks: dK^ (rotated), dV~ over the later queries
+#   rat_scan_bwd_kernel      per block of chunks: the scans' adjoint -> dx, da, dq, dk per head,
+#                            gate-bias partial sums; dq, dk summed over the heads of a group after
+
+
+@triton.jit
+def _rat_load_q(p_row, o_d, m_td, o_ct, stride_pc, OFF_QG, d: tl.constexpr,
+                LOG2_BASE: tl.constexpr):
+    """q_t [BT, BLOCK_D] in fp32 for the query rows p_row, turned by chunk RoPE at o_ct."""
+    b_q = tl.load(p_row + (OFF_QG + o_d[None, :]) * stride_pc, mask=m_td, other=0.0).to(tl.float32)
+    HALF: tl.constexpr = d // 2
+    o_f = tl.where(o_d < HALF, o_d, o_d - HALF)  # pair index i of channel j
+    o_partner = tl.where(o_d < HALF, o_d + HALF, o_d - HALF)
+    b_qp = tl.load(p_row + (OFF_QG + o_partner[None, :]) * stride_pc, mask=m_td,
+                   other=0.0).to(tl.float32)
+    b_cos, b_sin = _rope_cos_sin(o_ct, o_f, d, LOG2_BASE)
+    b_sign = tl.where(o_d < HALF, -1.0, 1.0)[None, :]
+    b_q = b_q * b_cos + b_sign * b_qp * b_sin
+    return b_q
+
+
+@triton.jit
+def _rat_bwd_dq_inner(
+    b_q, b_do, b_lse, b_delta, b_dq, desc_k, desc_v, row0, o_ct, lo, hi, qk_scale,
+    BC: tl.constexpr, MASKED: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """dq^ += dS K^ over chunk-final keys lo .. hi-1 (unscaled); MASKED hides c' >= c(t)."""
+    for k0 in range(lo, hi, BC):
+        b_kc = desc_k.load([row0 + k0, 0])  # [BC, BLOCK_D]
+        b_vc = desc_v.load([row0 + k0, 0])
+        b_sc = tl.dot(b_q, tl.trans(b_kc), input_precision=PRECISION)  # [BT, BC]
+        b_p = tl.exp2(b_sc * qk_scale - b_lse[:, None])
+        if MASKED:
+            o_k = k0 + tl.arange(0, BC)
+            b_p = tl.where(o_k[None, :] < o_ct[:, None], b_p, 0.0)
+        b_dp = tl.dot(b_do, tl.trans(b_vc), input_precision=PRECISION)
+        b_ds = b_p * (b_dp - b_delta[:, None])
+        b_dq = tl.dot(b_ds.to(b_kc.dtype), b_kc, b_dq, input_precision=PRECISION)
+    return b_dq
+
+
+@triton.jit
+def rat_attn_bwd_dq_kernel(
+    p_proj, p_dy, p_y, p_lse, p_s, p_v, desc_k, desc_v, p_delta, p_dss, p_dvs, p_dq, p_dproj,
+    T, NCP, stride_pb, stride_pt, stride_pc, qk_scale,
+    OFF_Z: tl.constexpr, OFF_Q: tl.constexpr, F: tl.constexpr,
+    H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
+    BLOCK_D: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
+    LOG2_BASE: tl.constexpr, PRECISION: tl.constexpr,
+):
+    # Delta_t = dy_t . out_t, dS_self = P_self (do_t . v~_t - Delta_t), dq^_t = sum_c' dS K^_c'
+    tl.static_assert(BT >= 16)  # tl.dot's smallest tile, likewise below
+    tl.static_assert(BC >= 16)
+    tl.static_assert(BLOCK_D >= 16)
+    i_t = tl.num_programs(0) - 1 - tl.program_id(0)  # longest rows (most chunks) first
+    i_bh = tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    D: tl.constexpr = H * d
+    o_t = i_t * BT + tl.arange(0, BT)
+    o_d = tl.arange(0, BLOCK_D)
+    m_t = o_t < T
+    m_td = m_t[:, None] & (o_d < d)[None, :]
+    o_ct = o_t // L
+    dt = p_y.dtype.element_ty  # the dot operands' dtype, as in the forward
+
+    p_row = p_proj + i_b.to(tl.int64) * stride_pb + o_t[:, None] * stride_pt
+    o_td = i_b.to(tl.int64) * T * D + o_t[:, None] * D + i_h * d + o_d[None, :]  # [B, T, D]
+    b_q = _rat_load_q(p_row, o_d, m_td, o_ct, stride_pc, OFF_Q + (i_h % G) * d, d, LOG2_BASE)
+    b_dy = tl.load(p_dy + o_td, mask=m_td, other=0.0).to(tl.float32)
+    b_y = tl.load(p_y + o_td, mask=m_td, other=0.0).to(tl.float32)
+    b_delta = tl.sum(b_dy * b_y, axis=1)
+    b_sz = tl.sigmoid(tl.load(p_row + (OFF_Z + i_h * d + o_d[None, :]) * stride_pc, mask=m_td,
+                              other=0.0).to(tl.float32))
+    b_do = b_dy * b_sz
+    b_dz = b_dy * b_y * (1.0 - b_sz)  # dy . y~ sigmoid'(z), y~ = out / sigmoid(z)
+    p_drow = p_dproj + i_b.to(tl.int64) * T * F + o_t[:, None] * F  # dproj [B, T, F] contiguous
+    tl.store(p_drow + OFF_Z + i_h * d + o_d[None, :], b_dz.to(p_dproj.dtype.element_ty),
+             mask=m_td)
+    b_lse = tl.load(p_lse + i_bh * T + o_t, mask=m_t, other=0.0)
+
+    # the self term
+    b_vt = tl.load(p_v + o_td, mask=m_td, other=0.0)
+    b_ps = tl.exp2(tl.load(p_s + i_bh * T + o_t, mask=m_t, other=0.0) * qk_scale - b_lse)
+    b_dss = b_ps * (tl.sum(b_do * b_vt, axis=1) - b_delta)
+    tl.store(p_delta + i_bh * T + o_t, b_delta, mask=m_t)
+    tl.store(p_dss + i_bh * T + o_t, b_dss, mask=m_t)
+    tl.store(p_dvs + o_td, b_ps[:, None] * b_do, mask=m_td)
+
+    # the earlier chunks, unmasked then masked as in the forward
+    b_q, b_do = b_q.to(dt), b_do.to(dt)
+    b_dq = tl.zeros([BT, BLOCK_D], dtype=tl.float32)
+    c_first = (i_t * BT) // L
+    c_end = (tl.minimum(i_t * BT + BT, T) - 1) // L
+    c_mid = (c_first // BC) * BC
+    b_dq = _rat_bwd_dq_inner(b_q, b_do, b_lse, b_delta, b_dq, desc_k, desc_v, i_bh * NCP, o_ct,
+                             0, c_mid, qk_scale, BC, False, PRECISION)
+    b_dq = _rat_bwd_dq_inner(b_q, b_do, b_lse, b_delta, b_dq, desc_k, desc_v, i_bh * NCP, o_ct,
+                             c_mid, c_end, qk_scale, BC, True, PRECISION)
+    tl.store(p_dq + o_td, b_dq * (qk_scale * 0.6931471805599453), mask=m_td)  # ln 2: 1/sqrt(d)
+
+
+@triton.jit
+def rat_attn_bwd_dkv_kernel(
+    p_proj, p_dy, p_lse, p_delta, desc_k, desc_v, p_dkc, p_dvc,
+    T, NC, NCP, stride_pb, stride_pt, stride_pc, qk_scale,
+    OFF_Z: tl.constexpr, OFF_Q: tl.constexpr,
+    H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
+    BLOCK_D: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
+    LOG2_BASE: tl.constexpr, PRECISION: tl.constexpr,
+):
+    # dK^_c' = sum_{t: c(t) > c'} dS q^_t, dV~_c' = sum_t P do_t for the chunks c' of one block
+    tl.static_assert(BT >= 16)
+    tl.static_assert(BC >= 16)
+    tl.static_assert(BLOCK_D >= 16)
+    i_c, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    D: tl.constexpr = H * d
+    o_k = i_c * BC + tl.arange(0, BC)
+    o_d = tl.arange(0, BLOCK_D)
+    b_kc = desc_k.load([i_bh * NCP + i_c * BC, 0])  # [BC, BLOCK_D]
+    b_vc = desc_v.load([i_bh * NCP + i_c * BC, 0])
+    b_dk = tl.zeros([BC, BLOCK_D], dtype=tl.float32)
+    b_dv = tl.zeros([BC, BLOCK_D], dtype=tl.float32)
+    p_b = p_proj + i_b.to(tl.int64) * stride_pb
+    # the first reader of chunk c' is token (c' + 1) L
+    for t0 in range((((i_c * BC + 1) * L) // BT) * BT, T, BT):
+        o_t = t0 + tl.arange(0, BT)
+        m_t = o_t < T
+        m_td = m_t[:, None] & (o_d < d)[None, :]
+        o_ct = o_t // L
+        p_row = p_b + o_t[:, None] * stride_pt
+        o_td = i_b.to(tl.int64) * T * D + o_t[:, None] * D + i_h * d + o_d[None, :]
+        b_q = _rat_load_q(p_row, o_d, m_td, o_ct, stride_pc, OFF_Q + (i_h % G) * d, d,
+                          LOG2_BASE).to(b_kc.dtype)
+        b_do = tl.load(p_dy + o_td, mask=m_td, other=0.0).to(tl.float32)
+        b_do *= tl.sigmoid(tl.load(p_row + (OFF_Z + i_h * d + o_d[None, :]) * stride_pc,
+                                   mask=m_td, other=0.0).to(tl.float32))
+        b_do = b_do.to(b_kc.dtype)
+        b_lse = tl.load(p_lse + i_bh * T + o_t, mask=m_t, other=0.0)
+        b_delta = tl.load(p_delta + i_bh * T + o_t, mask=m_t, other=0.0)
+        b_st = tl.dot(b_kc, tl.trans(b_q), input_precision=PRECISION)  # [BC, BT]
+        b_pt = tl.exp2(b_st * qk_scale - b_lse[None, :])
+        b_pt = tl.where((o_k[:, None] < o_ct[None, :]) & m_t[None, :], b_pt, 0.0)
+        b_dv = tl.dot(b_pt.to(b_kc.dtype), b_do, b_dv, input_precision=PRECISION)
+        b_dpt = tl.dot(b_vc, tl.trans(b_do), input_precision=PRECISION)
+        b_dst = b_pt * (b_dpt - b_delta[None, :])
+        b_dk = tl.dot(b_dst.to(b_kc.dtype), b_q, b_dk, input_precision=PRECISION)
+    o_cache = (i_bh * NCP + o_k[:, None]) * BLOCK_D + o_d[None, :]
+    m = (o_k < NC)[:, None] & (o_d < d)[None, :]
+    tl.store(p_dkc + o_cache, b_dk * (qk_scale * 0.6931471805599453), mask=m)  # ln 2: 1/sqrt(d)
+    tl.store(p_dvc + o_cache, b_dv, mask=m)
+
+
+@triton.jit
+def rat_scan_bwd_kernel(
+    p_proj, p_bias, p_kt, p_v, p_dq, p_dvs, p_dss, p_dkc, p_dvc, p_dproj, p_dqh, p_dkh, p_dbias,
+    T, NC, NCP, BH, stride_pb, stride_pt, stride_pc, sm_scale,
+    OFF_X: tl.constexpr, OFF_A: tl.constexpr, OFF_Q: tl.constexpr, OFF_K: tl.constexpr,
+    F: tl.constexpr, H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
+    D1: tl.constexpr, BLOCK_DH: tl.constexpr, BLOCK_D: tl.constexpr, BK: tl.constexpr,
+    LOG2_BASE: tl.constexpr,
+):
+    # lam_t = dk~_t + g_{t+1} lam_{t+1} over the L tokens of chunks [BK], right to left, from
+    # lam = dK~ (turned back) / dV~ at the chunk-final token; same [BLOCK_DH, 2] layout as the scan
+    i_c, i_bh = tl.program_id(0) // BH, tl.program_id(0) % BH
+    i_b, i_h = i_bh // H, i_bh % H
+    D: tl.constexpr = H * d
+    o_c = i_c * BK + tl.arange(0, BK)  # chunks
+    o_i = tl.arange(0, BLOCK_DH)
+    o_j = o_i[:, None] + tl.arange(0, 2)[None, :] * D1  # [BLOCK_DH, 2] channel within the head
+    m_j = (o_i[:, None] < D1) & (o_j < d)
+    o_g = (i_h % G) * d + o_j  # channel of q/k's group
+
+    b_bias = tl.load(p_bias + i_h * d + o_j, mask=m_j, other=0.0).to(tl.float32)
+    o_cache = (i_bh * NCP + o_c[:, None, None]) * BLOCK_D + o_j[None]
+    m = (o_c < NC)[:, None, None] & m_j[None, :, :]
+    b_lk = tl.load(p_dkc + o_cache, mask=m, other=0.0)  # [BK, BLOCK_DH, 2]
+    b_lv = tl.load(p_dvc + o_cache, mask=m, other=0.0)
+    # every token of chunk c turns by the same R(c): dq = R^T dq^, dK~ = R^T dK^
+    b_cos, b_sin = _rope_cos_sin(o_c, o_i, d, LOG2_BASE)
+    b_1, b_2 = tl.split(b_lk)
+    b_lk = tl.join(b_1 * b_cos + b_2 * b_sin, b_2 * b_cos - b_1 * b_sin)
+    b_db = tl.zeros([BLOCK_DH, 2], dtype=tl.float32)
+    p_b = p_proj + i_b.to(tl.int64) * stride_pb
+    p_db = p_dproj + i_b.to(tl.int64) * T * F  # dproj [B, T, F] contiguous
+    for i in range(L):
+        l = L - 1 - i
+        o_t = o_c * L + l
+        m = (o_t < T)[:, None, None] & m_j[None, :, :]
+        m_p = ((o_t < T) & (l > 0))[:, None, None] & m_j[None, :, :]
+        p_row = p_b + o_t[:, None, None] * stride_pt
+        o_td = i_b.to(tl.int64) * T * D + o_t[:, None, None] * D + i_h * d + o_j[None]
+        b_a = tl.load(p_row + (OFF_A + i_h * d + o_j[None]) * stride_pc, mask=m, other=0.0)
+        b_x = tl.load(p_row + (OFF_X + i_h * d + o_j[None]) * stride_pc, mask=m, other=0.0)
+        b_kin = tl.load(p_row + (OFF_K + o_g[None]) * stride_pc, mask=m, other=0.0)
+        b_q = tl.load(p_row + (OFF_Q + o_g[None]) * stride_pc, mask=m, other=0.0)
+        b_a = b_a.to(tl.float32) + b_bias[None]
+        b_g = tl.sigmoid(b_a)
+        b_gd = ((1.0 + (-1.0 * tl.sigmoid(b_a))) * tl.sigmoid(b_a))
+        b_dss = tl.load(p_dss + i_bh * T + o_t, mask=o_t < T, other=0.0)[:, None, None] * sm_scale
+        b_kt = tl.load(p_kt + o_td, mask=m, other=0.0)
+        b_kp = tl.load(p_kt + o_td - D, mask=m_p, other=0.0)  # k~_{t-1}, 0 at a chunk start
+        b_vp = tl.load(p_v + o_td - D, mask=m_p, other=0.0)
+        b_lk += b_dss * b_q.to(tl.float32)
+        b_lv += tl.load(p_dvs + o_td, mask=m, other=0.0)
+        b_dkin = (1.0 - b_g) * b_lk
+        b_dx = (1.0 - b_g) * b_lv
+        b_da = (b_lk * (b_kp - b_kin.to(tl.float32)) + b_lv * (b_vp - b_x.to(tl.float32))) * b_gd
+        b_da = tl.where(m, b_da, 0.0)
+        b_db += tl.sum(b_da, axis=0)
+        b_dq = tl.load(p_dq + o_td, mask=m, other=0.0)
+        b_1, b_2 = tl.split(b_dq)
+        b_dq = tl.join(b_1 * b_cos + b_2 * b_sin, b_2 * b_cos - b_1 * b_sin)
+        b_dq += b_dss * b_kt
+        p_drow = p_db + o_t[:, None, None] * F + i_h * d + o_j[None]
+        tl.store(p_drow + OFF_X, b_dx.to(p_dproj.dtype.element_ty), mask=m)
+        tl.store(p_drow + OFF_A, b_da.to(p_dproj.dtype.element_ty), mask=m)
+        tl.store(p_dkh + o_td, b_dkin, mask=m)
+        tl.store(p_dqh + o_td, b_dq, mask=m)
+        b_lk = b_g * b_lk  # carries lam_t to t - 1
+        b_lv = b_g * b_lv
+    tl.store(p_dbias + (i_c * (BH // H) + i_b) * D + i_h * d + o_j, b_db, mask=m_j)
+
+
+def rat_bwd(proj, gate_bias, y, lse, dy, config=None):
+    """Gradients of y = core(proj, gate_bias) from the forward's output and softmax statistics.
+
+    Args:
+        proj: [B, T, 6656], gate_bias: [2048], as given to rat_fwd.
+        y: [B, T, 2048] rat_fwd's output; lse: [B, 16, T] fp32 what rat_fwd wrote into lse.
+        dy: [B, T, 2048] contiguous, the gradient of y.
+        config: launch parameters, CONFIG's keys (default CONFIG).
+    Returns:
+        dproj [B, T, 6656] contiguous in proj's dtype, dgate_bias [2048] fp32.
+    """
+    B, T, _ = proj.shape
+    cfg = CONFIG | dict(config or {})
+    NC = T // CHUNK
+    dev, dt = proj.device, proj.dtype
+    f32 = dict(device=dev, dtype=torch.float32)
+    v, kt = torch.empty(B, T, D, **f32), torch.empty(B, T, D, **f32)  # v~, k~ recomputed
+    s, kc, vc, NCP = _rat_scan(proj, gate_bias, cfg, v, kt)
+    desc_k, desc_v = _descriptors(kc, vc, cfg)
+    delta, dss = torch.empty(B, H, T, **f32), torch.empty(B, H, T, **f32)
+    dvs, dq = torch.empty(B, T, D, **f32), torch.empty(B, T, D, **f32)  # P_self do, dq^
+    dkc = torch.empty(B * H * NCP, BLOCK_D, **f32)  # dK^, dV~ of the chunk-final states
+    dvc = torch.empty(B * H * NCP, BLOCK_D, **f32)
+    dproj = torch.empty(B, T, IN_FEATURES, device=dev, dtype=dt)
+    common = dict(**_strides_shape(proj), qk_scale=SM_SCALE * LOG2E,
+                  OFF_Z=OFF_Z, OFF_Q=OFF_Q, BLOCK_D=BLOCK_D,
+                  BT=cfg["BT"], BC=cfg["BC"],
+                  PRECISION=cfg["fp32_dot"] if dt == torch.float32 else "tf32",
+                  num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    rat_attn_bwd_dq_kernel[lambda meta: (triton.cdiv(T, meta["BT"]), B * H)](
+        p_proj=proj, p_dy=dy, p_y=y, p_lse=lse, p_s=s, p_v=v, desc_k=desc_k, desc_v=desc_v,
+        p_delta=delta, p_dss=dss, p_dvs=dvs, p_dq=dq, p_dproj=dproj, T=T, NCP=NCP,
+        F=IN_FEATURES, **common)
+    if NC > 0:
+        rat_attn_bwd_dkv_kernel[lambda meta: (triton.cdiv(NC, meta["BC"]), B * H)](
+            p_proj=proj, p_dy=dy, p_lse=lse, p_delta=delta, desc_k=desc_k, desc_v=desc_v,
+            p_dkc=dkc, p_dvc=dvc, T=T, NC=NC, NCP=NCP, **common)
+    n_blocks = triton.cdiv(triton.cdiv(T, CHUNK), cfg["SCAN_BK"])
+    # dq and dk per head overwrite dq^ and P_self do: each element is read, then written, by the
+    # same program
+    dqh, dkh = dq, dvs
+    dbias = torch.empty(n_blocks, B, D, **f32)
+    rat_scan_bwd_kernel[(n_blocks * B * H,)](
+        p_proj=proj, p_bias=gate_bias, p_kt=kt, p_v=v, p_dq=dq, p_dvs=dvs, p_dss=dss, p_dkc=dkc,
+        p_dvc=dvc, p_dproj=dproj, p_dqh=dqh, p_dkh=dkh, p_dbias=dbias, T=T, NC=NC, NCP=NCP,
+        BH=B * H, **_strides_shape(proj), sm_scale=SM_SCALE, OFF_X=OFF_X, OFF_A=OFF_A,
+        OFF_Q=OFF_Q, OFF_K=OFF_K, F=IN_FEATURES, D1=D1, BLOCK_DH=BLOCK_DH, BLOCK_D=BLOCK_D,
+        BK=cfg["SCAN_BK"], num_warps=cfg["SCAN_WARPS"])
+    # head h read group h % G: heads r*G + g, r < H/G, share group g
+    GD = GROUPS * HEAD_DIM
+    dproj[..., OFF_Q:OFF_Q + GD] = dqh.view(B, T, H // GROUPS, GD).sum(2)
+    dproj[..., OFF_K:OFF_K + GD] = dkh.view(B, T, H // GROUPS, GD).sum(2)
+    return dproj, dbias.sum(0)
+
+
+class RatFunction(torch.autograd.Function):
+    """y = core(proj, gate_bias) with the Triton kernels both ways. Saves proj, gate_bias, y and
+    the softmax log-denominators [B, H, T]; the backward recomputes the scans and the scores."""
+
+    @staticmethod
+    def forward(ctx, proj, gate_bias, config=None):
+        lse = torch.empty(proj.shape[0], H, proj.shape[1], device=proj.device,
+                          dtype=torch.float32)
+        y = rat_fwd(proj, gate_bias, config, lse=lse)
+        ctx.save_for_backward(proj, gate_bias, y, lse)
+        ctx.config = config
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dy):
+        proj, gate_bias, y, lse = ctx.saved_tensors
+        dproj, dbias = rat_bwd(proj, gate_bias, y, lse, dy.contiguous(), ctx.config)
+        return dproj, dbias.to(gate_bias.dtype), None
+
+
 _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
-def core_triton(proj, gate_bias=None):
-    """The layer core with the Triton kernels. proj [B, T, 6656] fp16/bf16/fp32,
-    gate_bias [2048] or None -> y [B, T, 2048] in proj's dtype."""
+def core_triton(proj, gate_bias=None, config=None):
+    """The layer core with the Triton kernels, differentiable (RatFunction) in proj and gate_bias.
+    proj [B, T, 6656] fp16/bf16/fp32, gate_bias [2048] or None -> y [B, T, 2048]
+    in proj's dtype."""
     if proj.dtype not in _TRITON_DTYPES:
         raise TypeError(f"core_triton takes fp16, bf16 or fp32, got {proj.dtype}")
     if proj.shape[-1] != IN_FEATURES:
         raise ValueError(f"proj has {proj.shape[-1]} features, the layer expects {IN_FEATURES}")
     if gate_bias is None:
         gate_bias = torch.zeros(D, device=proj.device, dtype=torch.float32)
-    return rat_fwd(proj, gate_bias.contiguous())
+    if torch.is_grad_enabled() and (proj.requires_grad or gate_bias.requires_grad):
+        return RatFunction.apply(proj, gate_bias.contiguous(), config)
+    return rat_fwd(proj, gate_bias.contiguous(), config)
 
 
 def core(proj, gate_bias=None):

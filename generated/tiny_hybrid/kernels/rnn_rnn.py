@@ -18,6 +18,9 @@
 #   rnn_carry_fwd_kernel                 per channel, over blocks: state entering each block
 #   rnn_scan_fwd_kernel (STORE_Y=True)   per block: rescan from that state, write y
 # A sequence of one block skips the first two.
+# Backward (RnnFunction): recompute v~ the same way, then the adjoint
+# lam_t = e_t + g_{t+1} lam_{t+1} runs right to left in the same three-pass form
+# (rnn_scan_bwd_kernel, reverse carry, rescan).
 
 import os
 
@@ -120,16 +123,23 @@ def _last_row(x, BS: tl.constexpr):
 
 
 @triton.jit
+def _first_row(x, BS: tl.constexpr):
+    """x[0, :] of a [BS, BD] tile."""
+    return tl.sum(tl.where((tl.arange(0, BS) == 0)[:, None], x, 0.0), axis=0)
+
+
+@triton.jit
 def rnn_scan_fwd_kernel(
     p_proj, p_bias, p_gain, p_local, p_enter, p_y,
     T, NB, stride_pb, stride_pt, stride_pc,
     OFF_Z: tl.constexpr, OFF_X: tl.constexpr, OFF_A: tl.constexpr,
     D: tl.constexpr,
     BT: tl.constexpr, BS: tl.constexpr, BD: tl.constexpr,
-    STORE_Y: tl.constexpr, HAS_CARRY: tl.constexpr,
+    STORE_Y: tl.constexpr, HAS_CARRY: tl.constexpr, GATE_Y: tl.constexpr,
 ):
     # s_t = g_t s_{t-1} + w_t x_t over the BT tokens of block i_n, from the state entering it
-    # (STORE_Y: write y_t) or from 0 (else: write the block's map s -> A s + S)
+    # (STORE_Y: write y_t, or the state s_t itself when not GATE_Y) or from 0 (else: write the
+    # block's map s -> A s + S)
     tl.static_assert(BT % BS == 0)
     i_n, i_d, i_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     o_d = i_d * BD + tl.arange(0, BD)
@@ -156,8 +166,11 @@ def rnn_scan_fwd_kernel(
         b_cg, b_cs = tl.associative_scan((b_g, b_u), 0, _affine_combine)  # prefix maps in the tile
         b_h = b_cs + b_cg * b_s[None, :]  # states s_t
         if STORE_Y:
-            b_z = tl.load(p_row + OFF_Z * stride_pc, mask=m, other=0.0).to(tl.float32)
-            b_y = b_h * tl.sigmoid(b_z)
+            if GATE_Y:
+                b_z = tl.load(p_row + OFF_Z * stride_pc, mask=m, other=0.0).to(tl.float32)
+                b_y = b_h * tl.sigmoid(b_z)
+            else:
+                b_y = b_h
             tl.store(p_y + i_b.to(tl.int64) * T * D + o_t[:, None] * D + o_d[None, :],
                      b_y.to(p_y.dtype.element_ty), mask=m)
         else:
@@ -169,20 +182,102 @@ def rnn_scan_fwd_kernel(
 
 
 @triton.jit
-def rnn_carry_fwd_kernel(p_gain, p_local, p_enter, NB, D: tl.constexpr, BD: tl.constexpr):
+def rnn_carry_fwd_kernel(p_gain, p_local, p_enter, NB, D: tl.constexpr, BD: tl.constexpr,
+                         REVERSE: tl.constexpr = False):
     # enter_0 = 0, enter_{n+1} = A_n enter_n + S_n over the blocks n of one sequence
+    # (REVERSE, for the backward: enter_{NB-1} = 0, enter_{n-1} = A_n enter_n + S_n)
     i_d, i_b = tl.program_id(0), tl.program_id(1)
     o_d = i_d * BD + tl.arange(0, BD)
     m_d = o_d < D
     b_s = tl.zeros([BD], dtype=tl.float32)
-    for i_n in range(NB):
+    for i in range(NB):
+        if REVERSE:
+            i_n = NB - 1 - i
+        else:
+            i_n = i
         o_blk = (i_b * NB + i_n) * D + o_d
         tl.store(p_enter + o_blk, b_s, mask=m_d)
         b_gain = tl.load(p_gain + o_blk, mask=m_d, other=0.0)
         b_s = b_gain * b_s + tl.load(p_local + o_blk, mask=m_d, other=0.0)
 
 
-def rnn_fwd(proj, gate_bias, config=None, out=None):
+@triton.jit
+def rnn_scan_bwd_kernel(
+    p_proj, p_bias, p_v, p_dy, p_gain, p_local, p_enter, p_dproj, p_dbias,
+    T, NB, stride_pb, stride_pt, stride_pc,
+    OFF_Z: tl.constexpr, OFF_X: tl.constexpr, OFF_A: tl.constexpr,
+    D: tl.constexpr, F: tl.constexpr,
+    BT: tl.constexpr, BS: tl.constexpr, BD: tl.constexpr,
+    STORE_GRAD: tl.constexpr, HAS_CARRY: tl.constexpr,
+):
+    # adjoint of the scan, backwards over the tiles of block i_n:
+    #   e_t = dy_t sigmoid(z_t),  lam_t = e_t + g_{t+1} lam_{t+1}  (lam_T = 0)
+    #   dx_t = w_t lam_t,  da_t = g'(a_t) lam_t (v~_{t-1} - x_t),  dz_t = dy_t v~_t sigmoid'(z_t)
+    # from the adjoint entering from the right (STORE_GRAD: write the gradients and the block's
+    # gate-bias gradient) or from 0 (else: write the block's map lam -> A lam + S)
+    tl.static_assert(BT % BS == 0)
+    i_n, i_d, i_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    o_d = i_d * BD + tl.arange(0, BD)
+    m_d = o_d < D
+    o_s = tl.arange(0, BS)
+    b_bias = tl.load(p_bias + o_d, mask=m_d, other=0.0).to(tl.float32)
+    o_blk = (i_b * NB + i_n) * D + o_d  # row of [B, NB, D]
+    if HAS_CARRY:
+        b_lam = tl.load(p_enter + o_blk, mask=m_d, other=0.0)
+    else:
+        b_lam = tl.zeros([BD], dtype=tl.float32)
+    b_gain = tl.full([BD], 1.0, dtype=tl.float32)
+    b_db = tl.zeros([BD], dtype=tl.float32)
+    p_b = p_proj + i_b.to(tl.int64) * stride_pb
+    p_db = p_dproj + i_b.to(tl.int64) * T * F  # dproj [B, T, F] contiguous
+    o_bt = i_b.to(tl.int64) * T * D
+    n_tiles = tl.cdiv(tl.minimum(i_n * BT + BT, T) - i_n * BT, BS)
+    for i in range(n_tiles):
+        o_t = i_n * BT + (n_tiles - 1 - i) * BS + o_s  # last tile first
+        m_t = o_t < T
+        m = m_t[:, None] & m_d[None, :]
+        m_n = (o_t + 1 < T)[:, None] & m_d[None, :]
+        p_row = p_b + o_t[:, None] * stride_pt + o_d[None, :] * stride_pc
+        b_dy = tl.load(p_dy + o_bt + o_t[:, None] * D + o_d[None, :], mask=m, other=0.0)
+        b_dy = b_dy.to(tl.float32)
+        b_sz = tl.sigmoid(tl.load(p_row + OFF_Z * stride_pc, mask=m, other=0.0).to(tl.float32))
+        b_e = b_dy * b_sz
+        # the gate of the next token carries lam_{t+1} to t
+        b_a = tl.load(p_row + stride_pt + OFF_A * stride_pc, mask=m_n, other=0.0).to(tl.float32)
+        b_a = b_a + b_bias[None, :]
+        b_gn = (tl.sigmoid(b_a)*tl.sigmoid(b_a))
+        b_gn = tl.where(m_n, b_gn, tl.where(m, 0.0, 1.0))  # past T: identity map
+        b_cg, b_cs = tl.associative_scan((b_gn, b_e), 0, _affine_combine, reverse=True)
+        b_h = b_cs + b_cg * b_lam[None, :]  # adjoints lam_t
+        if STORE_GRAD:
+            b_a = tl.load(p_row + OFF_A * stride_pc, mask=m, other=0.0).to(tl.float32)
+            b_a = b_a + b_bias[None, :]
+            b_dg = ((tl.sigmoid(b_a)*tl.sigmoid(b_a)) * (2.0 + (-2.0 * tl.sigmoid(b_a))))
+            m_p = ((o_t >= 1) & m_t)[:, None] & m_d[None, :]
+            b_vp = tl.load(p_v + o_bt + (o_t[:, None] - 1) * D + o_d[None, :], mask=m_p, other=0.0)
+            b_g = (tl.sigmoid(b_a)*tl.sigmoid(b_a))
+            b_x = tl.load(p_row + OFF_X * stride_pc, mask=m, other=0.0).to(tl.float32)
+            b_dx = (1.0 - b_g) * b_h
+            b_da = b_h * (b_vp - b_x) * b_dg
+            b_da = tl.where(m, b_da, 0.0)
+            b_db += tl.sum(b_da, axis=0)
+            p_drow = p_db + o_t[:, None] * F + o_d[None, :]
+            tl.store(p_drow + OFF_X, b_dx.to(p_dproj.dtype.element_ty), mask=m)
+            tl.store(p_drow + OFF_A, b_da.to(p_dproj.dtype.element_ty), mask=m)
+            b_v = tl.load(p_v + o_bt + o_t[:, None] * D + o_d[None, :], mask=m, other=0.0)
+            b_dz = b_dy * b_v * b_sz * (1.0 - b_sz)
+            tl.store(p_drow + OFF_Z, b_dz.to(p_dproj.dtype.element_ty), mask=m)
+        else:
+            b_gain = b_gain * _first_row(b_cg, BS)
+        b_lam = _first_row(b_h, BS)
+    if STORE_GRAD:
+        tl.store(p_dbias + o_blk, b_db, mask=m_d)
+    else:
+        tl.store(p_gain + o_blk, b_gain, mask=m_d)
+        tl.store(p_local + o_blk, b_lam, mask=m_d)
+
+
+def rnn_fwd(proj, gate_bias, config=None, out=None, gate_y=True):
     """Launch the block scans and the carry pass.
 
     Args:
@@ -190,7 +285,9 @@ def rnn_fwd(proj, gate_bias, config=None, out=None):
             TRITON_INTERPRET=1), fp16/bf16/fp32.
         gate_bias: [64] contiguous.
         config: launch parameters, CONFIG's keys (default CONFIG).
-        out: optional [B, T, 64] contiguous tensor of proj's dtype to write y into.
+        out: optional [B, T, 64] contiguous tensor of proj's dtype (any float dtype when
+            not gate_y) to write y into.
+        gate_y: False writes the states v~ instead of y (the backward's recompute).
     Returns:
         y: [B, T, 64] in proj's dtype.
     """
@@ -199,7 +296,7 @@ def rnn_fwd(proj, gate_bias, config=None, out=None):
     NB = triton.cdiv(T, cfg["BT"])
     dev = proj.device
     y = torch.empty(B, T, D, device=dev, dtype=proj.dtype) if out is None else out
-    assert y.shape == (B, T, D) and y.dtype == proj.dtype and y.is_contiguous()
+    assert y.shape == (B, T, D) and y.is_contiguous() and (y.dtype == proj.dtype or not gate_y)
     gain = torch.empty(B, NB, D, device=dev, dtype=torch.float32)  # A of each block
     local = torch.empty(B, NB, D, device=dev, dtype=torch.float32)  # S of each block
     enter = torch.empty(B, NB, D, device=dev, dtype=torch.float32)  # state entering each block
@@ -211,26 +308,86 @@ def rnn_fwd(proj, gate_bias, config=None, out=None):
     )
     grid = lambda meta: (NB, triton.cdiv(D, meta["BD"]), B)  # noqa: E731
     if NB > 1:
-        rnn_scan_fwd_kernel[grid](**args, STORE_Y=False, HAS_CARRY=False)
+        rnn_scan_fwd_kernel[grid](**args, STORE_Y=False, HAS_CARRY=False, GATE_Y=False)
         rnn_carry_fwd_kernel[lambda meta: (triton.cdiv(D, meta["BD"]), B)](
             p_gain=gain, p_local=local, p_enter=enter, NB=NB, D=D, BD=cfg["CARRY_BD"])
-    rnn_scan_fwd_kernel[grid](**args, STORE_Y=True, HAS_CARRY=NB > 1)
+    rnn_scan_fwd_kernel[grid](**args, STORE_Y=True, HAS_CARRY=NB > 1, GATE_Y=gate_y)
     return y
+
+
+def rnn_bwd(proj, gate_bias, dy, config=None):
+    """Gradients of y = core(proj, gate_bias): recompute v~ (three launches of the forward), then
+    the adjoint scan right to left in the same blocked form (block maps, reverse carry, rescan).
+
+    Args:
+        proj: [B, T, 192], gate_bias: [64], as given to rnn_fwd.
+        dy: [B, T, 64] contiguous, the gradient of y.
+        config: launch parameters, CONFIG's keys (default CONFIG).
+    Returns:
+        dproj [B, T, 192] contiguous in proj's dtype, dgate_bias [64] fp32.
+    """
+    B, T, _ = proj.shape
+    cfg = CONFIG | dict(config or {})
+    NB = triton.cdiv(T, cfg["BT"])
+    dev = proj.device
+    v = rnn_fwd(proj, gate_bias, cfg, out=torch.empty(B, T, D, device=dev, dtype=torch.float32),
+                gate_y=False)  # v~, recomputed in fp32
+    dproj = torch.empty(B, T, IN_FEATURES, device=dev, dtype=proj.dtype)
+    gain = torch.empty(B, NB, D, device=dev, dtype=torch.float32)  # A of each block
+    local = torch.empty(B, NB, D, device=dev, dtype=torch.float32)  # S of each block
+    enter = torch.empty(B, NB, D, device=dev, dtype=torch.float32)  # adjoint from the right
+    dbias = torch.empty(B, NB, D, device=dev, dtype=torch.float32)  # per-block sums of da
+    args = dict(
+        p_proj=proj, p_bias=gate_bias, p_v=v, p_dy=dy, p_gain=gain, p_local=local, p_enter=enter,
+        p_dproj=dproj, p_dbias=dbias, T=T, NB=NB, stride_pb=proj.stride(0),
+        stride_pt=proj.stride(1), stride_pc=proj.stride(2),
+        OFF_Z=OFF_Z, OFF_X=OFF_X, OFF_A=OFF_A, D=D, F=IN_FEATURES,
+        BT=cfg["BT"], BS=cfg["BS"], BD=cfg["BD"], num_warps=cfg["num_warps"],
+    )
+    grid = lambda meta: (NB, triton.cdiv(D, meta["BD"]), B)  # noqa: E731
+    if NB > 1:
+        rnn_scan_bwd_kernel[grid](**args, STORE_GRAD=False, HAS_CARRY=False)
+        rnn_carry_fwd_kernel[lambda meta: (triton.cdiv(D, meta["BD"]), B)](
+            p_gain=gain, p_local=local, p_enter=enter, NB=NB, D=D, BD=cfg["CARRY_BD"],
+            REVERSE=True)
+    rnn_scan_bwd_kernel[grid](**args, STORE_GRAD=True, HAS_CARRY=NB > 1)
+    return dproj, dbias.sum(dim=(0, 1))
+
+
+class RnnFunction(torch.autograd.Function):
+    """y = core(proj, gate_bias) with the Triton kernels both ways. Saves only proj and gate_bias:
+    the backward recomputes the states."""
+
+    @staticmethod
+    def forward(ctx, proj, gate_bias, config=None):
+        ctx.save_for_backward(proj, gate_bias)
+        ctx.config = config
+        return rnn_fwd(proj, gate_bias, config)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dy):
+        proj, gate_bias = ctx.saved_tensors
+        dproj, dbias = rnn_bwd(proj, gate_bias, dy.contiguous(), ctx.config)
+        return dproj, dbias.to(gate_bias.dtype), None
 
 
 _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
-def core_triton(proj, gate_bias=None):
-    """The layer core with the Triton kernels. proj [B, T, 192] fp16/bf16/fp32,
-    gate_bias [64] or None -> y [B, T, 64] in proj's dtype."""
+def core_triton(proj, gate_bias=None, config=None):
+    """The layer core with the Triton kernels, differentiable (RnnFunction) in proj and gate_bias.
+    proj [B, T, 192] fp16/bf16/fp32, gate_bias [64] or None -> y [B, T, 64]
+    in proj's dtype."""
     if proj.dtype not in _TRITON_DTYPES:
         raise TypeError(f"core_triton takes fp16, bf16 or fp32, got {proj.dtype}")
     if proj.shape[-1] != IN_FEATURES:
         raise ValueError(f"proj has {proj.shape[-1]} features, the layer expects {IN_FEATURES}")
     if gate_bias is None:
         gate_bias = torch.zeros(D, device=proj.device, dtype=torch.float32)
-    return rnn_fwd(proj, gate_bias.contiguous())
+    if torch.is_grad_enabled() and (proj.requires_grad or gate_bias.requires_grad):
+        return RnnFunction.apply(proj, gate_bias.contiguous(), config)
+    return rnn_fwd(proj, gate_bias.contiguous(), config)
 
 
 def core(proj, gate_bias=None):
