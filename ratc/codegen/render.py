@@ -5,13 +5,14 @@ Each kind has one template in `templates/` (`rat.py.jinja`, `rnn.py.jinja`,
 a standalone Python module (imports: torch, triton, stdlib) exposing
 
     core(proj, gate_bias=None) -> y        # dispatches: CUDA tensor or TRITON_INTERPRET=1 -> Triton,
-    core_triton(proj, gate_bias=None)      #   otherwise the emitted PyTorch path
-    core_torch(proj, gate_bias=None)
+    core_triton(proj, gate_bias=None, config=None)  # otherwise the emitted PyTorch path; both
+    core_torch(proj, gate_bias=None)       #   differentiable (Triton: autograd Function)
 
 where proj [B, T, in_features] is in_proj's output (split by `mixer.in_split`) and y [B, T, D] is
 what out_proj consumes. Sizes, chunk, window, gate expression and position are compile-time
-constants of the rendered text. `CONFIG` holds the launch parameters (block sizes, num_warps,
-num_stages) the launcher uses; `ratc tune` replaces it.
+constants of the rendered text. `CONFIG` holds the default launch parameters (block sizes,
+num_warps, num_stages); `TUNED` (from autotune records, see build.tuned_for) overrides them per
+device and shape bucket through `_launch_config`.
 """
 
 from __future__ import annotations
