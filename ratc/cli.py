@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import click
 from rich.console import Console
@@ -42,6 +41,16 @@ def load_ir(path: str) -> ModelIR:
         return lower(load_spec(path))
     except SpecError as e:
         raise UserError(str(e)) from None
+
+
+def layer_names(spec: str, ir: ModelIR, layers: tuple[str, ...]) -> list[str]:
+    """--layer values checked against the spec (default: every layer definition)."""
+    defined = [m.name for m in ir.mixers]
+    for n in layers:
+        if n not in defined:
+            raise UserError(f"{spec}: --layer {n}: no such layer; the spec defines "
+                            f"{', '.join(defined)}")
+    return list(layers) or defined
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -275,11 +284,7 @@ def bench(spec, layers, mode, seq, batch, json_path, plot_path):
     import torch
 
     ir = load_ir(spec)
-    names = list(layers) or [m.name for m in ir.mixers]
-    for n in names:
-        if n not in [m.name for m in ir.mixers]:
-            raise UserError(f"{spec}: --layer {n}: no such layer; the spec defines "
-                            f"{', '.join(m.name for m in ir.mixers)}")
+    names = layer_names(spec, ir, layers)
     if len(batch) not in (1, len(seq)):
         raise UserError(f"--batch: give one value or one per --seq value ({len(seq)}), "
                         f"got {len(batch)}")
@@ -348,11 +353,7 @@ def tune(spec, layers, mode, seq, batch, trials, timeout, storage, gpus, records
     from .tune.driver import tune_spec
 
     ir = load_ir(spec)
-    names = list(layers) or [m.name for m in ir.mixers]
-    for n in names:
-        if n not in [m.name for m in ir.mixers]:
-            raise UserError(f"{spec}: --layer {n}: no such layer; the spec defines "
-                            f"{', '.join(m.name for m in ir.mixers)}")
+    names = layer_names(spec, ir, layers)
     try:
         tune_spec(ir, names, mode, seq, batch, trials, timeout, storage, gpus, records_dir,
                   console=out, spec_path=spec)

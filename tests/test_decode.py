@@ -16,7 +16,6 @@ import torch
 
 from ratc import cost
 from ratc.build import import_built
-from ratc.ir import LayerKind
 from ratc.lower import lower
 from ratc.reference import LM, mixer_module
 from ratc.spec import load_spec

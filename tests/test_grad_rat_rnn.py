@@ -28,7 +28,7 @@ from ratc.spec import load_spec  # noqa: E402
 
 import test_kernels_rat as rat  # noqa: E402
 import test_kernels_rnn as rnn  # noqa: E402
-from test_kernels_rat import poisoned  # noqa: E402, F401  (fixture)
+from kernel_checks import poisoned  # noqa: E402, F401  (fixture)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 SPECS = rat.SPECS

@@ -23,6 +23,7 @@ from ratc.ir import LayerKind, Position  # noqa: E402
 from ratc.lower import lower  # noqa: E402
 from ratc.reference import mixer_core  # noqa: E402
 from ratc.spec import load_spec  # noqa: E402
+from kernel_checks import rel_err  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 SPECS = os.path.join(os.path.dirname(__file__), "..", "specs")
@@ -61,21 +62,6 @@ def make_proj(B, T, F, dtype, seed, layout="contiguous"):
     if layout == "channel_stride":  # channel stride 2
         return randn(B, T, 2 * F)[..., ::2]
     raise ValueError(layout)
-
-
-def rel_err(y: torch.Tensor, ref: torch.Tensor) -> tuple[float, str]:
-    """Relative error and a message naming the worst element."""
-    y, ref = y.double(), ref.double()
-    diff = (y - ref).abs()
-    if not torch.isfinite(y).all():
-        bad = (~torch.isfinite(y)).nonzero()[0].tolist()
-        return math.inf, f"non-finite output at [b, t, c] = {bad} ({(~torch.isfinite(y)).sum()} elements)"
-    err = (diff.norm() / ref.norm().clamp_min(1e-30)).item()
-    i = diff.flatten().argmax().item()
-    idx = list(torch.unravel_index(torch.tensor(i), diff.shape))
-    idx = [int(v) for v in idx]
-    return err, (f"rel err {err:.3g}; worst at [b, t, c] = {idx}: got {y[tuple(idx)].item():.6g}, "
-                 f"ref {ref[tuple(idx)].item():.6g}")
 
 
 def oracle(proj: torch.Tensor, H: int, d: int, W: int | None, rope: bool, base: float):
@@ -273,6 +259,10 @@ def test_render_config_and_names():
     assert "def swa_fwd_kernel(" in text and "def swa_fwd(" in text
     full = render_kernel(make_mixer(2, 64, None, rope=False))
     assert "def attention_fwd_kernel(" in full and "ROPE_BASE" not in full
+    for name in ("bwd_preprocess_kernel(", "bwd_dkdv_kernel(", "bwd_dq_kernel(", "bwd("):
+        assert f"def swa_{name}" in text and f"def attention_{name}" in full
+    assert "def swa_rope_bwd_kernel(" in text and "rope_bwd_kernel" not in full
+    assert "class AttentionFunction(torch.autograd.Function)" in text
     for bad in ("import numpy", "from ratc", "import ratc"):
         assert bad not in text and bad not in full
 

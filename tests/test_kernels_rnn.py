@@ -10,7 +10,6 @@ launcher allocates is NaN-poisoned, so an element a kernel should have written b
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 
 import pytest
@@ -25,6 +24,7 @@ from ratc.ir import InputScale  # noqa: E402
 from ratc.lower import lower  # noqa: E402
 from ratc.reference import mixer_core  # noqa: E402
 from ratc.spec import load_spec  # noqa: E402
+from kernel_checks import rel_err, poisoned  # noqa: E402, F401  (poisoned: fixture)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 SPECS = os.path.join(os.path.dirname(__file__), "..", "specs")
@@ -70,32 +70,6 @@ def make_inputs(B, T, m, dtype, seed, layout="contiguous"):
     # gate bias log U(1, T_max - 1) as initialised: gates near 1, long memory
     u = 1 + (m.max_seq_len - 2) * torch.rand(m.d_model, generator=g, dtype=torch.float64)
     return proj, u.log().to(DEVICE, torch.float32)
-
-
-def rel_err(y: torch.Tensor, ref: torch.Tensor) -> tuple[float, str]:
-    """Relative error and a message naming the worst element."""
-    y, ref = y.double(), ref.double().to(y.device)
-    if not torch.isfinite(y).all():
-        bad = (~torch.isfinite(y)).nonzero()[0].tolist()
-        return math.inf, (f"non-finite output at [b, t, c] = {bad} "
-                          f"({int((~torch.isfinite(y)).sum())} elements)")
-    diff = (y - ref).abs()
-    err = (diff.norm() / ref.norm().clamp_min(1e-30)).item()
-    idx = tuple(int(i) for i in torch.unravel_index(diff.flatten().argmax(), diff.shape))
-    return err, (f"rel err {err:.3g}; worst at [b, t, c] = {list(idx)}: got {y[idx].item():.6g}, "
-                 f"ref {ref[idx].item():.6g}")
-
-
-@pytest.fixture
-def poisoned(monkeypatch):
-    """torch.empty returns NaN-filled float tensors, so unwritten scratch or output shows."""
-    empty = torch.empty
-
-    def nan_empty(*args, **kwargs):
-        x = empty(*args, **kwargs)
-        return x.fill_(float("nan")) if x.is_floating_point() else x
-
-    monkeypatch.setattr(torch, "empty", nan_empty)
 
 
 def run_triton(mod, proj, bias, config=None):

@@ -54,6 +54,40 @@ CONFIG = {
     "bwd_num_warps": 8,
     "bwd_num_stages": 2,
 }
+# fp32 backward (exact "ieee" products, no tensor cores): smaller tiles, as the defaults above make
+# ptxas spill tens of KiB and compile for minutes at d=128; they override tuned records, and an
+# explicit config overrides them
+BWD_FP32_CONFIG = {"BWD_BLOCK_M1": 16, "BWD_BLOCK_N1": 64, "BWD_BLOCK_M2": 64, "BWD_BLOCK_N2": 16,
+                   "bwd_num_warps": 4}
+
+# -------------------------------------------------------------------------------------------------
+# tuned launch configs, baked in by `ratc build` from autotune/<GPU name>.json
+
+# device name -> shape bucket "T<len>xB<batch>" (powers of two) -> launch config
+TUNED = {}
+_DEVICE_NAMES = {}
+
+
+def _nearest_bucket(table, T, B):
+    """The recorded bucket closest to (T, B) in powers of two."""
+    def dist(name):
+        t, b = name[1:].split("xB")
+        return abs(int(t).bit_length() - T.bit_length()) + abs(int(b).bit_length() - B.bit_length())
+
+    return min(sorted(table), key=dist)
+
+
+def _launch_config(proj, config=None):
+    """CONFIG, then this device's record nearest to proj's [B, T] (if any), then `config`."""
+    cfg = dict(CONFIG)
+    if TUNED and proj.is_cuda:
+        index = proj.device.index if proj.device.index is not None else torch.cuda.current_device()
+        if index not in _DEVICE_NAMES:
+            _DEVICE_NAMES[index] = torch.cuda.get_device_name(index)
+        table = TUNED.get(_DEVICE_NAMES[index])
+        if table:
+            cfg.update(table[_nearest_bucket(table, proj.shape[1], proj.shape[0])])
+    return cfg | dict(config or {})
 QUERY_CHUNK_ELEMENTS = 1 << 26  # core_torch: score elements per query chunk (256 MiB in fp32)
 
 
@@ -363,7 +397,7 @@ def swa_fwd(proj, config=None, out=None, lse=None):
 
     Example: y = swa_fwd(torch.randn(2, 100, 192, device="cuda", dtype=torch.bfloat16))
     """
-    cfg = CONFIG | dict(config or {})
+    cfg = _launch_config(proj, config)
     B, T, F = proj.shape
     assert F == IN_FEATURES, f"proj has {F} channels, expected {IN_FEATURES}"
     assert proj.dtype in (torch.bfloat16, torch.float16, torch.float32), proj.dtype
@@ -708,7 +742,8 @@ def swa_bwd(proj, y, lse, dy, config=None, out=None):
         dproj: [B, T, 192] in proj's dtype, parts dx, dq, dk.
     Extra memory: O(B H T d) (rotated q, k and their fp32 gradients); nothing T x T.
     """
-    cfg = CONFIG | dict(config or {})
+    fp32 = BWD_FP32_CONFIG if proj.dtype == torch.float32 else {}
+    cfg = _launch_config(proj, fp32 | dict(config or {}))
     B, T, F = proj.shape
     assert F == IN_FEATURES and OFF_X + D <= F and OFF_Q + D <= F and OFF_K + D <= F
     dproj = torch.empty(B, T, F, dtype=proj.dtype, device=proj.device) if out is None else out

@@ -68,6 +68,35 @@ CONFIG = {
     "num_stages": 3,
     "fp32_dot": "ieee",
 }
+
+# -------------------------------------------------------------------------------------------------
+# tuned launch configs, baked in by `ratc build` from autotune/<GPU name>.json
+
+# device name -> shape bucket "T<len>xB<batch>" (powers of two) -> launch config
+TUNED = {}
+_DEVICE_NAMES = {}
+
+
+def _nearest_bucket(table, T, B):
+    """The recorded bucket closest to (T, B) in powers of two."""
+    def dist(name):
+        t, b = name[1:].split("xB")
+        return abs(int(t).bit_length() - T.bit_length()) + abs(int(b).bit_length() - B.bit_length())
+
+    return min(sorted(table), key=dist)
+
+
+def _launch_config(proj, config=None):
+    """CONFIG, then this device's record nearest to proj's [B, T] (if any), then `config`."""
+    cfg = dict(CONFIG)
+    if TUNED and proj.is_cuda:
+        index = proj.device.index if proj.device.index is not None else torch.cuda.current_device()
+        if index not in _DEVICE_NAMES:
+            _DEVICE_NAMES[index] = torch.cuda.get_device_name(index)
+        table = TUNED.get(_DEVICE_NAMES[index])
+        if table:
+            cfg.update(table[_nearest_bucket(table, proj.shape[1], proj.shape[0])])
+    return cfg | dict(config or {})
 QUERY_CHUNK_ELEMENTS = 1 << 26  # core_torch: score elements per query block (256 MiB in fp32)
 
 
@@ -378,7 +407,7 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None):
         y: [B, T, 32] in proj's dtype.
     """
     B, T, _ = proj.shape
-    cfg = CONFIG | dict(config or {})
+    cfg = _launch_config(proj, config)
     dev, dt = proj.device, proj.dtype
     v = torch.empty(B, T, D, device=dev, dtype=dt)  # v~_t
     y = torch.empty(B, T, D, device=dev, dtype=dt) if out is None else out
@@ -647,7 +676,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None):
         dproj [B, T, 128] contiguous in proj's dtype, dgate_bias [32] fp32.
     """
     B, T, _ = proj.shape
-    cfg = CONFIG | dict(config or {})
+    cfg = _launch_config(proj, config)
     NC = T // CHUNK
     dev, dt = proj.device, proj.dtype
     f32 = dict(device=dev, dtype=torch.float32)

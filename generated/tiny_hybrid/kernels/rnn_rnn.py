@@ -46,6 +46,35 @@ CONFIG = {
     "CARRY_BD": 128,
 }
 
+# -------------------------------------------------------------------------------------------------
+# tuned launch configs, baked in by `ratc build` from autotune/<GPU name>.json
+
+# device name -> shape bucket "T<len>xB<batch>" (powers of two) -> launch config
+TUNED = {}
+_DEVICE_NAMES = {}
+
+
+def _nearest_bucket(table, T, B):
+    """The recorded bucket closest to (T, B) in powers of two."""
+    def dist(name):
+        t, b = name[1:].split("xB")
+        return abs(int(t).bit_length() - T.bit_length()) + abs(int(b).bit_length() - B.bit_length())
+
+    return min(sorted(table), key=dist)
+
+
+def _launch_config(proj, config=None):
+    """CONFIG, then this device's record nearest to proj's [B, T] (if any), then `config`."""
+    cfg = dict(CONFIG)
+    if TUNED and proj.is_cuda:
+        index = proj.device.index if proj.device.index is not None else torch.cuda.current_device()
+        if index not in _DEVICE_NAMES:
+            _DEVICE_NAMES[index] = torch.cuda.get_device_name(index)
+        table = TUNED.get(_DEVICE_NAMES[index])
+        if table:
+            cfg.update(table[_nearest_bucket(table, proj.shape[1], proj.shape[0])])
+    return cfg | dict(config or {})
+
 
 # -------------------------------------------------------------------------------------------------
 # reference path in plain PyTorch (CPU)
@@ -292,7 +321,7 @@ def rnn_fwd(proj, gate_bias, config=None, out=None, gate_y=True):
         y: [B, T, 64] in proj's dtype.
     """
     B, T, _ = proj.shape
-    cfg = CONFIG | dict(config or {})
+    cfg = _launch_config(proj, config)
     NB = triton.cdiv(T, cfg["BT"])
     dev = proj.device
     y = torch.empty(B, T, D, device=dev, dtype=proj.dtype) if out is None else out
@@ -327,7 +356,7 @@ def rnn_bwd(proj, gate_bias, dy, config=None):
         dproj [B, T, 192] contiguous in proj's dtype, dgate_bias [64] fp32.
     """
     B, T, _ = proj.shape
-    cfg = CONFIG | dict(config or {})
+    cfg = _launch_config(proj, config)
     NB = triton.cdiv(T, cfg["BT"])
     dev = proj.device
     v = rnn_fwd(proj, gate_bias, cfg, out=torch.empty(B, T, D, device=dev, dtype=torch.float32),

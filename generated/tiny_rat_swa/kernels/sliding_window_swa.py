@@ -54,6 +54,11 @@ CONFIG = {
     "bwd_num_warps": 8,
     "bwd_num_stages": 2,
 }
+# fp32 backward (exact "ieee" products, no tensor cores): smaller tiles, as the defaults above make
+# ptxas spill tens of KiB and compile for minutes at d=128; they override tuned records, and an
+# explicit config overrides them
+BWD_FP32_CONFIG = {"BWD_BLOCK_M1": 16, "BWD_BLOCK_N1": 64, "BWD_BLOCK_M2": 64, "BWD_BLOCK_N2": 16,
+                   "bwd_num_warps": 4}
 
 # -------------------------------------------------------------------------------------------------
 # tuned launch configs, baked in by `ratc build` from autotune/<GPU name>.json
@@ -737,7 +742,8 @@ def swa_bwd(proj, y, lse, dy, config=None, out=None):
         dproj: [B, T, 192] in proj's dtype, parts dx, dq, dk.
     Extra memory: O(B H T d) (rotated q, k and their fp32 gradients); nothing T x T.
     """
-    cfg = _launch_config(proj, config)
+    fp32 = BWD_FP32_CONFIG if proj.dtype == torch.float32 else {}
+    cfg = _launch_config(proj, fp32 | dict(config or {}))
     B, T, F = proj.shape
     assert F == IN_FEATURES and OFF_X + D <= F and OFF_Q + D <= F and OFF_K + D <= F
     dproj = torch.empty(B, T, F, dtype=proj.dtype, device=proj.device) if out is None else out
