@@ -4,12 +4,24 @@ Without a GPU, Triton kernels run through Triton's interpreter: TRITON_INTERPRET
 before any rendered kernel module is imported (triton.jit reads it at decoration time). Generated
 modules dispatch at call time: CUDA tensors or TRITON_INTERPRET=1 -> Triton, else the emitted
 PyTorch path; tests that mean the PyTorch path unset the variable around the call.
+
+Tests marked `gpu` are skipped where there is no CUDA GPU (one rule here, not one per file).
 """
 
 import os
 
+import pytest
 import torch
 
 if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
 torch.set_num_threads(min(torch.get_num_threads(), 2))
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

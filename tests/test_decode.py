@@ -22,9 +22,6 @@ from ratc.spec import load_spec
 
 TINY = sorted(Path(s).stem for s in glob.glob("specs/tiny_*.yaml"))
 TOL = {torch.float64: 1e-10, torch.float32: 1e-4, torch.bfloat16: 3e-2}
-GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-
 def load(name):
     """(IR, generated package), imported while conftest's TRITON_INTERPRET is in force."""
     ir = lower(load_spec(f"specs/{name}.yaml"))
@@ -349,7 +346,6 @@ def test_model_decode_through_kernels_matches_reference_lm(monkeypatch):
 
 
 @pytest.mark.gpu
-@GPU
 @pytest.mark.parametrize("name", ["tiny_hybrid", "tiny_rat_swa", "rat_swa"])
 def test_bf16_decode_matches_reference_on_gpu(name):
     """bf16 weights and caches, compiled kernels: prefill and steps against the float64 reference
@@ -372,7 +368,6 @@ def test_bf16_decode_matches_reference_on_gpu(name):
 
 
 @pytest.mark.gpu
-@GPU
 @pytest.mark.parametrize("name,layer", [("rat_swa", "rat"), ("rat_swa", "swa"),
                                         ("attention", "attention"), ("rnn", "rnn")],
                          ids=["rat_swa-rat", "rat_swa-swa", "attention", "rnn"])
@@ -399,7 +394,6 @@ def test_decode_kernel_matches_torch_path_at_scale_on_gpu(name, layer):
 
 
 @pytest.mark.gpu
-@GPU
 @pytest.mark.parametrize("name", ["tiny_hybrid", "tiny_rat"])
 def test_cuda_graph_generate_equals_eager(name):
     ir, pkg = load(name)

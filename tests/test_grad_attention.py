@@ -186,11 +186,7 @@ def test_no_grad_path_builds_no_graph():
 # -------------------------------------------------------------------------------------------------
 # GPU: compiled kernels at medium sizes with the default CONFIG
 
-gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-
 @pytest.mark.gpu
-@gpu
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32],
                          ids=["bf16", "fp16", "fp32"])
 @pytest.mark.parametrize("B, T, H, d, W, rope", [

@@ -218,11 +218,7 @@ def test_core_torch_gradcheck(family):
 # -------------------------------------------------------------------------------------------------
 # GPU: compiled kernels at medium sizes with the default CONFIG
 
-gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-
 @pytest.mark.gpu
-@gpu
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
 @pytest.mark.parametrize("B, T, H, d, G, L, variant, layout, cfg", [
     rat.P(2, 2048 + 13, 8, 128, 2, 16),  # the paper's layer, shorter
@@ -239,7 +235,6 @@ def test_gpu_rat_grad_medium(B, T, H, d, G, L, variant, layout, cfg, dtype):
 
 
 @pytest.mark.gpu
-@gpu
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
 @pytest.mark.parametrize("B, T, D, variant, layout, cfg", [
     rnn.P(2, 4096 + 13, 1024),

@@ -215,11 +215,7 @@ def test_render_config_and_names():
 # -------------------------------------------------------------------------------------------------
 # GPU: compiled kernels at medium sizes with the default CONFIG
 
-gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-
 @pytest.mark.gpu
-@gpu
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32],
                          ids=["bf16", "fp16", "fp32"])
 @pytest.mark.parametrize("B, T, H, d, G, L, variant, layout, cfg", [
@@ -241,7 +237,6 @@ def test_gpu_medium(B, T, H, d, G, L, variant, layout, cfg, dtype, poisoned):
 
 
 @pytest.mark.gpu
-@gpu
 def test_gpu_fp32_tf32():
     """fp32 inputs with fp32_dot="tf32": tensor cores round the dot operands to 10-bit
     mantissas, so only about 1e-3 relative accuracy; the default ("ieee") keeps 1e-4."""

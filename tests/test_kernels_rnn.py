@@ -168,11 +168,7 @@ def test_render_config_and_names():
 # -------------------------------------------------------------------------------------------------
 # GPU: compiled kernels at medium sizes with the default CONFIG
 
-gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-
 @pytest.mark.gpu
-@gpu
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32],
                          ids=["bf16", "fp16", "fp32"])
 @pytest.mark.parametrize("B, T, D, variant, layout, cfg", [
