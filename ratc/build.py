@@ -44,15 +44,13 @@ def tuned_for(ir: ModelIR, records_dir: str | Path = "autotune") -> dict[str, di
     """{layer name: {device name: {shape bucket: launch config}}} from every record file in
     records_dir whose kernel signature matches the layer's (prefill) kernels. Every file is
     validated whole first: a bad one raises RecordError and nothing is applied."""
-    import triton
-
-    from .codegen.render import render_kernel
-    from .tune.records import kernel_signature, load_records
+    from .codegen.render import signature_of
+    from .tune.records import load_records
 
     files = [load_records(p) for p in sorted(Path(records_dir).glob("*.json"))]
     out: dict[str, dict] = {}
     for m in ir.mixers:
-        sig = kernel_signature(m.kind.value, render_kernel(m), triton.__version__)
+        sig = signature_of(m)
         for data in files:
             rec = data["records"].get(sig)
             if rec and rec.get("mode", "prefill") == "prefill":

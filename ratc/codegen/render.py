@@ -91,6 +91,16 @@ def render_kernel(m: MixerIR, config: dict | None = None, tuned: dict | None = N
     return text
 
 
+def signature_of(m: MixerIR) -> str:
+    """The key tuning records use for m's kernels: its kind plus a hash of the kernel module as
+    rendered with default configs and of the Triton version (ratc.tune.records.kernel_signature)."""
+    import triton
+
+    from ..tune.records import kernel_signature
+
+    return kernel_signature(m.kind.value, render_kernel(m), triton.__version__)
+
+
 def load_module(text: str, name: str):
     """Import rendered text as a module from a real file (triton.jit needs source on disk)."""
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]

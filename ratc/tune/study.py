@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from ..codegen.render import load_kernel, render_kernel
+from ..codegen.render import load_kernel, signature_of
 from ..ir import LayerKind, MixerIR
-from .records import bucket_of, kernel_signature
+from .records import bucket_of
 from .space import forward_space, keep
 
 DEFAULT_STORAGE_DIR = Path(".ratc") / "studies"
@@ -65,9 +65,7 @@ class Target:
 
     @property
     def signature(self) -> str:
-        import triton
-
-        return kernel_signature(self.mixer.kind.value, render_kernel(self.mixer), triton.__version__)
+        return signature_of(self.mixer)
 
     @property
     def bucket(self) -> str:
