@@ -383,9 +383,13 @@ def tune(spec, layers, mode, seq, batch, trials, timeout, storage, gpus, records
 @click.option("--sample", "sample_tokens", type=click.IntRange(0), default=200, show_default=True,
               help="Bytes to generate with Model.generate at the end.")
 @click.option("--reference", is_flag=True, help="Train ratc's reference modules instead.")
+@click.option("--amp", is_flag=True,
+              help="bf16 autocast for forward and loss (weights and optimizer stay in --dtype).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the run (losses, validation, tokens/s, sample) as JSON here.")
 def train(spec, steps, batch, seq, lr, eval_every, device, dtype, ckpt, resume, sample_tokens,
-          reference, seed):
+          reference, amp, seed, json_path):
     """Train SPEC's generated Model as a byte-level LM on the Python standard library's sources.
 
     \b
@@ -399,14 +403,14 @@ def train(spec, steps, batch, seq, lr, eval_every, device, dtype, ckpt, resume, 
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .train import TrainConfig, train as run_train
+    from .train import TrainConfig, save_run, train as run_train
 
     ir = load_ir(spec)
     if resume and not ckpt:
         raise UserError("--resume needs --ckpt PATH")
     cfg = TrainConfig(steps=steps, batch=batch, seq=seq, lr=lr, eval_every=eval_every,
                       device=device, dtype=dtype, ckpt=ckpt, resume=resume,
-                      sample_tokens=sample_tokens, seed=seed)
+                      sample_tokens=sample_tokens, seed=seed, amp=amp)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total}  {task.fields[status]}"),
                   TimeElapsedColumn(), console=out) as bar:
@@ -425,6 +429,8 @@ def train(spec, steps, batch, seq, lr, eval_every, device, dtype, ckpt, resume, 
     out.print(f"{result.tokens_per_s:,.0f} tokens/s")
     if result.sample:
         out.print("sample: " + repr(result.sample.decode("utf-8", errors="replace")))
+    if json_path:
+        save_run(json_path, ir, cfg, result, reference)
 
 
 def run():  # pragma: no cover - console entry for `python -m ratc`

@@ -13,6 +13,7 @@ float64-capable reference modules (`ratc.reference.LM`) instead of the generated
 
 from __future__ import annotations
 
+import json
 import math
 import sysconfig
 import tempfile
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 
 VOCAB = 256  # bytes
 SEPARATOR = 0  # between files
+WARM_STEPS = 3  # first steps of a run left out of tokens/s (kernel compilation)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -90,13 +92,15 @@ class TrainConfig:
     resume: bool = False
     sample_tokens: int = 0
     max_corpus_bytes: int | None = None
+    amp: bool = False  # bf16 autocast around forward and loss (fp32 weights and optimizer)
 
 
 @dataclass
 class TrainResult:
     losses: list[float] = field(default_factory=list)  # training loss at every step
     val: list[tuple[int, float]] = field(default_factory=list)  # (step, validation loss)
-    tokens_per_s: float = 0.0
+    tokens_per_s: float = 0.0  # training steps only (validation excluded)
+    train_seconds: float = 0.0
     sample: bytes = b""
     model: torch.nn.Module | None = None
 
@@ -124,14 +128,24 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
 
+def autocast(cfg: TrainConfig):
+    """bf16 autocast when cfg.amp (on the config's device type), else a no-op context."""
+    kind = torch.device(cfg.device).type
+    return torch.autocast(kind, dtype=torch.bfloat16, enabled=cfg.amp)
+
+
+def loss_of(model, xy, cfg: TrainConfig) -> torch.Tensor:
+    with autocast(cfg):
+        logits = model(xy[:, :-1])
+    return F.cross_entropy(logits.float().reshape(-1, VOCAB), xy[:, 1:].reshape(-1))
+
+
 @torch.no_grad()
 def evaluate(model, data, cfg: TrainConfig) -> float:
     gen = torch.Generator().manual_seed(cfg.seed + 1)  # the same validation windows every time
     total = 0.0
     for _ in range(cfg.eval_batches):
-        xy = batch_of(data, cfg.batch, cfg.seq, gen).to(cfg.device)
-        logits = model(xy[:, :-1])
-        total += F.cross_entropy(logits.float().reshape(-1, VOCAB), xy[:, 1:].reshape(-1)).item()
+        total += loss_of(model, batch_of(data, cfg.batch, cfg.seq, gen).to(cfg.device), cfg).item()
     return total / cfg.eval_batches
 
 
@@ -155,24 +169,27 @@ def train(ir, cfg: TrainConfig, reference: bool = False, model=None, progress=No
     result, start = TrainResult(model=model), 0
     if cfg.resume:
         start = load_checkpoint(cfg.ckpt, ir, model, opt, gen, result)
-    t0, tokens = time.perf_counter(), 0
+    elapsed, tokens = 0.0, 0
+    untimed = start + min(WARM_STEPS, cfg.steps - start - 1)  # compilation happens in these
     for step in range(start, cfg.steps):
+        t0 = time.perf_counter()
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        xy = batch_of(train_data, cfg.batch, cfg.seq, gen).to(cfg.device)
-        logits = model(xy[:, :-1])
-        loss = F.cross_entropy(logits.float().reshape(-1, VOCAB), xy[:, 1:].reshape(-1))
+        loss = loss_of(model, batch_of(train_data, cfg.batch, cfg.seq, gen).to(cfg.device), cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        result.losses.append(loss.item())
-        tokens += cfg.batch * cfg.seq
+        result.losses.append(loss.item())  # synchronises: the step's time is complete
+        if step >= untimed:
+            elapsed += time.perf_counter() - t0
+            tokens += cfg.batch * cfg.seq
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             result.val.append((step + 1, evaluate(model, val_data, cfg)))
         if progress:
             progress(step + 1, result)
-    result.tokens_per_s = tokens / max(time.perf_counter() - t0, 1e-9)
+    result.tokens_per_s = tokens / max(elapsed, 1e-9)
+    result.train_seconds = elapsed
     if cfg.ckpt:
         save_checkpoint(cfg.ckpt, ir, model, opt, gen, cfg.steps, result)
     if cfg.sample_tokens:
@@ -181,6 +198,27 @@ def train(ir, cfg: TrainConfig, reference: bool = False, model=None, progress=No
                              generator=torch.Generator(device=cfg.device).manual_seed(cfg.seed))
         result.sample = b"def " + bytes(out[0].tolist())
     return result
+
+
+def save_run(path, ir, cfg: TrainConfig, result: TrainResult, reference: bool) -> None:
+    """The run as JSON: what was trained and how, every loss, tokens/s and the sample."""
+    from dataclasses import asdict
+
+    model = result.model
+    record = {
+        "spec": ir.name, "spec_sha256": ir.source_sha256,
+        "implementation": "reference" if reference else "generated",
+        "device": torch.cuda.get_device_name() if torch.device(cfg.device).type == "cuda" else "cpu",
+        "parameters": sum(p.numel() for p in model.parameters()) if model is not None else None,
+        "config": asdict(cfg), "tokens": cfg.steps * cfg.batch * cfg.seq,
+        "losses": result.losses, "val": [list(v) for v in result.val],
+        "val_bits_per_byte": [[s, v / math.log(2)] for s, v in result.val],
+        "tokens_per_s": result.tokens_per_s, "train_seconds": result.train_seconds,
+        "sample": result.sample.decode("utf-8", errors="replace"),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n")
 
 
 def save_checkpoint(path, ir, model, opt, gen, step, result) -> None:

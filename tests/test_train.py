@@ -67,3 +67,23 @@ def test_cli_train_smoke(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert "bits per byte" in r.output and "sample: 'def " in r.output
     assert (tmp_path / "c.pt").exists()
+
+
+def test_cli_train_writes_the_run_as_json(tmp_path, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    from ratc.cli import main
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    path = tmp_path / "run.json"
+    r = CliRunner().invoke(main, ["train", "specs/tiny_byte_rat_swa.yaml", "--steps", "3",
+                                  "--batch", "2", "--seq", "16", "--eval-every", "2",
+                                  "--sample", "0", "--amp", "--json", str(path)])
+    assert r.exit_code == 0, r.output
+    run = json.loads(path.read_text())
+    assert run["spec"] == "tiny_byte_rat_swa" and run["implementation"] == "generated"
+    assert len(run["losses"]) == 3 and [s for s, _ in run["val"]] == [2, 3]
+    assert run["tokens"] == 3 * 2 * 16 and run["tokens_per_s"] > 0 and run["config"]["amp"]
+    assert run["val_bits_per_byte"][0][1] == pytest.approx(run["val"][0][1] / 0.6931471805599453)
