@@ -469,6 +469,10 @@ def parse_spec_text(text: str, file: str = "<spec>") -> Spec:
     n_layers = model["n_layers"] if model else None
     names = list(layers) if layers_map is not None else None
     pattern = _check_pattern(r, top, names, n_layers)
+    for name in layers if pattern is not None else ():
+        if name not in pattern:
+            r.error(_map_pos(layers_map, name, value=False), f"layers.{name}",
+                    "is defined but pattern never uses it: add it to pattern or remove it")
     if r.errors:
         raise SpecError(r.errors)
     reps = n_layers // len(pattern)

@@ -314,6 +314,10 @@ MALFORMED = [
     pytest.param(edit("pattern: [rat, swa]", "pattern: [rat, mamba]"),
                  one("18:16: pattern[1]: layer 'mamba' is not defined under layers; defined: rat, swa"),
                  id="pattern-undefined-no-close-match"),
+    pytest.param(edit("pattern: [rat, swa]", "pattern: [rat]"),
+                 one("13:3: layers.swa: is defined but pattern never uses it: add it to pattern "
+                     "or remove it"),
+                 id="layer-defined-unused"),
     pytest.param(edit("pattern: [rat, swa]", "pattern: [rat, swa, rat]"),
                  one("18:10: pattern: 3 names do not fill model.n_layers = 4: give one name per "
                      "layer or a pattern whose length divides 4"),
