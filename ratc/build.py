@@ -41,21 +41,24 @@ class BuildResult:
 
 
 def tuned_for(ir: ModelIR, records_dir: str | Path = "autotune") -> dict[str, dict]:
-    """{layer name: {device name: {shape bucket: launch config}}} from every record file in
-    records_dir whose kernel signature matches the layer's (prefill) kernels. Every file is
-    validated whole first: a bad one raises RecordError and nothing is applied."""
+    """{layer name: {device name: {mode: {shape bucket: launch config}}}} from every record file
+    in records_dir: prefill and train records whose signature matches the layer's forward module,
+    decode records whose signature matches its decode module. Every file is validated whole
+    first: a bad one raises RecordError and nothing is applied."""
     from .codegen.render import signature_of
     from .tune.records import load_records
 
     files = [load_records(p) for p in sorted(Path(records_dir).glob("*.json"))]
     out: dict[str, dict] = {}
     for m in ir.mixers:
-        sig = signature_of(m)
+        sigs = {"prefill": signature_of(m), "decode": signature_of(m, "decode")}
+        sigs["train"] = sigs["prefill"]
         for data in files:
-            rec = data["records"].get(sig)
-            if rec and rec.get("mode", "prefill") == "prefill":
-                out.setdefault(m.name, {})[data["device"]] = {
-                    bucket: entry["config"] for bucket, entry in sorted(rec["buckets"].items())}
+            for mode, sig in sorted(sigs.items()):
+                buckets = data["records"].get(sig, {}).get("modes", {}).get(mode)
+                if buckets:
+                    out.setdefault(m.name, {}).setdefault(data["device"], {})[mode] = {
+                        bucket: entry["config"] for bucket, entry in sorted(buckets.items())}
     return out
 
 

@@ -256,64 +256,157 @@ def _int_list(ctx, param, value):
     return out
 
 
+def _batch_arg(ctx, param, value):
+    """--batch: None (the mode's default), "auto", or comma-separated positive integers."""
+    if value is None or value.strip().lower() == "auto":
+        return None if value is None else "auto"
+    return _int_list(ctx, param, value)
+
+
+BENCH_DEFAULT_SIZES = ([16384, 131072], [16, 2])  # ANCHORS.md's layer sizes: T, batch
+
+
+def bench_plan(mode, seq, batch, prompt, new, layers, plot_path):
+    """Check the bench options against --mode; one readable UserError per mistake.
+
+    Returns (sizes [(T, batch)], None) for the layer modes, (None, batch or None for auto) for
+    generate.
+    """
+    if mode == "generate":
+        if seq is not None:
+            raise UserError("--seq does not apply to --mode generate; use --prompt and --new")
+        if layers:
+            raise UserError("--layer does not apply to --mode generate: it runs the whole model")
+        if plot_path:
+            raise UserError("--plot does not apply to --mode generate (use --json)")
+        if batch not in (None, "auto") and len(batch) != 1:
+            raise UserError(f"--batch: --mode generate takes one batch size or 'auto', got "
+                            f"{len(batch)} values")
+        return None, (None if batch in (None, "auto") else batch[0])
+    if prompt is not None or new is not None:
+        raise UserError(f"--prompt and --new apply only to --mode generate (not --mode {mode}); "
+                        f"use --seq and --batch")
+    if batch == "auto":
+        raise UserError(f"--batch auto applies only to --mode generate; --mode {mode} takes "
+                        f"integers (one per --seq value, or one for all)")
+    seq = BENCH_DEFAULT_SIZES[0] if seq is None else seq
+    given = batch is not None
+    batch = batch if given else BENCH_DEFAULT_SIZES[1]
+    if len(batch) not in (1, len(seq)):
+        raise UserError(f"--batch: give one value or one per --seq value ({len(seq)}), "
+                        f"got {len(batch)}" + ("" if given else " (the default 16,2)"))
+    return list(zip(seq, batch * len(seq) if len(batch) == 1 else batch)), None
+
+
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--layer", "layers", multiple=True,
               help="Layer name from the spec (repeatable; default: every layer definition).")
-@click.option("--mode", type=click.Choice(["prefill"]), default="prefill", show_default=True,
-              help="prefill: one forward of the layer with its projections, no grad.")
-@click.option("--seq", "-t", callback=_int_list, default="16384,131072", show_default=True,
-              help="Sequence lengths, comma-separated.")
-@click.option("--batch", "-b", callback=_int_list, default="16,2", show_default=True,
-              help="Batch sizes: one per --seq value, or one for all.")
+@click.option("--mode", type=click.Choice(["prefill", "train", "decode", "generate"]),
+              default="prefill", show_default=True,
+              help="prefill: one forward of a layer with its projections, no grad. "
+                   "train: forward + backward (with peak memory). "
+                   "decode: one token per row against a cache of T tokens (eager and CUDA graph). "
+                   "generate: the whole model's tokens/s, Model.generate after a prompt.")
+@click.option("--seq", "-t", callback=lambda c, p, v: None if v is None else _int_list(c, p, v),
+              default=None, help="Sequence lengths, comma-separated (layer modes; default "
+                                 "16384,131072).")
+@click.option("--batch", "-b", callback=_batch_arg, default=None,
+              help="Batch sizes: one per --seq value, or one for all (default 16,2). "
+                   "--mode generate: one size or 'auto' (default: the largest that fits).")
+@click.option("--prompt", type=click.IntRange(1), default=None,
+              help="--mode generate: prompt tokens per row [default: 3072].")
+@click.option("--new", type=click.IntRange(1), default=None,
+              help="--mode generate: tokens to generate per row [default: 1024].")
+@click.option("--rep", type=click.IntRange(1, 100000), default=100, show_default=True,
+              help="Milliseconds of timing per measurement (do_bench rep; decode: wall clock).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the results as JSON here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Also write a PNG of latency against length (the paper's Figure 1).")
-def bench(spec, layers, mode, seq, batch, json_path, plot_path):
+def bench(spec, layers, mode, seq, batch, prompt, new, rep, json_path, plot_path):
     """Time generated layers against the paper-style RAT, SDPA and FlexAttention on this GPU.
 
     \b
     Examples:
       ratc bench specs/rat_swa.yaml --layer rat --seq 16384,131072 --batch 16,2
-      ratc bench specs/rat_swa.yaml --seq 4096,16384,65536 --batch 8 --json out.json --plot out.png
-    Each baseline's output is checked against the generated layer (rel. error column) before it
-    is timed. Times are triton.testing.do_bench medians; TFLOP/s use the cost model's FLOPs; the
-    roofline % is max(FLOPs/matmul ceiling, bytes/copy ceiling) / time, ceilings measured now.
+      ratc bench specs/rat_swa.yaml --mode train --seq 16384,131072 --batch 16,2 --json t.json
+      ratc bench specs/rat_swa.yaml --mode decode --layer rat --seq 131072 --batch 2
+      ratc bench specs/rat.yaml --mode generate --prompt 3072 --new 1024 --batch auto
+    Each baseline's output (train: input gradient; decode: step on a real prefilled cache, small
+    size) is checked against the generated layer (rel. error column) before it is timed. Times are
+    triton.testing.do_bench medians (decode: wall clock of back-to-back steps, eager and replayed
+    from a CUDA graph); TFLOP/s use the cost model's FLOPs (train: train FLOPs); the roofline % is
+    the floor / time: max(FLOPs/matmul ceiling, bytes/copy ceiling), decode: (weights + cache
+    bytes)/copy ceiling, ceilings measured now.
     """
     import torch
 
     ir = load_ir(spec)
-    names = layer_names(spec, ir, layers)
-    if len(batch) not in (1, len(seq)):
-        raise UserError(f"--batch: give one value or one per --seq value ({len(seq)}), "
-                        f"got {len(batch)}")
-    sizes = list(zip(seq, batch * len(seq) if len(batch) == 1 else batch))
+    sizes, gen_batch = bench_plan(mode, seq, batch, prompt, new, layers, plot_path)
+    names = layer_names(spec, ir, layers) if mode != "generate" else []
     if not torch.cuda.is_available():
         raise UserError("ratc bench: no CUDA GPU on this machine (torch.cuda.is_available() is "
                         "False); run it where the kernels can run")
-    from .bench import plot, run_bench, save_json
+    from .bench import plot, run_bench, run_generate, save_json
 
+    if mode == "generate":
+        with out.status("generating") as status:
+            result = run_generate(ir, prompt or 3072, new or 1024, gen_batch,
+                                  progress=lambda s: status.update(s))
+        _generate_table(result)
+        if json_path:
+            save_json(result, json_path)
+        return
     with out.status("benchmarking") as status:
-        result = run_bench(ir, names, sizes, mode, progress=lambda s: status.update(s))
-    t = Table(title=f"{ir.name} {mode} on {result['device']} (bf16; ceilings "
-                    f"{result['ceilings']['bf16_matmul_tflops']:.0f} TFLOP/s, "
-                    f"{result['ceilings']['copy_tb_s']:.2f} TB/s)")
-    for c in ("layer", "T x B", "implementation", "ms", "speed-up", "TFLOP/s", "% roofline",
-              "rel. err"):
-        t.add_column(c, justify="left" if c in ("layer", "implementation") else "right")
+        result = run_bench(ir, names, sizes, mode, progress=lambda s: status.update(s), rep=rep,
+                           checkpoint=(lambda r: save_json(r, json_path)) if json_path else None)
+    ceil = (f"ceilings {result['ceilings']['bf16_matmul_tflops']:.0f} TFLOP/s, "
+            f"{result['ceilings']['copy_tb_s']:.2f} TB/s")
+    t = Table(title=f"{ir.name} {mode} on {result['device']} (bf16; {ceil})")
+    decode = mode == "decode"
+    cols = ["layer", "T x B", "implementation"]
+    cols += ["step", "us", "speed-up", "% roofline", "rel. err"] if decode else \
+        ["ms", "speed-up", "TFLOP/s", "% roofline"] + (["peak GiB"] if mode == "train" else []) \
+        + ["rel. err"]
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("layer", "implementation", "step") else "right")
     for r in result["rows"]:
-        t.add_row(r["layer"], f"{r['seq']} x {r['batch']}", r["impl"],
-                  f"{r['ms']:.3f}" if r["ms"] else r["note"] or "-",
-                  f"{r['speedup']:.2f}x" if r["speedup"] else "-",
-                  f"{r['tflops']:.0f}" if r["tflops"] else "-",
-                  f"{r['roofline_pct']:.0f}%" if r["roofline_pct"] else "-",
-                  f"{r['rel_err']:.1e}" if r["rel_err"] is not None else "-")
+        speed = f"{r['speedup']:.2f}x" if r["speedup"] else "-"
+        roof = f"{r['roofline_pct']:.0f}%" if r["roofline_pct"] else "-"
+        err_s = f"{r['rel_err']:.1e}" if r["rel_err"] is not None else "-"
+        head = [r["layer"], f"{r['seq']} x {r['batch']}", r["impl"]]
+        if decode:
+            t.add_row(*head, "CUDA graph" if r["graph"] else "eager",
+                      f"{r['ms'] * 1e3:.1f}" if r["ms"] else r["note"] or "-", speed, roof, err_s)
+            continue
+        row = head + [f"{r['ms']:.3f}" if r["ms"] else r["note"] or "-", speed,
+                      f"{r['tflops']:.0f}" if r["tflops"] else "-", roof]
+        if mode == "train":
+            row.append(f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-")
+        t.add_row(*row, err_s)
     out.print(t)
+    if decode:
+        out.print("decode: us per step at position T, back-to-back steps on the wall clock; "
+                  "speed-up against the generated step of the same kind (eager or CUDA graph)")
     if json_path:
         save_json(result, json_path)
     if plot_path:
         plot(result, plot_path)
+
+
+def _generate_table(result):
+    t = Table(title=f"generate on {result['device']} (bf16, random-init weights, greedy, "
+                    f"CUDA-graph steps)")
+    for c in ("spec", "batch", "prompt + new", "prefill s", "decode s", "decode tok/s",
+              "total tok/s", "cache GiB", "peak GiB", "note"):
+        t.add_column(c, justify="left" if c in ("spec", "note") else "right")
+    for r in result["rows"]:
+        t.add_row(r["spec"], f"{r['batch']}{' (auto)' if r['batch_auto'] else ''}",
+                  f"{r['prompt']} + {r['new']}", f"{r['prefill_s']:.2f}", f"{r['decode_s']:.2f}",
+                  f"{r['decode_tokens_per_s']:,.0f}", f"{r['tokens_per_s']:,.0f}",
+                  f"{r['cache_gib']:.1f}", f"{r['peak_gib']:.1f}", r["note"])
+    out.print(t)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -323,9 +416,13 @@ def bench(spec, layers, mode, seq, batch, json_path, plot_path):
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--layer", "layers", multiple=True, help="Layer to tune (repeatable; default: all).")
-@click.option("--mode", type=click.Choice(["prefill"]), default="prefill", show_default=True,
-              help="prefill: the forward kernels (train and decode kernels join when they exist).")
-@click.option("--seq", "-t", callback=_int_list, required=True, help="Sequence lengths, comma-separated.")
+@click.option("--mode", type=click.Choice(["prefill", "train", "decode"]), default="prefill",
+              show_default=True,
+              help="prefill: time one forward launch. train: forward + backward (the backward's "
+                   "own keys join the space). decode: one decode step at position T-1 on a cache "
+                   "of capacity T. Each mode keeps its own records.")
+@click.option("--seq", "-t", callback=_int_list, required=True,
+              help="Sequence lengths (decode: context lengths), comma-separated.")
 @click.option("--batch", "-b", type=click.IntRange(1, 1 << 16), required=True, help="Batch size.")
 @click.option("--trials", type=click.IntRange(1, 100000), default=40, show_default=True,
               help="Finished trials each study should hold (resumed studies count theirs).")
@@ -338,7 +435,13 @@ def bench(spec, layers, mode, seq, batch, json_path, plot_path):
               help="'all' or a list like 0,1: one worker process per GPU on one shared study.")
 @click.option("--records-dir", type=click.Path(file_okay=False), default="autotune",
               show_default=True, help="Where autotune/<GPU name>.json goes.")
-def tune(spec, layers, mode, seq, batch, trials, timeout, storage, gpus, records_dir):
+@click.option("--sweep", "do_sweep", is_flag=True,
+              help="After each study, time every config of its pruned space and report how close "
+                   "Optuna's best came and at which trial it first got within 2%.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the study summaries (and sweep reports) as JSON here.")
+def tune(spec, layers, mode, seq, batch, trials, timeout, storage, gpus, records_dir, do_sweep,
+         json_path):
     """Search tile sizes with Optuna for SPEC's kernels on this GPU; record the winners.
 
     \b
@@ -346,9 +449,13 @@ def tune(spec, layers, mode, seq, batch, trials, timeout, storage, gpus, records
       ratc tune specs/rat_swa.yaml --seq 16384,131072 --batch 2 --trials 60
       ratc tune specs/rat_swa.yaml --layer rat --seq 131072 --batch 2 --gpus all \\
           --storage sqlite:///studies.db
-    Every config is verified against the default config's output before it is timed; failures
-    (compile errors, out of resources) are failed trials. Studies resume where they stopped.
-    Results go to autotune/<GPU name>.json, keyed by kernel signature and shape bucket.
+      ratc tune specs/rat_swa.yaml --layer swa --mode train --seq 16384 --batch 16 --trials 30
+      ratc tune specs/rat_swa.yaml --layer rat --mode decode --seq 131072 --batch 2 --sweep
+    Every config is verified against the default config's outputs (train: and gradients;
+    decode: and the updated cache) before it is timed; failures (compile errors, out of
+    resources) are failed trials. Studies resume where they stopped. Results go to
+    autotune/<GPU name>.json, keyed by kernel signature, mode and shape bucket; `ratc build`
+    bakes them in (train records steer launches whose proj requires grad, prefill the rest).
     """
     from .tune.driver import tune_spec
 
@@ -356,7 +463,7 @@ def tune(spec, layers, mode, seq, batch, trials, timeout, storage, gpus, records
     names = layer_names(spec, ir, layers)
     try:
         tune_spec(ir, names, mode, seq, batch, trials, timeout, storage, gpus, records_dir,
-                  console=out, spec_path=spec)
+                  console=out, spec_path=spec, do_sweep=do_sweep, json_path=json_path)
     except ValueError as e:
         raise UserError(str(e)) from None
 

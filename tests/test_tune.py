@@ -12,12 +12,15 @@ from ratc.cli import main
 from ratc.lower import lower
 from ratc.spec import load_spec
 from ratc.tune.records import RecordError, bucket_of, load_records, nearest_bucket, save_record
-from ratc.tune.space import SHARED_MEMORY_BYTES, forward_space, keep, shared_memory_estimate
-from ratc.tune.study import Objective, Target, run_study, summarize
+from ratc.tune.space import (SHARED_MEMORY_BYTES, decode_space, forward_space, keep,
+                             shared_memory_estimate, space_of)
+from ratc.tune.study import (Objective, Target, decode_length, open_storage, run_study, summarize,
+                             sweep_report)
 
 pytestmark = pytest.mark.interpreter
 RNN = lower(load_spec("specs/tiny_rnn.yaml")).mixer("rnn")
 RAT_SWA = lower(load_spec("specs/rat_swa.yaml"))
+TINY_RAT = lower(load_spec("specs/tiny_rat_swa.yaml")).mixer("rat")
 
 
 def finished(study):
@@ -33,6 +36,102 @@ def test_space_is_pruned_by_shared_memory():
     assert all(c["BT"] % c["BS"] == 0 for c in forward_space(RNN))
 
 
+def test_spaces_per_mode():
+    rat, swa = RAT_SWA.mixer("rat"), RAT_SWA.mixer("swa")
+    assert space_of(rat, "train") == forward_space(rat)  # its backward reads the forward's keys
+    train = space_of(swa, "train")
+    assert {"BWD_BLOCK_M1", "bwd_num_stages", "BLOCK_M"} <= set(train[0])
+    assert all(shared_memory_estimate(c, swa) <= SHARED_MEMORY_BYTES for c in train)
+    assert set(decode_space(rat)[0]) == {"DECODE_BC", "DECODE_WARPS", "DECODE_STAGES"}
+    assert set(decode_space(swa)[0]) == {"DECODE_BN", "DECODE_WARPS", "DECODE_STAGES"}
+    assert all(c["DECODE_BD"] >= 32 * c["DECODE_WARPS"] for c in decode_space(RNN))
+    assert not keep(dict(DECODE_BC=128, DECODE_WARPS=4, DECODE_STAGES=4), rat)  # 256 KiB
+    # decode buckets key on what the host knows: chunk rows * L, ring slots, nothing for the RNN
+    assert decode_length(rat, 131072) == 131072 and decode_length(rat, 131080) == 131072
+    assert decode_length(swa, 131072) == 1025 and decode_length(RNN, 131072) == 1
+    assert Target(swa, 131072, 2, "decode").bucket == "T2048xB2"
+
+
+def test_train_study_checks_gradients_and_times_forward_and_backward(tmp_path):
+    target = Target(RNN, seq=8, batch=1, mode="train")
+    study = run_study(target, str(tmp_path / "s.journal"), trials=2, timeout=None, reps=1)
+    s = summarize(study)
+    assert s["complete"] >= 1 and s["default_ms"] > 0
+    assert target.study_name.endswith("/T8xB1/train")
+    objective = Objective(target, reps=1)
+    assert len(objective.want) == 3  # y, dproj, dgate_bias: each compared
+    assert objective.check(dict(s["config"])) <= 1e-4
+
+
+def test_decode_study_on_a_random_cache(tmp_path):
+    target = Target(TINY_RAT, seq=20, batch=2, mode="decode")
+    study = run_study(target, str(tmp_path / "s.journal"), trials=3, timeout=None, reps=1)
+    s = summarize(study)
+    assert s["complete"] >= 2, [t.state for t in study.trials]
+    assert set(s["config"]) == {"DECODE_BC", "DECODE_WARPS", "DECODE_STAGES"}
+    assert target.bucket == "T16xB2" and target.signature != Target(TINY_RAT, 20, 2).signature
+    objective = Objective(target, reps=1)
+    assert len(objective.want) == 5  # y and the four cache tensors
+    objective.time_ms(s["config"])  # timing steps update a working copy of the cache
+    assert objective.check(s["config"]) <= 1e-4  # checks still start from the same cache
+
+
+def test_sweep_report_from_fake_timings():
+    def c(i):
+        return {"BT": i}
+
+    swept = [(c(1), 10.0), (c(2), 5.0), (c(3), 5.05), (c(4), float("inf")), (c(5), 7.0)]
+    trials = [(c(1), 9.0), (None, None), (c(5), 6.5), (c(3), 4.9), (c(2), 5.2)]
+    r = sweep_report(swept, trials)
+    assert r["configs"] == 5 and r["configs_ok"] == 4
+    assert r["sweep_best_ms"] == 5.0 and r["sweep_best_config"] == c(2)
+    # the study's own best (4.9) was config 3, which the sweep times at 5.05: 1% above its best
+    assert r["optuna_best_config"] == c(3) and r["optuna_best_ms"] == 5.05
+    assert r["gap_pct"] == pytest.approx(1.0)
+    assert r["first_within"] == 4 and r["trials"] == 5  # the failed trial counts as spent
+    assert sweep_report(swept, trials[:3])["first_within"] is None
+    assert sweep_report(swept, [(None, None)])["gap_pct"] is None
+
+
+def test_decode_sweep_and_json_through_the_cli(tmp_path, monkeypatch):
+    import ratc.tune.study as study_mod
+
+    small = [dict(DECODE_BD=bd, DECODE_WARPS=1) for bd in (64, 128, 256)]
+    monkeypatch.setattr(study_mod, "space_of", lambda m, mode: small)
+    out = tmp_path / "tune.json"
+    r = CliRunner().invoke(main, ["tune", "specs/tiny_rnn.yaml", "--mode", "decode", "--seq",
+                                  "64", "--batch", "2", "--trials", "3", "--storage",
+                                  str(tmp_path / "s.journal"), "--records-dir",
+                                  str(tmp_path / "autotune"), "--sweep", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "Optuna against an exhaustive sweep" in r.output and "trials to within 2%" in r.output
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["mode"] == "decode" and row["bucket"] == "T1xB2"
+    w = row["sweep"]
+    assert w["configs"] == 3 and w["configs_ok"] == 3 and w["trials"] == 3
+    assert w["sweep_best_config"] in small and w["first_within"] in (1, 2, 3, None)
+    (data,) = [load_records(p) for p in (tmp_path / "autotune").iterdir()]
+    (rec,) = data["records"].values()
+    assert set(rec["modes"]) == {"decode"}
+
+
+def test_chunk_candidates_table_shows_time_and_cache_of_each():
+    from rich.console import Console
+
+    from ratc.tune.driver import print_chunk_table
+
+    rows = [dict(layer="rat", seq=1024, batch=2, chunk=L, ms=ms, cache_bytes=cb)
+            for L, ms, cb in ((16, 2.0, 4096), (32, 1.5, 2048))]
+    console = Console(record=True, width=200)
+    print_chunk_table(rows, console)
+    text = console.export_text()
+    assert "chunk length candidates" in text and "fastest" in text
+    assert "4,096" in text and "2,048" in text and "1.33x" in text
+    console = Console(record=True, width=200)
+    print_chunk_table(rows[:1], console)  # one candidate: no table
+    assert console.export_text() == ""
+
+
 def test_whole_flow_through_the_cli(tmp_path):
     journal, records = tmp_path / "s.journal", tmp_path / "autotune"
     r = CliRunner().invoke(main, ["tune", "specs/tiny_rnn.yaml", "--seq", "8", "--batch", "1",
@@ -44,8 +143,9 @@ def test_whole_flow_through_the_cli(tmp_path):
     assert len(files) == 1
     data = load_records(files[0])
     (rec,) = data["records"].values()
-    assert rec["kind"] == "rnn" and set(rec["buckets"]) == {bucket_of(8, 1)}
-    assert rec["buckets"]["T8xB1"]["trials"] >= 1
+    assert rec["kind"] == "rnn" and set(rec["modes"]) == {"prefill"}
+    assert set(rec["modes"]["prefill"]) == {bucket_of(8, 1)}
+    assert rec["modes"]["prefill"]["T8xB1"]["trials"] >= 1
 
 
 def test_resume_after_interruption_loses_no_trial(tmp_path):
@@ -125,7 +225,7 @@ def test_records_round_trip_and_nearest_bucket(tmp_path):
     p = tmp_path / "GPU.json"
     save_record(p, "GPU", "rnn-abc", "rnn", "prefill", "T1024xB2", good_entry())
     save_record(p, "GPU", "rnn-abc", "rnn", "prefill", "T131072xB2", good_entry())
-    buckets = load_records(p)["records"]["rnn-abc"]["buckets"]
+    buckets = load_records(p)["records"]["rnn-abc"]["modes"]["prefill"]
     assert nearest_bucket(buckets, 100000, 2) == "T131072xB2"
     assert nearest_bucket(buckets, 900, 1) == "T1024xB2"
     assert nearest_bucket({}, 10, 1) is None
@@ -135,10 +235,12 @@ def test_records_round_trip_and_nearest_bucket(tmp_path):
     pytest.param('{"format": "ratc-autotune", "format_version": 1, "dev', "corrupt or truncated JSON at line 1, column 50: Unterminated string starting at", id="truncated"),
     pytest.param("[1, 2]", "not a ratc tuning-record file (top level is not an object)", id="not-object"),
     pytest.param('{"format": "other"}', "not a ratc tuning-record file (format is 'other')", id="foreign-format"),
-    pytest.param('{"format": "ratc-autotune", "format_version": 7, "device": "G", "records": {}}', "record format version 7; this ratc reads version 1: re-run `ratc tune` to regenerate it", id="foreign-version"),
-    pytest.param('{"format": "ratc-autotune", "format_version": 1, "device": "G", "records": {"s": {"kind": "rnn", "buckets": {"T8xB1": {"config": {"BLOCK_Q": 4}, "ms": 1}}}}}', "records.s.buckets.T8xB1: unknown config keys ['BLOCK_Q'] for a rnn kernel", id="unknown-key"),
-    pytest.param('{"format": "ratc-autotune", "format_version": 1, "device": "G", "records": {"s": {"kind": "rnn", "buckets": {"T8xB1": {"config": {"BT": 4}, "ms": -1}}}}}', "records.s.buckets.T8xB1: 'ms' must be a positive number", id="bad-time"),
-    pytest.param('{"format": "ratc-autotune", "format_version": 1, "device": "G", "records": {"s": {"kind": "rnn", "buckets": {"big": {"config": {"BT": 4}, "ms": 1}}}}}', "records.s.buckets.big: bucket names look like T131072xB2", id="bad-bucket"),
+    pytest.param('{"format": "ratc-autotune", "format_version": 7, "device": "G", "records": {}}', "record format version 7; this ratc reads versions 1, 2: re-run `ratc tune` to regenerate it", id="foreign-version"),
+    pytest.param('{"format": "ratc-autotune", "format_version": 1, "device": "G", "records": {"s": {"kind": "rnn", "buckets": {"T8xB1": {"config": {"BLOCK_Q": 4}, "ms": 1}}}}}', "records.s.modes.prefill.T8xB1: unknown config keys ['BLOCK_Q'] for a rnn prefill kernel", id="unknown-key"),
+    pytest.param('{"format": "ratc-autotune", "format_version": 1, "device": "G", "records": {"s": {"kind": "rnn", "buckets": {"T8xB1": {"config": {"BT": 4}, "ms": -1}}}}}', "records.s.modes.prefill.T8xB1: 'ms' must be a positive number", id="bad-time"),
+    pytest.param('{"format": "ratc-autotune", "format_version": 1, "device": "G", "records": {"s": {"kind": "rnn", "buckets": {"big": {"config": {"BT": 4}, "ms": 1}}}}}', "records.s.modes.prefill.big: bucket names look like T131072xB2", id="bad-bucket"),
+    pytest.param('{"format": "ratc-autotune", "format_version": 2, "device": "G", "records": {"s": {"kind": "rnn", "modes": {"infer": {}}}}}', "records.s.modes.infer: mode must be one of prefill, train, decode", id="bad-mode"),
+    pytest.param('{"format": "ratc-autotune", "format_version": 2, "device": "G", "records": {"s": {"kind": "rnn", "modes": {"train": {"T8xB1": {"config": {"DECODE_BD": 4}, "ms": 1}}}}}}', "records.s.modes.train.T8xB1: unknown config keys ['DECODE_BD'] for a rnn train kernel", id="decode-key-in-train"),
 ])
 def test_bad_record_files_are_clear_errors(tmp_path, text, message):
     p = tmp_path / "GPU.json"
@@ -168,43 +270,111 @@ def test_bad_file_is_never_half_applied(tmp_path):
 # records baked into builds
 
 
-def test_build_bakes_matching_records_and_dispatches_on_device_and_bucket(tmp_path, monkeypatch):
-    import triton
+class FakeCuda:
+    """A CUDA tensor's shape, device and requires_grad, without a GPU."""
 
+    is_cuda = True
+    device = __import__("torch").device("cpu")
+
+    def __init__(self, shape, requires_grad=False):
+        self.shape, self.requires_grad = shape, requires_grad
+
+
+def test_build_bakes_mode_specific_records_and_dispatches_on_mode_device_and_bucket(
+        tmp_path, monkeypatch):
     from ratc.build import run_pipeline
-    from ratc.codegen.render import load_module, render_kernel
-    from ratc.tune.records import kernel_signature
+    from ratc.codegen.render import load_module, signature_of
 
-    sig = kernel_signature("rnn", render_kernel(RNN), triton.__version__)
+    sig, dsig = signature_of(RNN), signature_of(RNN, "decode")
+    assert sig != dsig
     fast = {"BT": 256, "BS": 4, "BD": 128, "num_warps": 1, "CARRY_BD": 256}
-    save_record(tmp_path / "FakeGPU.json", "Fake GPU", sig, "rnn", "prefill", "T1024xB2",
+    train = {"BT": 1024, "BS": 16, "BD": 512, "num_warps": 2, "CARRY_BD": 128}
+    step = {"DECODE_BD": 128, "DECODE_WARPS": 1}
+    f = tmp_path / "FakeGPU.json"
+    save_record(f, "Fake GPU", sig, "rnn", "prefill", "T1024xB2",
                 {"config": fast, "ms": 1.0, "default_ms": 2.0, "trials": 3})
-    save_record(tmp_path / "FakeGPU.json", "Fake GPU", "rnn-0000000000000000", "rnn", "prefill",
+    save_record(f, "Fake GPU", sig, "rnn", "train", "T1024xB2", {"config": train, "ms": 3.0})
+    save_record(f, "Fake GPU", dsig, "rnn", "decode", "T1xB2", {"config": step, "ms": 0.01})
+    save_record(f, "Fake GPU", "rnn-0000000000000000", "rnn", "prefill",
                 "T8xB1", {"config": {"BT": 4096}, "ms": 1.0})  # another kernel: not applied
     r = run_pipeline("specs/tiny_rnn.yaml", records_dir=tmp_path)
-    assert json.loads(r.files["manifest.json"])["tuned_configs"] == {"rnn": {"Fake GPU": {"T1024xB2": fast}}}
+    assert json.loads(r.files["manifest.json"])["tuned_configs"] == {"rnn": {"Fake GPU": {
+        "prefill": {"T1024xB2": fast}, "train": {"T1024xB2": train}, "decode": {"T1xB2": step}}}}
     mod = load_module(r.files["kernels/rnn_rnn.py"], "baked_rnn")
-    assert mod.TUNED == {"Fake GPU": {"T1024xB2": fast}}
+    dec = load_module(r.files["kernels/decode_rnn_rnn.py"], "baked_decode_rnn")
+    assert mod.TUNED == {"Fake GPU": {"prefill": {"T1024xB2": fast}, "train": {"T1024xB2": train}}}
+    assert dec.TUNED == {"Fake GPU": {"decode": {"T1xB2": step}}}
 
-    class FakeCuda:  # a CUDA tensor's shape and device, without a GPU
-        is_cuda = True
-        shape = (2, 900, 192)
-        device = __import__("torch").device("cpu")
-
-    monkeypatch.setattr(mod.torch.cuda, "current_device", lambda: 0)
-    monkeypatch.setattr(mod.torch.cuda, "get_device_name", lambda i: "Fake GPU")
-    assert mod._launch_config(FakeCuda()) == mod.CONFIG | fast
-    assert mod._launch_config(FakeCuda(), {"BS": 8})["BS"] == 8  # an explicit config wins
+    for m in (mod, dec):
+        monkeypatch.setattr(m.torch.cuda, "current_device", lambda: 0)
+        monkeypatch.setattr(m.torch.cuda, "get_device_name", lambda i: "Fake GPU")
+    assert mod._launch_config(FakeCuda((2, 900, 192))) == mod.CONFIG | fast  # inference
+    assert mod._launch_config(FakeCuda((2, 900, 192), True)) == mod.CONFIG | train  # training
+    assert mod._launch_config(FakeCuda((2, 900, 192)), {"BS": 8})["BS"] == 8  # explicit wins
+    assert dec._launch_config(FakeCuda((2, 192)), mode="decode", T=1) == dec.CONFIG | step
     mod._DEVICE_NAMES.clear()
     monkeypatch.setattr(mod.torch.cuda, "get_device_name", lambda i: "Other GPU")
-    assert mod._launch_config(FakeCuda()) == mod.CONFIG  # no record for this device: defaults
+    assert mod._launch_config(FakeCuda((2, 900, 192))) == mod.CONFIG  # no record for this device
     # CPU tensors never consult the table
     assert mod._launch_config(__import__("torch").zeros(2, 900, 192)) == mod.CONFIG
+
+
+def test_train_falls_back_to_the_prefill_record(tmp_path, monkeypatch):
+    from ratc.build import run_pipeline
+    from ratc.codegen.render import load_module, signature_of
+
+    fast = {"BT": 256, "BS": 4, "BD": 128, "num_warps": 1, "CARRY_BD": 256}
+    save_record(tmp_path / "G.json", "Fake GPU", signature_of(RNN), "rnn", "prefill", "T8xB1",
+                {"config": fast, "ms": 1.0})
+    mod = load_module(run_pipeline("specs/tiny_rnn.yaml", records_dir=tmp_path)
+                      .files["kernels/rnn_rnn.py"], "baked_rnn_fallback")
+    monkeypatch.setattr(mod.torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(mod.torch.cuda, "get_device_name", lambda i: "Fake GPU")
+    assert mod._launch_config(FakeCuda((1, 8, 192), True)) == mod.CONFIG | fast
+    # the custom ops name the mode (under torch.compile they cannot see requires_grad)
+    assert mod._launch_config(FakeCuda((1, 8, 192)), mode="train") == mod.CONFIG | fast
+
+
+def test_records_are_keyed_by_mode_and_version_1_files_are_upgraded(tmp_path):
+    p = tmp_path / "GPU.json"
+    train = dict(good_entry(), config={"BT": 1024, "BS": 8, "BD": 256, "num_warps": 2,
+                                       "CARRY_BD": 128})
+    save_record(p, "GPU", "rnn-abc", "rnn", "prefill", "T1024xB2", good_entry())
+    save_record(p, "GPU", "rnn-abc", "rnn", "train", "T1024xB2", train)
+    save_record(p, "GPU", "rnn-abc", "rnn", "prefill", "T1024xB2", good_entry())  # re-tune
+    modes = load_records(p)["records"]["rnn-abc"]["modes"]
+    assert modes == {"prefill": {"T1024xB2": good_entry()}, "train": {"T1024xB2": train}}
+    assert json.loads(p.read_text())["format_version"] == 2
+
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"format": "ratc-autotune", "format_version": 1, "device": "GPU",
+                               "records": {"rnn-abc": {"kind": "rnn", "mode": "prefill",
+                                                       "buckets": {"T8xB1": good_entry()}}}}))
+    assert load_records(old)["records"]["rnn-abc"] == {
+        "kind": "rnn", "modes": {"prefill": {"T8xB1": good_entry()}}}
+    save_record(old, "GPU", "rnn-abc", "rnn", "train", "T8xB1", train)  # written back as v2
+    data = json.loads(old.read_text())
+    assert data["format_version"] == 2
+    assert set(data["records"]["rnn-abc"]["modes"]) == {"prefill", "train"}
 
 
 def test_build_with_a_bad_record_file_fails_whole(tmp_path):
     from ratc.build import run_pipeline
 
-    (tmp_path / "GPU.json").write_text('{"format": "ratc-autotune", "format_version": 2}')
-    with pytest.raises(RecordError, match="record format version 2"):
+    (tmp_path / "GPU.json").write_text('{"format": "ratc-autotune", "format_version": 3}')
+    with pytest.raises(RecordError, match="record format version 3"):
         run_pipeline("specs/tiny_rnn.yaml", records_dir=tmp_path)
+
+
+def test_gpu_list_maps_indices_through_cuda_visible_devices(monkeypatch):
+    import torch
+
+    from ratc.tune.driver import gpu_list
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert gpu_list("all") == ["0", "1"] and gpu_list(None) == []
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert gpu_list("all") == ["2", "3"] and gpu_list("1") == ["3"]
+    with pytest.raises(ValueError, match="--gpus: no GPU 2 \\(this machine has 2\\)"):
+        gpu_list("0,2")

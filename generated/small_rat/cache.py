@@ -59,6 +59,11 @@ class LayerCache:
         self.pos.add_(n)
         self.seen += n
 
+    def rows(self, index):
+        """The same cache for the rows `index` (a slice): views, so writes reach this cache."""
+        return LayerCache(self.kind, {k: v[index] for k, v in self.tensors.items()},
+                          self.capacity, self.pos[index], self.seen)
+
     def __repr__(self):
         shapes = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self.tensors.items())
         return f"LayerCache({self.kind}, capacity={self.capacity}, seen={self.seen}, {shapes})"
@@ -91,6 +96,14 @@ class ModelCache:
 
     def check_room(self, n=1):
         check_room(self.seen, self.capacity, n)
+
+    def rows(self, index):
+        """The same cache for the rows `index` (a slice): views, so writes reach this cache
+        (Model.prefill's micro-batches fill one cache this way)."""
+        pos = self.pos[index]
+        layers = [LayerCache(c.kind, {k: v[index] for k, v in c.tensors.items()}, c.capacity,
+                             pos, c.seen) for c in self.layers]
+        return ModelCache(layers, self.capacity, pos)
 
     def advance(self, n=1):
         """pos += n once (every layer shares it), seen += n for every layer."""

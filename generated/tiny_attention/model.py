@@ -8,10 +8,13 @@ head.lm_head.weight), so its checkpoints load with load_state_dict.
 Inference (DESIGN.md §1 "Decode caches"):
 
     logits, cache = model.prefill(ids, lengths=None, capacity=None)   # ids [B, T] -> [B, T, V]
+    last, cache = model.prefill(ids, logits="last", micro_batch=16)   # -> [B, V], 16 rows at a time
     next_logits = model.step(token_ids, cache)                        # [B] -> [B, V], each row at
                                                                       #   its own position
     new = model.generate(ids, 32, temperature=0.8, top_k=50, stop_tokens=(0,))   # [B, 32]
 """
+
+import time
 
 import torch
 from torch import nn
@@ -114,7 +117,8 @@ class Model(nn.Module):
         return ModelCache(layers, capacity, pos)
 
     @torch.no_grad()
-    def prefill(self, ids, lengths=None, capacity=None, state_dtype=None):
+    def prefill(self, ids, lengths=None, capacity=None, state_dtype=None, logits="all",
+                micro_batch=None):
         """Run prompts through the model (the fused forward kernels) and build a decode cache.
 
         Args:
@@ -122,28 +126,47 @@ class Model(nn.Module):
             lengths: [B] prompt lengths (ints or an int64 tensor), default T for every row.
             capacity: tokens per row the cache holds, default max(lengths) + DECODE_ROOM.
             state_dtype: see init_cache.
+            logits: "all" (every position, [B, T, 97]) or "last" (each row's last prompt
+                token only, [B, 97]: what generation needs, without B*T*97 logits).
+            micro_batch: run the prompts this many rows at a time into the one cache, which bounds
+                the activation memory (default: all rows at once).
         Returns:
-            (logits [B, T, 97], ModelCache with pos = lengths); logits[b, lengths[b] - 1]
+            (logits, ModelCache with pos = lengths); with logits="all", logits[b, lengths[b] - 1]
             predicts row b's next token (later positions of a padded row are not meaningful).
         Raises:
-            ValueError if a prompt does not fit the capacity.
+            ValueError if a prompt does not fit the capacity, or for an unknown `logits`.
 
         Example: logits, cache = model.prefill(ids, lengths=[3, 7], capacity=128)
         """
+        if logits not in ("all", "last"):
+            raise ValueError(f'logits must be "all" or "last", got {logits!r}')
         B, T = ids.shape
         lengths, longest, _ = as_lengths(lengths, B, T, ids.device)
         capacity = longest + DECODE_ROOM if capacity is None else capacity
-        h, cache = self._prefill(ids, lengths, longest, capacity, state_dtype)
+        h, cache = self._prefill(ids, lengths, longest, capacity, state_dtype, micro_batch,
+                                 last=logits == "last")
         return self.head(self.backbone.ln(h)), cache
 
-    def _prefill(self, ids, lengths, longest, capacity, state_dtype):
-        """The blocks over the prompt, filling a new cache: (final hidden [B, T, D], cache)."""
+    def _prefill(self, ids, lengths, longest, capacity, state_dtype, micro_batch=None, last=False):
+        """The blocks over the prompt, filling a new cache, `micro_batch` rows at a time:
+        (final hidden [B, T, D], or [B, D] at each row's last prompt token if `last`; cache)."""
         check_room(0, capacity, longest)
-        cache = self.init_cache(ids.shape[0], capacity, state_dtype)
-        h = self.embedding(ids)
-        for block, layer_cache in zip(self.backbone.layers, cache.layers):
-            h = block.hidden_layer(block.seq_layer.prefill_into(h, layer_cache, lengths, longest))
-        return h, cache
+        B = ids.shape[0]
+        cache = self.init_cache(B, capacity, state_dtype)
+        step = B if micro_batch is None else max(1, int(micro_batch))
+        outs = []
+        for b0 in range(0, B, step):
+            rows = slice(b0, min(B, b0 + step))
+            part = cache if step >= B else cache.rows(rows)  # views: the blocks fill `cache`
+            h = self.embedding(ids[rows])
+            for block, layer_cache in zip(self.backbone.layers, part.layers):
+                h = block.hidden_layer(block.seq_layer.prefill_into(h, layer_cache,
+                                                                    lengths[rows], longest))
+            if last:
+                h = h[torch.arange(h.shape[0], device=ids.device), lengths[rows] - 1]
+            outs.append(h)
+        cache.seen = longest
+        return (outs[0] if len(outs) == 1 else torch.cat(outs)), cache
 
     @torch.no_grad()
     def step(self, token_ids, cache):
@@ -168,7 +191,7 @@ class Model(nn.Module):
     @torch.no_grad()
     def generate(self, ids, max_new_tokens, temperature=0.0, top_k=None, stop_tokens=(),
                  lengths=None, generator=None, use_cuda_graph=True, capacity=None,
-                 state_dtype=None):
+                 state_dtype=None, micro_batch=None, timings=None):
         """Continue each row's prompt by max_new_tokens tokens.
 
         Args:
@@ -183,6 +206,9 @@ class Model(nn.Module):
             capacity: tokens per row the cache holds, default max(lengths) + max_new_tokens - 1
                 (the last new token is never fed back).
             state_dtype: see init_cache.
+            micro_batch: prefill the prompts this many rows at a time (see prefill).
+            timings: a dict to fill with "prefill_s" (prompt through the model, first logits)
+                and "decode_s" (the remaining tokens); synchronises the device twice.
         Returns:
             [B, max_new_tokens] int64: the new tokens of every row.
         Raises:
@@ -200,9 +226,12 @@ class Model(nn.Module):
             return out
         capacity = longest + max_new_tokens - 1 if capacity is None else capacity
         check_room(longest, capacity, max_new_tokens - 1)
-        h, cache = self._prefill(ids, lengths, longest, capacity, state_dtype)
-        h = h[torch.arange(B, device=ids.device), lengths - 1]  # each row's last prompt token
+        clock = _Clock(ids.device) if timings is not None else None
+        h, cache = self._prefill(ids, lengths, longest, capacity, state_dtype, micro_batch,
+                                 last=True)  # each row's last prompt token
         logits = self.head(self.backbone.ln(h))  # [B, V]
+        if clock:
+            timings["prefill_s"] = clock.lap()
         if use_cuda_graph and ids.is_cuda:
             step = GraphedStep(self, cache)
         else:
@@ -223,4 +252,23 @@ class Model(nn.Module):
                 out[:, i + 1:] = tokens[:, None]
                 break
             logits = step(tokens)
+        if clock:
+            timings["decode_s"] = clock.lap()
         return out
+
+
+class _Clock:
+    """Wall-clock laps that wait for the device first (generate's `timings`)."""
+
+    def __init__(self, device):
+        self.device = torch.device(device)
+        self.t = self._now()
+
+    def _now(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def lap(self):
+        t, self.t = self.t, self._now()
+        return self.t - t

@@ -42,12 +42,19 @@ def kernel_module_name(m: MixerIR) -> str:
     return f"{m.kind.value}_{m.name}"
 
 
-def render_decode(m: MixerIR, config: dict | None = None) -> str:
+def render_decode(m: MixerIR, config: dict | None = None, tuned: dict | None = None) -> str:
     """The decode module of mixer `m`: init_cache, prefill_cache, step (one fused Triton kernel
-    per token, and its PyTorch path). Raises SyntaxError if it does not parse."""
-    text = _env.get_template(DECODE_TEMPLATE_OF[m.kind]).render(**kernel_context(m, config))
+    per token, and its PyTorch path); `tuned` its decode records (device -> "decode" -> bucket ->
+    config). Raises SyntaxError if it does not parse."""
+    text = _env.get_template(DECODE_TEMPLATE_OF[m.kind]).render(**kernel_context(m, config, tuned))
     ast.parse(text, filename=f"<{m.name} decode>")
     return text
+
+
+def modes_of(table: dict, modes: tuple[str, ...]) -> dict:
+    """device -> mode -> bucket -> config, only `modes` (devices left with none dropped)."""
+    out = {dev: {k: v for k, v in by_mode.items() if k in modes} for dev, by_mode in table.items()}
+    return {dev: by_mode for dev, by_mode in out.items() if by_mode}
 
 
 def load_decode(m: MixerIR, config: dict | None = None):
@@ -95,8 +102,9 @@ def _mixer_context(m: MixerIR, cls: str) -> dict:
 
 
 def emit(ir: ModelIR, tuned: dict[str, dict] | None = None) -> dict[str, str]:
-    """Every file of the package except manifest.json. `tuned`: layer name -> device name ->
-    shape bucket -> launch config, baked into that layer's kernel module (see build.tuned_for)."""
+    """Every file of the package except manifest.json. `tuned`: layer name -> device name -> mode
+    -> shape bucket -> launch config; prefill and train records are baked into that layer's kernel
+    module, decode records into its decode module (see build.tuned_for)."""
     tuned = tuned or {}
     classes = class_names(ir)
     ctx = dict(
@@ -120,8 +128,11 @@ def emit(ir: ModelIR, tuned: dict[str, dict] | None = None) -> dict[str, str]:
     files["kernels/__init__.py"] = ('"""Rendered kernel modules, per layer definition: <kind>_<name> '
                                     '(forward), decode_<kind>_<name> (decode)."""\n')
     for m in ir.mixers:
-        files[f"kernels/{kernel_module_name(m)}.py"] = render_kernel(m, tuned=tuned.get(m.name))
-        files[f"kernels/decode_{kernel_module_name(m)}.py"] = render_decode(m)
+        table = tuned.get(m.name, {})
+        files[f"kernels/{kernel_module_name(m)}.py"] = render_kernel(
+            m, tuned=modes_of(table, ("prefill", "train")))
+        files[f"kernels/decode_{kernel_module_name(m)}.py"] = render_decode(
+            m, tuned=modes_of(table, ("decode",)))
     for path, text in files.items():
         ast.parse(text, filename=path)  # every rendered file must be valid Python
     return dict(sorted(files.items()))

@@ -9,10 +9,12 @@ a standalone Python module (imports: torch, triton, stdlib) exposing
     core_torch(proj, gate_bias=None)       #   differentiable (Triton: autograd Function)
 
 where proj [B, T, in_features] is in_proj's output (split by `mixer.in_split`) and y [B, T, D] is
-what out_proj consumes. Sizes, chunk, window, gate expression and position are compile-time
-constants of the rendered text. `CONFIG` holds the default launch parameters (block sizes,
-num_warps, num_stages); `TUNED` (from autotune records, see build.tuned_for) overrides them per
-device and shape bucket through `_launch_config`.
+what out_proj consumes. The Triton forward and backward launchers are torch custom ops (namespace
+`OP_NAMESPACE`, see render_kernel), so torch.compile traces `core` with no graph break. Sizes,
+chunk, window, gate expression and position are compile-time constants of the rendered text.
+`CONFIG` holds the default launch parameters (block sizes, num_warps, num_stages); `TUNED` (from
+autotune records, see build.tuned_for) overrides them per device, mode (prefill, train) and shape
+bucket through `_launch_config`.
 """
 
 from __future__ import annotations
@@ -79,25 +81,37 @@ def kernel_context(m: MixerIR, config: dict | None = None, tuned: dict | None = 
         gate_grad=(lambda v: to_triton_code(gate.derivative, v)) if gate else None,
         gate_grad_torch=(lambda v: to_torch_code(gate.derivative, v)) if gate else None,
         config=dict(config or {}),
-        # device name -> shape bucket -> launch config (from autotune records), printed sorted
+        # device name -> mode -> shape bucket -> launch config (autotune records), printed sorted
         tuned_table=pprint.pformat(tuned or {}, width=96, sort_dicts=True),
     )
 
 
 def render_kernel(m: MixerIR, config: dict | None = None, tuned: dict | None = None) -> str:
-    """The rendered module text for mixer `m`. Raises SyntaxError if it does not parse."""
-    text = _env.get_template(TEMPLATE_OF[m.kind]).render(**kernel_context(m, config, tuned))
+    """The rendered module text for mixer `m`. Raises SyntaxError if it does not parse.
+
+    The module's torch custom ops live in namespace `ratc_<kind>_<hash>`, the hash of the text
+    rendered with an empty namespace: identical modules share ops, different ones never clash."""
+    template = _env.get_template(TEMPLATE_OF[m.kind])
+    context = kernel_context(m, config, tuned)
+    draft = template.render(**context, op_namespace="")
+    namespace = f"ratc_{m.kind.value}_{hashlib.sha256(draft.encode()).hexdigest()[:12]}"
+    text = template.render(**context, op_namespace=namespace)
     ast.parse(text, filename=f"<{m.name} kernels>")
     return text
 
 
-def signature_of(m: MixerIR) -> str:
-    """The key tuning records use for m's kernels: its kind plus a hash of the kernel module as
-    rendered with default configs and of the Triton version (ratc.tune.records.kernel_signature)."""
+def signature_of(m: MixerIR, mode: str = "prefill") -> str:
+    """The key tuning records use for m's kernels: its kind plus a hash of the module as rendered
+    with default configs (the forward module for prefill and train, the decode module for decode)
+    and of the Triton version (ratc.tune.records.kernel_signature)."""
     import triton
 
     from ..tune.records import kernel_signature
 
+    if mode == "decode":
+        from .emit import render_decode
+
+        return kernel_signature(m.kind.value, render_decode(m), triton.__version__)
     return kernel_signature(m.kind.value, render_kernel(m), triton.__version__)
 
 

@@ -1,8 +1,14 @@
-"""Search spaces of the forward kernels, one per template, and static pruning.
+"""Search spaces per mode, one per template, and static pruning.
 
-A space is a comprehension over the launch parameters the template's launcher takes (`CONFIG`'s
+A space is a comprehension over the launch parameters the template's launchers take (`CONFIG`'s
 keys); `keep(config, mixer)` drops configs that cannot run before anything compiles (shared memory
 over the limit, blocks the kernel's static asserts reject).
+
+    prefill  forward_space: the forward launchers' keys
+    train    forward_space, times backward_space where the backward reads keys of its own
+             (attention's BWD_*, bwd_num_*); RAT's and the RNN's backward launchers read the
+             forward keys, so their train space is the forward space (timed forward + backward)
+    decode   decode_space: the step kernel's keys (DECODE_*)
 """
 
 from __future__ import annotations
@@ -42,9 +48,53 @@ def forward_space(m: MixerIR) -> list[dict]:
     return [c for c in space if keep(c, m)]
 
 
+def backward_space(m: MixerIR) -> list[dict]:
+    """Keys only the backward launchers read (attention); [{}] where the backward shares the
+    forward's keys."""
+    if m.kind not in (LayerKind.SLIDING_WINDOW, LayerKind.ATTENTION):
+        return [{}]
+    return [
+        dict(BWD_BLOCK_M1=m1, BWD_BLOCK_N1=n1, BWD_BLOCK_M2=m2, BWD_BLOCK_N2=n2,
+             bwd_num_warps=w, bwd_num_stages=s)
+        for m1, n1, m2, n2, w, s in itertools.product(
+            (16, 32, 64), (64, 128), (64, 128), (16, 32, 64), (4, 8), (1, 2, 3))
+    ]
+
+
+def decode_space(m: MixerIR) -> list[dict]:
+    """Every candidate launch config of mixer m's decode step kernel, pruned by `keep`."""
+    if m.kind is LayerKind.RNN:
+        space = [dict(DECODE_BD=bd, DECODE_WARPS=w)
+                 for bd, w in itertools.product((128, 256, 512, 1024, 2048), (1, 2, 4, 8))]
+    else:
+        block = "DECODE_BC" if m.kind is LayerKind.RAT else "DECODE_BN"
+        space = [{block: b, "DECODE_WARPS": w, "DECODE_STAGES": s}
+                 for b, w, s in itertools.product((16, 32, 64, 128), (1, 2, 4, 8), (1, 2, 3, 4))]
+    return [c for c in space if keep(c, m)]
+
+
+def space_of(m: MixerIR, mode: str) -> list[dict]:
+    """The pruned search space of `mode` (prefill, train, decode) for mixer m."""
+    if mode == "decode":
+        return decode_space(m)
+    fwd = forward_space(m)
+    if mode == "train":
+        return [c for c in (f | b for f in fwd for b in backward_space(m)) if keep(c, m)]
+    return fwd
+
+
 def shared_memory_estimate(c: dict, m: MixerIR) -> int:
     """Bytes of shared memory the pipelined key/value tiles need (the dominant term)."""
     d = _pow2_ceil(m.head_dim)
+    if any(k.startswith("DECODE") for k in c):  # the step streams [B*, d] fp32-converted rows
+        rows = c.get("DECODE_BC", c.get("DECODE_BN", 0))
+        return c.get("DECODE_STAGES", 1) * 2 * rows * d * ELEMENT_BYTES
+    if "BWD_BLOCK_M1" in c:  # dK/dV: K, V tiles resident, q and do pipelined; dQ: the converse
+        s = c["bwd_num_stages"]
+        dkdv = (2 * c["BWD_BLOCK_N1"] + s * 2 * c["BWD_BLOCK_M1"]) * d * ELEMENT_BYTES
+        dq = (2 * c["BWD_BLOCK_M2"] + s * 2 * c["BWD_BLOCK_N2"]) * d * ELEMENT_BYTES
+        fwd = {k: v for k, v in c.items() if not k.upper().startswith("BWD")}
+        return max(dkdv, dq, shared_memory_estimate(fwd, m))
     if m.kind is LayerKind.RAT:
         return c["num_stages"] * 2 * c["BC"] * d * ELEMENT_BYTES + c["BT"] * d * ELEMENT_BYTES
     if m.kind in (LayerKind.SLIDING_WINDOW, LayerKind.ATTENTION):
@@ -56,6 +106,10 @@ def keep(c: dict, m: MixerIR) -> bool:
     """False for configs that cannot run: over shared memory, or shapes the kernels reject."""
     if shared_memory_estimate(c, m) > SHARED_MEMORY_BYTES:
         return False
+    if any(k.startswith("DECODE") for k in c):
+        if m.kind is LayerKind.RNN:  # one element per thread at least
+            return c["DECODE_BD"] >= 32 * c["DECODE_WARPS"]
+        return True
     if m.kind is LayerKind.RAT:
         return True
     if m.kind in (LayerKind.SLIDING_WINDOW, LayerKind.ATTENTION):

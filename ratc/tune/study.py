@@ -1,7 +1,15 @@
 """One Optuna study per (kernel signature, shape bucket, mode): the objective, storage, workers.
 
-Every config is checked against the default config's output at the tuned shape (which the kernel
-tests hold to the float64 reference) before it is timed; a compile failure or out-of-resources is
+What a trial times, per mode (the config goes to the launchers as `config=`):
+    prefill  one forward launch, proj [B, T, F], no grad
+    train    forward + backward through the layer's autograd Function (both launchers get the
+             same config), proj and gate_bias requiring grad
+    decode   one step of the decode kernel for B rows at position T - 1 on a cache of capacity T
+             with random contents (the projections around it cost the same for every config)
+
+Every config is checked against the default config's outputs at the tuned shape (y; for train
+also every gradient; for decode also the updated cache), which the kernel tests hold to the
+float64 reference, before it is timed; a compile failure or out-of-resources is
 a failed trial (Optuna's `catch`), never a crashed study. Studies persist in a journal file by
 default, so Ctrl-C or a crash loses no finished trial, and several worker processes (one per GPU)
 can share one study through `--storage`.
@@ -10,6 +18,7 @@ can share one study through `--storage`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import statistics
 import time
@@ -21,12 +30,25 @@ import torch
 from ..codegen.render import load_kernel, signature_of
 from ..ir import LayerKind, MixerIR
 from .records import bucket_of
-from .space import forward_space, keep
+from .space import keep, space_of
 
 DEFAULT_STORAGE_DIR = Path(".ratc") / "studies"
 TOLERANCE = {torch.bfloat16: 2e-2, torch.float16: 1e-2, torch.float32: 1e-4}
 LAUNCHER = {LayerKind.RAT: "rat_fwd", LayerKind.RNN: "rnn_fwd",
             LayerKind.SLIDING_WINDOW: "swa_fwd", LayerKind.ATTENTION: "attention_fwd"}
+DECODE_LAUNCHER = {LayerKind.RAT: "rat_decode", LayerKind.RNN: "rnn_decode",
+                   LayerKind.SLIDING_WINDOW: "swa_decode", LayerKind.ATTENTION: "attention_decode"}
+ATTENTION_KINDS = (LayerKind.SLIDING_WINDOW, LayerKind.ATTENTION)
+
+
+def decode_length(m: MixerIR, seq: int) -> int:
+    """The T a decode launcher keys its record on for a cache of capacity seq (what the host
+    knows without a sync): chunk rows * L for RAT, slots for attention, 1 for the RNN."""
+    if m.kind is LayerKind.RAT:
+        return (seq // m.chunk) * m.chunk
+    if m.kind is LayerKind.SLIDING_WINDOW:
+        return min(seq, m.window + 1)
+    return seq if m.kind is LayerKind.ATTENTION else 1
 
 
 def device_name() -> str:
@@ -56,7 +78,7 @@ def open_storage(url: str):
 
 @dataclass
 class Target:
-    """What one study tunes: a mixer's forward kernels at one shape."""
+    """What one study tunes: a mixer's kernels of one mode (prefill, train, decode) at one shape."""
 
     mixer: MixerIR
     seq: int
@@ -65,11 +87,12 @@ class Target:
 
     @property
     def signature(self) -> str:
-        return signature_of(self.mixer)
+        return signature_of(self.mixer, self.mode)
 
     @property
     def bucket(self) -> str:
-        return bucket_of(self.seq, self.batch)
+        seq = decode_length(self.mixer, self.seq) if self.mode == "decode" else self.seq
+        return bucket_of(seq, self.batch)
 
     @property
     def study_name(self) -> str:
@@ -82,28 +105,75 @@ class Objective:
     def __init__(self, target: Target, reps: int = 3, rotate: int = 3, worker: str = "main"):
         self.t = target
         self.worker = worker
-        self.space = forward_space(target.mixer)
+        self.space = space_of(target.mixer, target.mode)
         self.values = {k: sorted({c[k] for c in self.space}, key=str) for k in self.space[0]}
         self.cuda = torch.cuda.is_available()
         self.dtype = torch.bfloat16 if self.cuda else torch.float32
-        dev = "cuda" if self.cuda else "cpu"
-        m = target.mixer
-        g = torch.Generator(device="cpu").manual_seed(0)
-        self.inputs = [
-            torch.randn(target.batch, target.seq, m.in_features, generator=g).to(dev, self.dtype)
-            for _ in range(rotate)
-        ]  # rotating inputs: repeated runs do not time a warm cache
-        self.bias = (torch.randn(m.d_model, generator=g).to(dev, self.dtype)
-                     if m.has_gate_bias else None)
+        self.dev = "cuda" if self.cuda else "cpu"
         self.reps = reps
-        self.mod = load_kernel(m)
-        self.launch = getattr(self.mod, LAUNCHER[m.kind])
-        self.want = self._run(self.inputs[0], None)  # the default config's output
+        m = target.mixer
+        self.g = torch.Generator(device="cpu").manual_seed(0)
+        self.bias = self._randn(m.d_model) if m.has_gate_bias else None
+        if target.mode == "decode":
+            from ..codegen.emit import load_decode
+
+            self.mod = load_decode(m)
+            self.launch = getattr(self.mod, DECODE_LAUNCHER[m.kind])
+            self.inputs = [self._randn(target.batch, m.in_features)]
+            self.cache0 = self.mod.init_cache(target.batch, target.seq, device=self.dev,
+                                              dtype=self.dtype)  # checks start from this one
+            for v in self.cache0.values():
+                v.copy_(self._randn(*v.shape))
+            self.cache = {k: v.clone() for k, v in self.cache0.items()}  # timing steps update it
+            self.pos = torch.full((target.batch,), target.seq - 1, dtype=torch.long,
+                                  device=self.dev)
+        else:
+            self.mod = load_kernel(m)
+            self.launch = getattr(self.mod, LAUNCHER[m.kind])
+            # rotating inputs: repeated runs do not time a warm cache
+            self.inputs = [self._randn(target.batch, target.seq, m.in_features)
+                           for _ in range(rotate)]
+            if target.mode == "train":
+                self.inputs = [p.requires_grad_() for p in self.inputs]
+                if self.bias is not None:
+                    self.bias.requires_grad_()
+                self.dy = self._randn(target.batch, target.seq, m.d_model)
+        self.want = self._outputs(None)  # the default config's outputs
+
+    def _randn(self, *shape):
+        return torch.randn(*shape, generator=self.g).to(self.dev, self.dtype)
 
     def _run(self, proj, cfg):
-        if self.t.mixer.kind in (LayerKind.SLIDING_WINDOW, LayerKind.ATTENTION):
+        """One timed call: the forward launch, forward + backward, or one decode step."""
+        m = self.t.mixer
+        if self.t.mode == "decode":
+            return self._step(proj, cfg, self.cache)
+        if self.t.mode == "train":
+            if m.kind in ATTENTION_KINDS:
+                y = getattr(self.mod, "swa" if m.kind is LayerKind.SLIDING_WINDOW
+                            else "attention")(proj, config=cfg)
+                return (y, *torch.autograd.grad(y, [proj], self.dy))
+            y = self.mod.core_triton(proj, self.bias, config=cfg)
+            return (y, *torch.autograd.grad(y, [proj, self.bias], self.dy))
+        if m.kind in ATTENTION_KINDS:
             return self.launch(proj, config=cfg)
         return self.launch(proj, self.bias, config=cfg)
+
+    def _step(self, proj, cfg, cache):
+        kind = self.t.mixer.kind
+        if kind is LayerKind.RNN:
+            return self.launch(proj, self.bias, cache, config=cfg)
+        if kind in ATTENTION_KINDS:
+            return self.launch(proj, cache, self.pos, config=cfg)
+        return self.launch(proj, self.bias, cache, self.pos, config=cfg)
+
+    def _outputs(self, cfg) -> list:
+        """Everything a config must reproduce: y (and gradients, or the updated cache)."""
+        if self.t.mode == "decode":
+            cache = {k: v.clone() for k, v in self.cache0.items()}
+            return [self._step(self.inputs[0], cfg, cache), *cache.values()]
+        out = self._run(self.inputs[0], cfg)
+        return [t.detach() for t in (out if isinstance(out, tuple) else (out,))]
 
     def suggest(self, trial) -> dict:
         return {k: trial.suggest_categorical(k, v) for k, v in self.values.items()}
@@ -123,11 +193,25 @@ class Objective:
         return statistics.median(times)
 
     def check(self, cfg) -> float:
-        got = self._run(self.inputs[0], cfg)
-        err = ((got.float() - self.want.float()).norm() / self.want.float().norm()).item()
-        if not err <= TOLERANCE[self.dtype]:  # NaN fails too
-            raise ValueError(f"config {cfg} gives a different result: relative error {err:.2e}")
-        return err
+        """The worst relative error of cfg's outputs against the default config's; raises
+        ValueError past the dtype's tolerance (NaN included)."""
+        worst = 0.0
+        for got, want in zip(self._outputs(cfg), self.want):
+            want = want.float()
+            err = ((got.float() - want).norm() / want.norm().clamp_min(1e-30)).item()
+            if not err <= TOLERANCE[self.dtype]:
+                raise ValueError(f"config {cfg} gives a different result: relative error "
+                                 f"{err:.2e}")
+            worst = max(worst, err)
+        return worst
+
+    def measure(self, cfg) -> float:
+        """Check, then time; inf when the config fails either (the sweep's score)."""
+        try:
+            self.check(cfg)
+            return self.time_ms(cfg)
+        except Exception:  # compile errors, out of resources, wrong results
+            return float("inf")
 
     def __call__(self, trial) -> float:
         import optuna
@@ -140,10 +224,14 @@ class Objective:
         return self.time_ms(cfg)
 
 
-def default_config(mixer: MixerIR) -> dict:
-    """The launch config the template renders when no record applies."""
-    mod = load_kernel(mixer)
-    return {k: v for k, v in mod.CONFIG.items() if not k.lower().startswith("bwd")}
+def default_config(mixer: MixerIR, mode: str = "prefill") -> dict:
+    """The launch config the template renders when no record applies (the decode module's for
+    decode; run_study keeps the keys the mode's space varies)."""
+    if mode == "decode":
+        from ..codegen.emit import load_decode
+
+        return dict(load_decode(mixer).CONFIG)
+    return dict(load_kernel(mixer).CONFIG)
 
 
 def run_study(target: Target, storage: str, trials: int, timeout: float | None,
@@ -159,7 +247,8 @@ def run_study(target: Target, storage: str, trials: int, timeout: float | None,
     objective = Objective(target, reps=reps, worker=worker)
     done = [t for t in study.trials if t.state.is_finished()]
     if not done:
-        default = {k: v for k, v in default_config(target.mixer).items() if k in objective.values}
+        default = {k: v for k, v in default_config(target.mixer, target.mode).items()
+                   if k in objective.values}
         study.enqueue_trial(default, user_attrs={"default": True}, skip_if_exists=True)
     remaining = max(trials - len(done), 0)
     if remaining:
@@ -195,3 +284,71 @@ def summarize(study) -> dict:
 
 def replace_chunk(m: MixerIR, chunk: int) -> MixerIR:
     return dataclasses.replace(m, chunk=chunk)
+
+
+# -------------------------------------------------------------------------------------------------
+# exhaustive sweep: how close Optuna comes, and how soon
+
+
+def sweep(target: Target, progress=None, reps: int = 3) -> list[tuple[dict, float]]:
+    """Check and time every config of the target's pruned space: [(config, ms)], inf for a
+    config that fails to compile, run or match the default's outputs. progress(i, n) after each."""
+    objective = Objective(target, reps=reps, worker="sweep")
+    out = []
+    for i, cfg in enumerate(objective.space):
+        out.append((cfg, objective.measure(cfg)))
+        if progress:
+            progress(i + 1, len(objective.space))
+    return out
+
+
+def _key(cfg: dict) -> tuple:
+    return tuple(sorted(cfg.items()))
+
+
+def sweep_report(swept: list[tuple[dict, float]], trials: list[tuple[dict | None, float | None]],
+                 within: float = 0.02) -> dict:
+    """Compare a study with the sweep of its space, every time taken from the sweep (one
+    measurement session, so the study's own noise does not enter).
+
+    Args:
+        swept: sweep()'s [(config, ms)].
+        trials: the study's trials in order, (params, value) for complete trials and (None, None)
+            for failed or pruned ones (they count as trials spent).
+        within: the tolerance of "found": a trial whose config the sweep times within
+            (1 + within) of the sweep's best.
+    Returns:
+        {"configs", "configs_ok", "sweep_best_ms", "sweep_best_config", "optuna_best_config"
+        (the study's best by its own values), "optuna_best_ms" (its sweep time), "gap_pct"
+        (how far that is above the sweep's best), "first_within" (1-based trial number of the
+        first trial within tolerance, None if none was), "within_pct", "trials"}.
+    """
+    times = {_key(c): ms for c, ms in swept}
+    best_cfg, best = min(swept, key=lambda x: x[1])
+    done = [(p, v) for p, v in trials if p is not None and v is not None]
+    optuna_cfg = min(done, key=lambda x: x[1])[0] if done else None
+    optuna_ms = times.get(_key(optuna_cfg), float("inf")) if optuna_cfg else float("inf")
+    first = next((n for n, (p, _) in enumerate(trials, start=1)
+                  if p is not None and times.get(_key(p), float("inf")) <= best * (1 + within)),
+                 None)
+    return {
+        "configs": len(swept),
+        "configs_ok": sum(ms != float("inf") for _, ms in swept),
+        "sweep_best_ms": best, "sweep_best_config": best_cfg,
+        "optuna_best_config": optuna_cfg, "optuna_best_ms": optuna_ms,
+        "gap_pct": (optuna_ms / best - 1) * 100 if optuna_cfg and math.isfinite(best) else None,
+        "first_within": first, "within_pct": within * 100, "trials": len(trials),
+    }
+
+
+def study_trials(study) -> list[tuple[dict | None, float | None]]:
+    """A study's finished trials in order, as sweep_report takes them."""
+    import optuna
+
+    out = []
+    for t in sorted(study.trials, key=lambda t: t.number):
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            out.append((dict(t.params), t.value))
+        elif t.state.is_finished():
+            out.append((None, None))
+    return out

@@ -1,6 +1,7 @@
 """A tuning worker: joins one study through shared storage and runs trials until it is full.
 
-    python -m ratc.tune.worker SPEC --layer NAME --seq T --batch B --trials N --storage URL [--chunk L]
+    python -m ratc.tune.worker SPEC --layer NAME --seq T --batch B --trials N --storage URL
+        [--chunk L] [--mode prefill|train|decode]
 
 `ratc tune --gpus` starts one per GPU with CUDA_VISIBLE_DEVICES set; each asks the storage for
 trials, so the study fills from all workers at once (Optuna's distributed mode).
@@ -26,12 +27,13 @@ def main(argv=None) -> None:
     p.add_argument("--storage", required=True)
     p.add_argument("--chunk", type=int, default=None)
     p.add_argument("--timeout", type=float, default=None)
+    p.add_argument("--mode", choices=("prefill", "train", "decode"), default="prefill")
     a = p.parse_args(argv)
     mixer = lower(load_spec(a.spec)).mixer(a.layer)
     if a.chunk is not None:
         mixer = replace_chunk(mixer, a.chunk)
     tag = f"worker-{os.getpid()}"
-    run_study(Target(mixer, a.seq, a.batch), a.storage, a.trials, a.timeout, worker=tag)
+    run_study(Target(mixer, a.seq, a.batch, a.mode), a.storage, a.trials, a.timeout, worker=tag)
 
 
 if __name__ == "__main__":

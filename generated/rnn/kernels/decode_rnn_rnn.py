@@ -23,11 +23,53 @@ OFF_Z = 0
 OFF_X, OFF_A = 2048, 4096
 CACHE_FIELDS = ("state",)
 
-# Launch parameters of the step kernel: DECODE_BD channels per program, DECODE_WARPS warps.
+# Launch parameters of the step kernel (ratc tune --mode decode rewrites them): DECODE_BD channels
+# per program, DECODE_WARPS warps.
 CONFIG = {
     "DECODE_BD": 512,
     "DECODE_WARPS": 4,
 }
+
+# -------------------------------------------------------------------------------------------------
+# tuned launch configs, baked in by `ratc build` from autotune/<GPU name>.json
+
+# device name -> mode -> shape bucket "T<len>xB<batch>" (powers of two) -> launch config.
+# Modes (see ratc/tune/records.py): "prefill" steers forward launches whose proj needs no grad;
+# "train" every launch of a differentiated call (proj requires grad: the forward, and the backward
+# through the saved proj), falling back to "prefill"; "decode" the decode step.
+TUNED = {}
+_DEVICE_NAMES = {}
+
+
+def _nearest_bucket(table, T, B):
+    """The recorded bucket closest to (T, B) in powers of two."""
+    def dist(name):
+        t, b = name[1:].split("xB")
+        return abs(int(t).bit_length() - T.bit_length()) + abs(int(b).bit_length() - B.bit_length())
+
+    return min(sorted(table), key=dist)
+
+
+def _launch_config(proj, config=None, mode=None, T=None):
+    """CONFIG, then this device's `mode` record nearest to [B, T] (if any), then `config`.
+
+    mode None picks "train" when proj requires grad, else "prefill" (the custom ops pass it:
+    under torch.compile they never see requires_grad); "train" falls back to the prefill records;
+    T None reads proj.shape[1] (decode passes its cache length); B is proj.shape[0].
+    """
+    cfg = dict(CONFIG)
+    if TUNED and proj.is_cuda:
+        index = proj.device.index if proj.device.index is not None else torch.cuda.current_device()
+        if index not in _DEVICE_NAMES:
+            _DEVICE_NAMES[index] = torch.cuda.get_device_name(index)
+        modes = TUNED.get(_DEVICE_NAMES[index], {})
+        if mode is None:
+            mode = "train" if proj.requires_grad and "train" in modes else "prefill"
+        table = modes.get(mode) or (modes.get("prefill") if mode == "train" else None)
+        if table:
+            cfg.update(table[_nearest_bucket(table, proj.shape[1] if T is None else T,
+                                             proj.shape[0])])
+    return cfg | dict(config or {})
 _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 FILL_ELEMENTS = 1 << 24  # prefill_cache: B * tokens * D per slab (64 MiB per fp32 temporary)
 
@@ -146,13 +188,14 @@ def rnn_decode(proj, gate_bias, cache, config=None, out=None):
         proj: [B, 6144] in_proj output (CUDA, or CPU under TRITON_INTERPRET=1), fp16/bf16/fp32.
         gate_bias: [2048] contiguous.
         cache: init_cache's dict (contiguous state, B rows), updated in place.
-        config: launch parameters, CONFIG's keys (default CONFIG).
+        config: launch parameters, CONFIG's keys (default: CONFIG, then this device's decode
+            record for B rows; the step does not depend on T, so its buckets are T1).
         out: optional [B, 2048] contiguous tensor of proj's dtype to write y into.
     Returns:
         y: [B, 2048] in proj's dtype.
     """
     B = proj.shape[0]
-    cfg = CONFIG | dict(config or {})
+    cfg = _launch_config(proj, config, mode="decode", T=1)
     state = cache["state"]
     assert state.is_contiguous()
     y = torch.empty(B, D, device=proj.device, dtype=proj.dtype) if out is None else out

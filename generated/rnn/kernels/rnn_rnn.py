@@ -49,7 +49,10 @@ CONFIG = {
 # -------------------------------------------------------------------------------------------------
 # tuned launch configs, baked in by `ratc build` from autotune/<GPU name>.json
 
-# device name -> shape bucket "T<len>xB<batch>" (powers of two) -> launch config
+# device name -> mode -> shape bucket "T<len>xB<batch>" (powers of two) -> launch config.
+# Modes (see ratc/tune/records.py): "prefill" steers forward launches whose proj needs no grad;
+# "train" every launch of a differentiated call (proj requires grad: the forward, and the backward
+# through the saved proj), falling back to "prefill"; "decode" the decode step.
 TUNED = {}
 _DEVICE_NAMES = {}
 
@@ -63,16 +66,25 @@ def _nearest_bucket(table, T, B):
     return min(sorted(table), key=dist)
 
 
-def _launch_config(proj, config=None):
-    """CONFIG, then this device's record nearest to proj's [B, T] (if any), then `config`."""
+def _launch_config(proj, config=None, mode=None, T=None):
+    """CONFIG, then this device's `mode` record nearest to [B, T] (if any), then `config`.
+
+    mode None picks "train" when proj requires grad, else "prefill" (the custom ops pass it:
+    under torch.compile they never see requires_grad); "train" falls back to the prefill records;
+    T None reads proj.shape[1] (decode passes its cache length); B is proj.shape[0].
+    """
     cfg = dict(CONFIG)
     if TUNED and proj.is_cuda:
         index = proj.device.index if proj.device.index is not None else torch.cuda.current_device()
         if index not in _DEVICE_NAMES:
             _DEVICE_NAMES[index] = torch.cuda.get_device_name(index)
-        table = TUNED.get(_DEVICE_NAMES[index])
+        modes = TUNED.get(_DEVICE_NAMES[index], {})
+        if mode is None:
+            mode = "train" if proj.requires_grad and "train" in modes else "prefill"
+        table = modes.get(mode) or (modes.get("prefill") if mode == "train" else None)
         if table:
-            cfg.update(table[_nearest_bucket(table, proj.shape[1], proj.shape[0])])
+            cfg.update(table[_nearest_bucket(table, proj.shape[1] if T is None else T,
+                                             proj.shape[0])])
     return cfg | dict(config or {})
 
 
@@ -306,7 +318,7 @@ def rnn_scan_bwd_kernel(
         tl.store(p_local + o_blk, b_lam, mask=m_d)
 
 
-def rnn_fwd(proj, gate_bias, config=None, out=None, gate_y=True):
+def rnn_fwd(proj, gate_bias, config=None, out=None, gate_y=True, mode=None):
     """Launch the block scans and the carry pass.
 
     Args:
@@ -317,11 +329,13 @@ def rnn_fwd(proj, gate_bias, config=None, out=None, gate_y=True):
         out: optional [B, T, 2048] contiguous tensor of proj's dtype (any float dtype when
             not gate_y) to write y into.
         gate_y: False writes the states v~ instead of y (the backward's recompute).
+        mode: which tuned records steer the launch ("prefill", "train"); None: _launch_config's
+            default (from proj.requires_grad, which custom ops under torch.compile do not see).
     Returns:
         y: [B, T, 2048] in proj's dtype.
     """
     B, T, _ = proj.shape
-    cfg = _launch_config(proj, config)
+    cfg = _launch_config(proj, config, mode=mode)
     NB = triton.cdiv(T, cfg["BT"])
     dev = proj.device
     y = torch.empty(B, T, D, device=dev, dtype=proj.dtype) if out is None else out
@@ -344,7 +358,7 @@ def rnn_fwd(proj, gate_bias, config=None, out=None, gate_y=True):
     return y
 
 
-def rnn_bwd(proj, gate_bias, dy, config=None):
+def rnn_bwd(proj, gate_bias, dy, config=None, mode=None):
     """Gradients of y = core(proj, gate_bias): recompute v~ (three launches of the forward), then
     the adjoint scan right to left in the same blocked form (block maps, reverse carry, rescan).
 
@@ -352,11 +366,13 @@ def rnn_bwd(proj, gate_bias, dy, config=None):
         proj: [B, T, 6144], gate_bias: [2048], as given to rnn_fwd.
         dy: [B, T, 2048] contiguous, the gradient of y.
         config: launch parameters, CONFIG's keys (default CONFIG).
+        mode: which tuned records steer the launch ("prefill", "train"); None: _launch_config's
+            default (from proj.requires_grad, which custom ops under torch.compile do not see).
     Returns:
         dproj [B, T, 6144] contiguous in proj's dtype, dgate_bias [2048] fp32.
     """
     B, T, _ = proj.shape
-    cfg = _launch_config(proj, config)
+    cfg = _launch_config(proj, config, mode=mode)
     NB = triton.cdiv(T, cfg["BT"])
     dev = proj.device
     v = rnn_fwd(proj, gate_bias, cfg, out=torch.empty(B, T, D, device=dev, dtype=torch.float32),
@@ -383,21 +399,88 @@ def rnn_bwd(proj, gate_bias, dy, config=None):
     return dproj, dbias.sum(dim=(0, 1))
 
 
+# -------------------------------------------------------------------------------------------------
+# torch custom ops: torch.compile sees each launcher as one opaque op and traces it through a fake
+# (shapes-only) implementation, so compiled graphs run through the kernels with no graph break.
+# The namespace is a hash of this file's text (rendered without it): two imports of identical
+# text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
+# change to the kernels or their launch configs gives new names.
+
+OP_NAMESPACE = "ratc_rnn_64f1df5eb893"
+
+
+def _config_arg(config):
+    """A launch-config dict as an op argument (ops take no dicts): "" for None, else its sorted
+    `name=value` pairs joined by ";" (values are ints, floats, bools or strings)."""
+    if config is None:
+        return ""
+    return ";".join(f"{name}={value!r}" for name, value in sorted(config.items()))
+
+
+def _config_of(text):
+    """Inverse of _config_arg."""
+    config = {}
+    for item in filter(None, text.split(";")):
+        name, value = item.split("=", 1)
+        if value[0] in "'\"":
+            config[name] = value[1:-1]
+        elif value in ("True", "False"):
+            config[name] = value == "True"
+        else:
+            config[name] = int(value) if value.lstrip("-").isdigit() else float(value)
+    return config or None
+
+
+def _custom_op(name, impl, fake):
+    """torch.ops.OP_NAMESPACE.<name>, defined from impl (its annotations give the schema) and fake
+    (its shapes under torch.compile) unless an identical module imported earlier defined it."""
+    ops = getattr(torch.ops, OP_NAMESPACE)
+    if not hasattr(ops, name):
+        op = torch.library.custom_op(f"{OP_NAMESPACE}::{name}", impl, mutates_args=())
+        op.register_fake(fake)
+    return getattr(ops, name)
+
+
+def _rnn_fwd_impl(
+    proj: torch.Tensor, gate_bias: torch.Tensor, config: str, mode: str,
+) -> torch.Tensor:
+    """rnn_fwd as an op: y [B, T, 2048]; mode "train" (differentiated) or "prefill"."""
+    return rnn_fwd(proj, gate_bias.contiguous(), _config_of(config), mode=mode)
+
+
+def _rnn_fwd_fake(proj, gate_bias, config, mode):
+    return proj.new_empty(proj.shape[0], proj.shape[1], D)
+
+
+def _rnn_bwd_impl(proj: torch.Tensor, gate_bias: torch.Tensor, dy: torch.Tensor,
+                  config: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """rnn_bwd as an op: dproj [B, T, 6144] contiguous, dgate_bias [2048] fp32."""
+    return rnn_bwd(proj, gate_bias.contiguous(), dy.contiguous(), _config_of(config), mode="train")
+
+
+def _rnn_bwd_fake(proj, gate_bias, dy, config):
+    return proj.new_empty(proj.shape), gate_bias.new_empty(D, dtype=torch.float32)
+
+
+rnn_fwd_op = _custom_op("rnn_fwd", _rnn_fwd_impl, _rnn_fwd_fake)
+rnn_bwd_op = _custom_op("rnn_bwd", _rnn_bwd_impl, _rnn_bwd_fake)
+
+
 class RnnFunction(torch.autograd.Function):
-    """y = core(proj, gate_bias) with the Triton kernels both ways. Saves only proj and gate_bias:
-    the backward recomputes the states."""
+    """y = core(proj, gate_bias) with the Triton kernels both ways (as custom ops; config is
+    _config_arg's text). Saves only proj and gate_bias: the backward recomputes the states."""
 
     @staticmethod
-    def forward(ctx, proj, gate_bias, config=None):
+    def forward(ctx, proj, gate_bias, config=""):
         ctx.save_for_backward(proj, gate_bias)
         ctx.config = config
-        return rnn_fwd(proj, gate_bias, config)
+        return rnn_fwd_op(proj, gate_bias, config, "train")
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dy):
         proj, gate_bias = ctx.saved_tensors
-        dproj, dbias = rnn_bwd(proj, gate_bias, dy.contiguous(), ctx.config)
+        dproj, dbias = rnn_bwd_op(proj, gate_bias, dy, ctx.config)
         return dproj, dbias.to(gate_bias.dtype), None
 
 
@@ -407,7 +490,7 @@ _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 def core_triton(proj, gate_bias=None, config=None):
     """The layer core with the Triton kernels, differentiable (RnnFunction) in proj and gate_bias.
     proj [B, T, 6144] fp16/bf16/fp32, gate_bias [2048] or None -> y [B, T, 2048]
-    in proj's dtype."""
+    in proj's dtype; config: launch parameters, CONFIG's keys."""
     if proj.dtype not in _TRITON_DTYPES:
         raise TypeError(f"core_triton takes fp16, bf16 or fp32, got {proj.dtype}")
     if proj.shape[-1] != IN_FEATURES:
@@ -415,8 +498,8 @@ def core_triton(proj, gate_bias=None, config=None):
     if gate_bias is None:
         gate_bias = torch.zeros(D, device=proj.device, dtype=torch.float32)
     if torch.is_grad_enabled() and (proj.requires_grad or gate_bias.requires_grad):
-        return RnnFunction.apply(proj, gate_bias.contiguous(), config)
-    return rnn_fwd(proj, gate_bias.contiguous(), config)
+        return RnnFunction.apply(proj, gate_bias.contiguous(), _config_arg(config))
+    return rnn_fwd_op(proj, gate_bias.contiguous(), _config_arg(config), "prefill")
 
 
 def core(proj, gate_bias=None):

@@ -37,12 +37,55 @@ BLOCK_DH = triton.next_power_of_2(D1)
 SM_SCALE = HEAD_DIM ** -0.5
 LOG2E = 1.4426950408889634  # 1/ln 2: the softmax runs in exp2
 
-# Launch parameters of the step kernel. DECODE_BN: cached keys per inner step (power of two);
-# DECODE_WARPS: warps per (row, head) program.
+# Launch parameters of the step kernel (ratc tune --mode decode rewrites them). DECODE_BN: cached
+# keys per inner step (power of two); DECODE_WARPS: warps per (row, head) program; DECODE_STAGES:
+# pipelining depth of the slot loop (3 is Triton's default).
 CONFIG = {
     "DECODE_BN": 32,
     "DECODE_WARPS": 4,
+    "DECODE_STAGES": 3,
 }
+
+# -------------------------------------------------------------------------------------------------
+# tuned launch configs, baked in by `ratc build` from autotune/<GPU name>.json
+
+# device name -> mode -> shape bucket "T<len>xB<batch>" (powers of two) -> launch config.
+# Modes (see ratc/tune/records.py): "prefill" steers forward launches whose proj needs no grad;
+# "train" every launch of a differentiated call (proj requires grad: the forward, and the backward
+# through the saved proj), falling back to "prefill"; "decode" the decode step.
+TUNED = {}
+_DEVICE_NAMES = {}
+
+
+def _nearest_bucket(table, T, B):
+    """The recorded bucket closest to (T, B) in powers of two."""
+    def dist(name):
+        t, b = name[1:].split("xB")
+        return abs(int(t).bit_length() - T.bit_length()) + abs(int(b).bit_length() - B.bit_length())
+
+    return min(sorted(table), key=dist)
+
+
+def _launch_config(proj, config=None, mode=None, T=None):
+    """CONFIG, then this device's `mode` record nearest to [B, T] (if any), then `config`.
+
+    mode None picks "train" when proj requires grad, else "prefill" (the custom ops pass it:
+    under torch.compile they never see requires_grad); "train" falls back to the prefill records;
+    T None reads proj.shape[1] (decode passes its cache length); B is proj.shape[0].
+    """
+    cfg = dict(CONFIG)
+    if TUNED and proj.is_cuda:
+        index = proj.device.index if proj.device.index is not None else torch.cuda.current_device()
+        if index not in _DEVICE_NAMES:
+            _DEVICE_NAMES[index] = torch.cuda.get_device_name(index)
+        modes = TUNED.get(_DEVICE_NAMES[index], {})
+        if mode is None:
+            mode = "train" if proj.requires_grad and "train" in modes else "prefill"
+        table = modes.get(mode) or (modes.get("prefill") if mode == "train" else None)
+        if table:
+            cfg.update(table[_nearest_bucket(table, proj.shape[1] if T is None else T,
+                                             proj.shape[0])])
+    return cfg | dict(config or {})
 _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 FILL_ELEMENTS = 1 << 24  # prefill_cache: B * tokens * D per slab (64 MiB per fp32 temporary)
 
@@ -250,15 +293,16 @@ def attention_decode(proj, cache, pos, config=None, out=None):
         proj: [B, 1152] in_proj output (CUDA, or CPU under TRITON_INTERPRET=1), fp16/bf16/fp32.
         cache: init_cache's dict (contiguous tensors, B rows), updated in place.
         pos: [B] int64, each row's position; not advanced here.
-        config: launch parameters, CONFIG's keys (default CONFIG).
+        config: launch parameters, CONFIG's keys (default: CONFIG, then this device's decode
+            record for the cache's N slots and B rows).
         out: optional [B, 384] contiguous tensor of proj's dtype to write y into.
     Returns:
         y: [B, 384] in proj's dtype.
     """
     B = proj.shape[0]
-    cfg = CONFIG | dict(config or {})
     keys, values = cache["keys"], cache["values"]
     N = keys.shape[1]
+    cfg = _launch_config(proj, config, mode="decode", T=N)
     assert keys.is_contiguous() and values.is_contiguous() and pos.dtype == torch.int64
     y = torch.empty(B, D, device=proj.device, dtype=proj.dtype) if out is None else out
     assert y.shape == (B, D) and y.is_contiguous()
@@ -268,7 +312,7 @@ def attention_decode(proj, cache, pos, config=None, out=None):
         N=N, stride_pb=proj.stride(0), stride_pc=proj.stride(1), stride_cb=N * D,
         qk_scale=SM_SCALE * LOG2E, OFF_X=OFF_X, OFF_Q=OFF_Q, OFF_K=OFF_K,
         H=H, d=HEAD_DIM, D1=D1, BLOCK_DH=BLOCK_DH, BN=cfg["DECODE_BN"],
-        num_warps=cfg["DECODE_WARPS"],
+        num_warps=cfg["DECODE_WARPS"], num_stages=cfg["DECODE_STAGES"],
     )
     return y
 

@@ -43,12 +43,55 @@ BLOCK_DH = triton.next_power_of_2(D1)
 SM_SCALE = HEAD_DIM ** -0.5
 LOG2E = 1.4426950408889634  # 1/ln 2: the softmax runs in exp2
 
-# Launch parameters of the step kernel. DECODE_BC: chunk rows per inner step (power of two);
-# DECODE_WARPS: warps per (row, head) program.
+# Launch parameters of the step kernel (ratc tune --mode decode rewrites them). DECODE_BC: chunk
+# rows per inner step (power of two); DECODE_WARPS: warps per (row, head) program; DECODE_STAGES:
+# pipelining depth of the chunk-row loop (3 is Triton's default).
 CONFIG = {
     "DECODE_BC": 32,
     "DECODE_WARPS": 4,
+    "DECODE_STAGES": 3,
 }
+
+# -------------------------------------------------------------------------------------------------
+# tuned launch configs, baked in by `ratc build` from autotune/<GPU name>.json
+
+# device name -> mode -> shape bucket "T<len>xB<batch>" (powers of two) -> launch config.
+# Modes (see ratc/tune/records.py): "prefill" steers forward launches whose proj needs no grad;
+# "train" every launch of a differentiated call (proj requires grad: the forward, and the backward
+# through the saved proj), falling back to "prefill"; "decode" the decode step.
+TUNED = {}
+_DEVICE_NAMES = {}
+
+
+def _nearest_bucket(table, T, B):
+    """The recorded bucket closest to (T, B) in powers of two."""
+    def dist(name):
+        t, b = name[1:].split("xB")
+        return abs(int(t).bit_length() - T.bit_length()) + abs(int(b).bit_length() - B.bit_length())
+
+    return min(sorted(table), key=dist)
+
+
+def _launch_config(proj, config=None, mode=None, T=None):
+    """CONFIG, then this device's `mode` record nearest to [B, T] (if any), then `config`.
+
+    mode None picks "train" when proj requires grad, else "prefill" (the custom ops pass it:
+    under torch.compile they never see requires_grad); "train" falls back to the prefill records;
+    T None reads proj.shape[1] (decode passes its cache length); B is proj.shape[0].
+    """
+    cfg = dict(CONFIG)
+    if TUNED and proj.is_cuda:
+        index = proj.device.index if proj.device.index is not None else torch.cuda.current_device()
+        if index not in _DEVICE_NAMES:
+            _DEVICE_NAMES[index] = torch.cuda.get_device_name(index)
+        modes = TUNED.get(_DEVICE_NAMES[index], {})
+        if mode is None:
+            mode = "train" if proj.requires_grad and "train" in modes else "prefill"
+        table = modes.get(mode) or (modes.get("prefill") if mode == "train" else None)
+        if table:
+            cfg.update(table[_nearest_bucket(table, proj.shape[1] if T is None else T,
+                                             proj.shape[0])])
+    return cfg | dict(config or {})
 _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 FILL_ELEMENTS = 1 << 24  # prefill_cache: B * tokens * D per slab (64 MiB per fp32 temporary)
 
@@ -278,15 +321,16 @@ def rat_decode(proj, gate_bias, cache, pos, config=None, out=None):
         gate_bias: [64] contiguous.
         cache: init_cache's dict (contiguous tensors, B rows), updated in place.
         pos: [B] int64, each row's position; not advanced here.
-        config: launch parameters, CONFIG's keys (default CONFIG).
+        config: launch parameters, CONFIG's keys (default: CONFIG, then this device's decode
+            record for the cache's R * L tokens and B rows).
         out: optional [B, 64] contiguous tensor of proj's dtype to write y into.
     Returns:
         y: [B, 64] in proj's dtype.
     """
     B = proj.shape[0]
-    cfg = CONFIG | dict(config or {})
     kc, vc, ks, vs = (cache[f] for f in CACHE_FIELDS)
     R = kc.shape[1]
+    cfg = _launch_config(proj, config, mode="decode", T=R * CHUNK)
     assert all(u.is_contiguous() for u in (kc, vc, ks, vs)) and pos.dtype == torch.int64
     y = torch.empty(B, D, device=proj.device, dtype=proj.dtype) if out is None else out
     assert y.shape == (B, D) and y.is_contiguous()
@@ -298,7 +342,7 @@ def rat_decode(proj, gate_bias, cache, pos, config=None, out=None):
         qk_scale=SM_SCALE * LOG2E,
         OFF_X=OFF_X, OFF_A=OFF_A, OFF_Q=OFF_Q, OFF_K=OFF_K,
         H=H, G=GROUPS, d=HEAD_DIM, L=CHUNK, D1=D1, BLOCK_DH=BLOCK_DH, BC=cfg["DECODE_BC"],
-        num_warps=cfg["DECODE_WARPS"],
+        num_warps=cfg["DECODE_WARPS"], num_stages=cfg["DECODE_STAGES"],
     )
     return y
 

@@ -70,7 +70,10 @@ CONFIG = {
 # -------------------------------------------------------------------------------------------------
 # tuned launch configs, baked in by `ratc build` from autotune/<GPU name>.json
 
-# device name -> shape bucket "T<len>xB<batch>" (powers of two) -> launch config
+# device name -> mode -> shape bucket "T<len>xB<batch>" (powers of two) -> launch config.
+# Modes (see ratc/tune/records.py): "prefill" steers forward launches whose proj needs no grad;
+# "train" every launch of a differentiated call (proj requires grad: the forward, and the backward
+# through the saved proj), falling back to "prefill"; "decode" the decode step.
 TUNED = {}
 _DEVICE_NAMES = {}
 
@@ -84,16 +87,25 @@ def _nearest_bucket(table, T, B):
     return min(sorted(table), key=dist)
 
 
-def _launch_config(proj, config=None):
-    """CONFIG, then this device's record nearest to proj's [B, T] (if any), then `config`."""
+def _launch_config(proj, config=None, mode=None, T=None):
+    """CONFIG, then this device's `mode` record nearest to [B, T] (if any), then `config`.
+
+    mode None picks "train" when proj requires grad, else "prefill" (the custom ops pass it:
+    under torch.compile they never see requires_grad); "train" falls back to the prefill records;
+    T None reads proj.shape[1] (decode passes its cache length); B is proj.shape[0].
+    """
     cfg = dict(CONFIG)
     if TUNED and proj.is_cuda:
         index = proj.device.index if proj.device.index is not None else torch.cuda.current_device()
         if index not in _DEVICE_NAMES:
             _DEVICE_NAMES[index] = torch.cuda.get_device_name(index)
-        table = TUNED.get(_DEVICE_NAMES[index])
+        modes = TUNED.get(_DEVICE_NAMES[index], {})
+        if mode is None:
+            mode = "train" if proj.requires_grad and "train" in modes else "prefill"
+        table = modes.get(mode) or (modes.get("prefill") if mode == "train" else None)
         if table:
-            cfg.update(table[_nearest_bucket(table, proj.shape[1], proj.shape[0])])
+            cfg.update(table[_nearest_bucket(table, proj.shape[1] if T is None else T,
+                                             proj.shape[0])])
     return cfg | dict(config or {})
 QUERY_CHUNK_ELEMENTS = 1 << 26  # core_torch: score elements per query block (256 MiB in fp32)
 
@@ -351,7 +363,7 @@ def _descriptors(kc, vc, cfg):
                                   block_shape=[cfg["BC"], BLOCK_D]) for c in (kc, vc))
 
 
-def rat_fwd(proj, gate_bias, config=None, out=None, lse=None):
+def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None):
     """Launch the scan and the attention kernel.
 
     Args:
@@ -362,11 +374,13 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None):
         out: optional [B, T, 64] contiguous tensor of proj's dtype to write y into.
         lse: optional [B, 2, T] fp32 contiguous tensor to write each query's softmax
             log-denominator into (log2 units of the scores scaled by log2(e)/sqrt(d)).
+        mode: which tuned records steer the launch ("prefill", "train"); None: _launch_config's
+            default (from proj.requires_grad, which custom ops under torch.compile do not see).
     Returns:
         y: [B, T, 64] in proj's dtype.
     """
     B, T, _ = proj.shape
-    cfg = _launch_config(proj, config)
+    cfg = _launch_config(proj, config, mode=mode)
     dev, dt = proj.device, proj.dtype
     v = torch.empty(B, T, D, device=dev, dtype=dt)  # v~_t
     y = torch.empty(B, T, D, device=dev, dtype=dt) if out is None else out
@@ -599,7 +613,13 @@ def rat_scan_bwd_kernel(
     tl.store(p_dbias + (i_c * (BH // H) + i_b) * D + i_h * d + o_j, b_db, mask=m_j)
 
 
-def rat_bwd(proj, gate_bias, y, lse, dy, config=None):
+# fp32 inputs: two pipeline stages, not three. The backward attention kernels hold K and V tiles
+# per stage in fp32 and need 257 KiB of shared memory at three (H100: at most 227 KiB); an
+# explicit config overrides this
+BWD_FP32_CONFIG = {"num_stages": 2}
+
+
+def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
     """Gradients of y = core(proj, gate_bias) from the forward's output and softmax statistics.
 
     Args:
@@ -607,11 +627,14 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None):
         y: [B, T, 64] rat_fwd's output; lse: [B, 2, T] fp32 what rat_fwd wrote into lse.
         dy: [B, T, 64] contiguous, the gradient of y.
         config: launch parameters, CONFIG's keys (default CONFIG).
+        mode: which tuned records steer the launch ("prefill", "train"); None: _launch_config's
+            default (from proj.requires_grad, which custom ops under torch.compile do not see).
     Returns:
         dproj [B, T, 256] contiguous in proj's dtype, dgate_bias [64] fp32.
     """
     B, T, _ = proj.shape
-    cfg = _launch_config(proj, config)
+    fp32 = BWD_FP32_CONFIG if proj.dtype == torch.float32 else {}
+    cfg = _launch_config(proj, fp32 | dict(config or {}), mode=mode)
     NC = T // CHUNK
     dev, dt = proj.device, proj.dtype
     f32 = dict(device=dev, dtype=torch.float32)
@@ -654,15 +677,86 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None):
     return dproj, dbias.sum(0)
 
 
+# -------------------------------------------------------------------------------------------------
+# torch custom ops: torch.compile sees each launcher as one opaque op and traces it through a fake
+# (shapes-only) implementation, so compiled graphs run through the kernels with no graph break.
+# The namespace is a hash of this file's text (rendered without it): two imports of identical
+# text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
+# change to the kernels or their launch configs gives new names.
+
+OP_NAMESPACE = "ratc_rat_0a66b31fab34"
+
+
+def _config_arg(config):
+    """A launch-config dict as an op argument (ops take no dicts): "" for None, else its sorted
+    `name=value` pairs joined by ";" (values are ints, floats, bools or strings)."""
+    if config is None:
+        return ""
+    return ";".join(f"{name}={value!r}" for name, value in sorted(config.items()))
+
+
+def _config_of(text):
+    """Inverse of _config_arg."""
+    config = {}
+    for item in filter(None, text.split(";")):
+        name, value = item.split("=", 1)
+        if value[0] in "'\"":
+            config[name] = value[1:-1]
+        elif value in ("True", "False"):
+            config[name] = value == "True"
+        else:
+            config[name] = int(value) if value.lstrip("-").isdigit() else float(value)
+    return config or None
+
+
+def _custom_op(name, impl, fake):
+    """torch.ops.OP_NAMESPACE.<name>, defined from impl (its annotations give the schema) and fake
+    (its shapes under torch.compile) unless an identical module imported earlier defined it."""
+    ops = getattr(torch.ops, OP_NAMESPACE)
+    if not hasattr(ops, name):
+        op = torch.library.custom_op(f"{OP_NAMESPACE}::{name}", impl, mutates_args=())
+        op.register_fake(fake)
+    return getattr(ops, name)
+
+
+def _rat_fwd_impl(proj: torch.Tensor, gate_bias: torch.Tensor, config: str,
+                  with_lse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """rat_fwd as an op: y [B, T, 64] and lse [B, 2, T] fp32 ([B, 2, 0] unless with_lse)."""
+    B, T, _ = proj.shape
+    lse = torch.empty(B, H, T if with_lse else 0, device=proj.device, dtype=torch.float32)
+    y = rat_fwd(proj, gate_bias.contiguous(), _config_of(config), lse=lse if with_lse else None,
+                mode="train" if with_lse else "prefill")
+    return y, lse
+
+
+def _rat_fwd_fake(proj, gate_bias, config, with_lse):
+    B, T, _ = proj.shape
+    return proj.new_empty(B, T, D), proj.new_empty(B, H, T if with_lse else 0, dtype=torch.float32)
+
+
+def _rat_bwd_impl(proj: torch.Tensor, gate_bias: torch.Tensor, y: torch.Tensor, lse: torch.Tensor,
+                  dy: torch.Tensor, config: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """rat_bwd as an op: dproj [B, T, 256] contiguous, dgate_bias [64] fp32."""
+    return rat_bwd(proj, gate_bias.contiguous(), y, lse, dy.contiguous(), _config_of(config),
+                   mode="train")
+
+
+def _rat_bwd_fake(proj, gate_bias, y, lse, dy, config):
+    return proj.new_empty(proj.shape), gate_bias.new_empty(D, dtype=torch.float32)
+
+
+rat_fwd_op = _custom_op("rat_fwd", _rat_fwd_impl, _rat_fwd_fake)
+rat_bwd_op = _custom_op("rat_bwd", _rat_bwd_impl, _rat_bwd_fake)
+
+
 class RatFunction(torch.autograd.Function):
-    """y = core(proj, gate_bias) with the Triton kernels both ways. Saves proj, gate_bias, y and
-    the softmax log-denominators [B, H, T]; the backward recomputes the scans and the scores."""
+    """y = core(proj, gate_bias) with the Triton kernels both ways (as custom ops; config is
+    _config_arg's text). Saves proj, gate_bias, y and the softmax log-denominators [B, H, T]; the
+    backward recomputes the scans and the scores."""
 
     @staticmethod
-    def forward(ctx, proj, gate_bias, config=None):
-        lse = torch.empty(proj.shape[0], H, proj.shape[1], device=proj.device,
-                          dtype=torch.float32)
-        y = rat_fwd(proj, gate_bias, config, lse=lse)
+    def forward(ctx, proj, gate_bias, config=""):
+        y, lse = rat_fwd_op(proj, gate_bias, config, True)
         ctx.save_for_backward(proj, gate_bias, y, lse)
         ctx.config = config
         return y
@@ -671,7 +765,7 @@ class RatFunction(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, dy):
         proj, gate_bias, y, lse = ctx.saved_tensors
-        dproj, dbias = rat_bwd(proj, gate_bias, y, lse, dy.contiguous(), ctx.config)
+        dproj, dbias = rat_bwd_op(proj, gate_bias, y, lse, dy, ctx.config)
         return dproj, dbias.to(gate_bias.dtype), None
 
 
@@ -681,7 +775,7 @@ _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 def core_triton(proj, gate_bias=None, config=None):
     """The layer core with the Triton kernels, differentiable (RatFunction) in proj and gate_bias.
     proj [B, T, 256] fp16/bf16/fp32, gate_bias [64] or None -> y [B, T, 64]
-    in proj's dtype."""
+    in proj's dtype; config: launch parameters, CONFIG's keys."""
     if proj.dtype not in _TRITON_DTYPES:
         raise TypeError(f"core_triton takes fp16, bf16 or fp32, got {proj.dtype}")
     if proj.shape[-1] != IN_FEATURES:
@@ -689,8 +783,8 @@ def core_triton(proj, gate_bias=None, config=None):
     if gate_bias is None:
         gate_bias = torch.zeros(D, device=proj.device, dtype=torch.float32)
     if torch.is_grad_enabled() and (proj.requires_grad or gate_bias.requires_grad):
-        return RatFunction.apply(proj, gate_bias.contiguous(), config)
-    return rat_fwd(proj, gate_bias.contiguous(), config)
+        return RatFunction.apply(proj, gate_bias.contiguous(), _config_arg(config))
+    return rat_fwd_op(proj, gate_bias.contiguous(), _config_arg(config), False)[0]
 
 
 def core(proj, gate_bias=None):

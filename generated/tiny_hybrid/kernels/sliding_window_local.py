@@ -63,7 +63,10 @@ BWD_FP32_CONFIG = {"BWD_BLOCK_M1": 16, "BWD_BLOCK_N1": 64, "BWD_BLOCK_M2": 64, "
 # -------------------------------------------------------------------------------------------------
 # tuned launch configs, baked in by `ratc build` from autotune/<GPU name>.json
 
-# device name -> shape bucket "T<len>xB<batch>" (powers of two) -> launch config
+# device name -> mode -> shape bucket "T<len>xB<batch>" (powers of two) -> launch config.
+# Modes (see ratc/tune/records.py): "prefill" steers forward launches whose proj needs no grad;
+# "train" every launch of a differentiated call (proj requires grad: the forward, and the backward
+# through the saved proj), falling back to "prefill"; "decode" the decode step.
 TUNED = {}
 _DEVICE_NAMES = {}
 
@@ -77,16 +80,25 @@ def _nearest_bucket(table, T, B):
     return min(sorted(table), key=dist)
 
 
-def _launch_config(proj, config=None):
-    """CONFIG, then this device's record nearest to proj's [B, T] (if any), then `config`."""
+def _launch_config(proj, config=None, mode=None, T=None):
+    """CONFIG, then this device's `mode` record nearest to [B, T] (if any), then `config`.
+
+    mode None picks "train" when proj requires grad, else "prefill" (the custom ops pass it:
+    under torch.compile they never see requires_grad); "train" falls back to the prefill records;
+    T None reads proj.shape[1] (decode passes its cache length); B is proj.shape[0].
+    """
     cfg = dict(CONFIG)
     if TUNED and proj.is_cuda:
         index = proj.device.index if proj.device.index is not None else torch.cuda.current_device()
         if index not in _DEVICE_NAMES:
             _DEVICE_NAMES[index] = torch.cuda.get_device_name(index)
-        table = TUNED.get(_DEVICE_NAMES[index])
+        modes = TUNED.get(_DEVICE_NAMES[index], {})
+        if mode is None:
+            mode = "train" if proj.requires_grad and "train" in modes else "prefill"
+        table = modes.get(mode) or (modes.get("prefill") if mode == "train" else None)
         if table:
-            cfg.update(table[_nearest_bucket(table, proj.shape[1], proj.shape[0])])
+            cfg.update(table[_nearest_bucket(table, proj.shape[1] if T is None else T,
+                                             proj.shape[0])])
     return cfg | dict(config or {})
 QUERY_CHUNK_ELEMENTS = 1 << 26  # core_torch: score elements per query chunk (256 MiB in fp32)
 
@@ -383,7 +395,7 @@ def _tma_ok(proj):
             and BLOCK_D * size >= 16)
 
 
-def swa_fwd(proj, config=None, out=None, lse=None):
+def swa_fwd(proj, config=None, out=None, lse=None, mode=None):
     """Launch swa_fwd_kernel (after swa_rope_fwd_kernel rotates the keys).
 
     Args:
@@ -392,12 +404,14 @@ def swa_fwd(proj, config=None, out=None, lse=None):
         config: launch parameters overriding CONFIG (BLOCK_M, BLOCK_N, num_warps, num_stages).
         out: optional [B, T, 64] tensor to write y into (tests pass a NaN-poisoned one).
         lse: optional contiguous fp32 [B, 2, T] to receive each row's log2-sum-exp2 of scores.
+        mode: which tuned records steer the launch ("prefill", "train"); None: _launch_config's
+            default (from proj.requires_grad, which custom ops under torch.compile do not see).
     Returns:
         y: [B, T, 64] in proj's dtype.
 
     Example: y = swa_fwd(torch.randn(2, 100, 192, device="cuda", dtype=torch.bfloat16))
     """
-    cfg = _launch_config(proj, config)
+    cfg = _launch_config(proj, config, mode=mode)
     B, T, F = proj.shape
     assert F == IN_FEATURES, f"proj has {F} channels, expected {IN_FEATURES}"
     assert proj.dtype in (torch.bfloat16, torch.float16, torch.float32), proj.dtype
@@ -727,7 +741,7 @@ def swa_rope_bwd_kernel(
 # backward launcher
 
 
-def swa_bwd(proj, y, lse, dy, config=None, out=None):
+def swa_bwd(proj, y, lse, dy, config=None, out=None, mode=None):
     """Gradient of swa_fwd w.r.t. proj, from the forward's y and lse.
 
     Args:
@@ -738,12 +752,14 @@ def swa_bwd(proj, y, lse, dy, config=None, out=None):
         config: launch parameters overriding CONFIG (BWD_BLOCK_M1, BWD_BLOCK_N1 of the dK/dV
             kernel, BWD_BLOCK_M2, BWD_BLOCK_N2 of the dQ kernel, bwd_num_warps, bwd_num_stages).
         out: optional contiguous [B, T, 192] tensor to write dproj into.
+        mode: which tuned records steer the launch ("prefill", "train"); None: _launch_config's
+            default (from proj.requires_grad, which custom ops under torch.compile do not see).
     Returns:
         dproj: [B, T, 192] in proj's dtype, parts dx, dq, dk.
     Extra memory: O(B H T d) (rotated q, k and their fp32 gradients); nothing T x T.
     """
     fp32 = BWD_FP32_CONFIG if proj.dtype == torch.float32 else {}
-    cfg = _launch_config(proj, fp32 | dict(config or {}))
+    cfg = _launch_config(proj, fp32 | dict(config or {}), mode=mode)
     B, T, F = proj.shape
     assert F == IN_FEATURES and OFF_X + D <= F and OFF_Q + D <= F and OFF_K + D <= F
     dproj = torch.empty(B, T, F, dtype=proj.dtype, device=proj.device) if out is None else out
@@ -785,20 +801,93 @@ def swa_bwd(proj, y, lse, dy, config=None, out=None):
 
 
 # -------------------------------------------------------------------------------------------------
+# torch custom ops: torch.compile sees each launcher as one opaque op and traces it through a fake
+# (shapes-only) implementation, so compiled graphs run through the kernels with no graph break.
+# The namespace is a hash of this file's text (rendered without it): two imports of identical
+# text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
+# change to the kernels or their launch configs gives new names.
+
+OP_NAMESPACE = "ratc_sliding_window_19e6b9bb8d82"
+
+
+def _config_arg(config):
+    """A launch-config dict as an op argument (ops take no dicts): "" for None, else its sorted
+    `name=value` pairs joined by ";" (values are ints, floats, bools or strings)."""
+    if config is None:
+        return ""
+    return ";".join(f"{name}={value!r}" for name, value in sorted(config.items()))
+
+
+def _config_of(text):
+    """Inverse of _config_arg."""
+    config = {}
+    for item in filter(None, text.split(";")):
+        name, value = item.split("=", 1)
+        if value[0] in "'\"":
+            config[name] = value[1:-1]
+        elif value in ("True", "False"):
+            config[name] = value == "True"
+        else:
+            config[name] = int(value) if value.lstrip("-").isdigit() else float(value)
+    return config or None
+
+
+def _custom_op(name, impl, fake):
+    """torch.ops.OP_NAMESPACE.<name>, defined from impl (its annotations give the schema) and fake
+    (its shapes under torch.compile) unless an identical module imported earlier defined it."""
+    ops = getattr(torch.ops, OP_NAMESPACE)
+    if not hasattr(ops, name):
+        op = torch.library.custom_op(f"{OP_NAMESPACE}::{name}", impl, mutates_args=())
+        op.register_fake(fake)
+    return getattr(ops, name)
+
+
+def _swa_fwd_impl(
+    proj: torch.Tensor, config: str, with_lse: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """swa_fwd as an op: y [B, T, 64] and lse [B, 2, T] fp32 ([B, 2, 0] unless
+    with_lse)."""
+    B, T, _ = proj.shape
+    lse = torch.empty(B, H, T if with_lse else 0, device=proj.device, dtype=torch.float32)
+    y = swa_fwd(proj, config=_config_of(config), lse=lse if with_lse else None,
+                  mode="train" if with_lse else "prefill")
+    return y, lse
+
+
+def _swa_fwd_fake(proj, config, with_lse):
+    B, T, _ = proj.shape
+    return proj.new_empty(B, T, D), proj.new_empty(B, H, T if with_lse else 0, dtype=torch.float32)
+
+
+def _swa_bwd_impl(
+    proj: torch.Tensor, y: torch.Tensor, lse: torch.Tensor, dy: torch.Tensor, config: str,
+) -> torch.Tensor:
+    """swa_bwd as an op: dproj [B, T, 192] contiguous."""
+    return swa_bwd(proj, y, lse, dy, config=_config_of(config), mode="train")
+
+
+def _swa_bwd_fake(proj, y, lse, dy, config):
+    return proj.new_empty(proj.shape)
+
+
+swa_fwd_op = _custom_op("swa_fwd", _swa_fwd_impl, _swa_fwd_fake)
+swa_bwd_op = _custom_op("swa_bwd", _swa_bwd_impl, _swa_bwd_fake)
+
+
+# -------------------------------------------------------------------------------------------------
 # autograd
 
 
 class AttentionFunction(torch.autograd.Function):
-    """y = swa_fwd(proj); backward through the Triton backward kernels (swa_bwd).
+    """y = swa_fwd(proj); backward through the Triton backward kernels (swa_bwd), both
+    as custom ops (config is _config_arg's text).
 
     Saves proj, y and the per-row lse (fp32 [B, H, T]); scores are recomputed in the backward.
     """
 
     @staticmethod
-    def forward(ctx, proj, config=None):
-        B, T, _ = proj.shape
-        lse = torch.empty(B, H, T, dtype=torch.float32, device=proj.device)
-        y = swa_fwd(proj, config=config, lse=lse)
+    def forward(ctx, proj, config=""):
+        y, lse = swa_fwd_op(proj, config, True)
         ctx.save_for_backward(proj, y, lse)
         ctx.config = config
         return y
@@ -806,7 +895,7 @@ class AttentionFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         proj, y, lse = ctx.saved_tensors
-        return swa_bwd(proj, y, lse, dy, config=ctx.config), None
+        return swa_bwd_op(proj, y, lse, dy, ctx.config), None
 
 
 # -------------------------------------------------------------------------------------------------
@@ -819,8 +908,8 @@ def swa(proj, config=None):
     Example: swa(proj.requires_grad_()).sum().backward()  # fills proj.grad [B, T, 192]
     """
     if torch.is_grad_enabled() and proj.requires_grad:
-        return AttentionFunction.apply(proj, config)
-    return swa_fwd(proj, config=config)
+        return AttentionFunction.apply(proj, _config_arg(config))
+    return swa_fwd_op(proj, _config_arg(config), False)[0]
 
 
 def core_triton(proj, gate_bias=None):
