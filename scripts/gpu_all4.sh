@@ -41,7 +41,7 @@ tune_stream() {
 
 pair_stream() {
   export CUDA_VISIBLE_DEVICES=0,3
-  timeout 100 torchrun --nproc_per_node 2 scripts/dist_check.py >"$R/dist.log" 2>&1
+  timeout 100 python3 -m torch.distributed.run --nproc_per_node 2 scripts/dist_check.py >"$R/dist.log" 2>&1
   echo "dist_check: exit $?" >>"$R/dist.log"
   RATC_TEST_GPUS=0,3 timeout -s INT 240 python3 -m pytest -q -n 28 -p no:cacheprovider \
     tests/test_grad_*.py tests/test_decode.py tests/test_build.py tests/test_compile.py \
