@@ -16,6 +16,7 @@ R=$OUT/r
 mkdir -p "$R"
 if compgen -G ".whl/*.whl" >/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+  mv .whl /tmp/whl_installed  # so the scripts below do not reinstall into /tmp/site at once
 fi
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader >"$R/gpu.txt"
