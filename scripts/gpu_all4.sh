@@ -9,16 +9,9 @@
 #             both (RATC_TEST_GPUS), then one tuning study on both GPUs against the same on one
 # Every stream stops by LIMIT seconds (default 530); everything lands in $OUT/all.tgz (the device
 # tool returns at most 8 files) and a summary prints last.
-set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT=${OUT:-$PWD/out}
+source "$(dirname "$0")/gpu_env.sh"
 R=$OUT/r
 mkdir -p "$R"
-if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-  mv .whl /tmp/whl_installed  # so the scripts below do not reinstall into /tmp/site at once
-fi
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader >"$R/gpu.txt"
 LIMIT=${LIMIT:-530}
 

@@ -1,19 +1,12 @@
 #!/usr/bin/env bash
 # On one GPU (the device tool, an H100): ratc bench in train, decode and generate modes at the
-# ANCHORS.md sizes; about 6 minutes in all on an H100.
+# ANCHORS.md sizes; up to about 12 minutes in all on an H100 (run the parts in separate calls).
 #   bash scripts/gpu_bench.sh [decode] [train] [generate]     # default: all three
 # Writes $OUT (default ./out): <part>.json, <part>.log, decode.png, train.png, summary.txt.
 # Every part runs under its own time limit (LIMIT_PCT=200 doubles them all); a layer part cut
 # short keeps the rows it finished in its JSON (bench checkpoints before every layer and size);
 # a generate part cut short leaves none. A compact summary prints last.
-set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT=${OUT:-$PWD/out}
-mkdir -p "$OUT"
-if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-fi
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+source "$(dirname "$0")/gpu_env.sh"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 parts=${*:-decode train generate}
 SECONDS=0
@@ -33,12 +26,12 @@ if [[ " $parts " == *" decode "* ]]; then
     --rep 100 --json "$OUT/decode.json" --plot "$OUT/decode.png"
 fi
 if [[ " $parts " == *" train "* ]]; then
-  part train 115 bench specs/rat_swa.yaml --mode train --seq 16384,131072 --batch 16,2 \
+  part train 240 bench specs/rat_swa.yaml --mode train --seq 16384,131072 --batch 16,2 \
     --rep 40 --json "$OUT/train.json" --plot "$OUT/train.png"
 fi
 if [[ " $parts " == *" generate "* ]]; then
   for spec in rat_swa rat attention; do
-    limit=$([[ $spec == rat ]] && echo 75 || echo 50)
+    limit=150  # 50-75 s was too little on an H100 (2026-11-27): model, batch choice, compile
     part "generate_$spec" "$limit" bench "specs/$spec.yaml" --mode generate --prompt 3072 \
       --new 1024 --batch auto --json "$OUT/generate_$spec.json"
   done

@@ -10,14 +10,7 @@
 # RECORDS_DIR=DIR writes records there instead of autotune/ (the multi stage always writes to
 # $OUT/multi_records_*). Study summaries: $OUT/tune_<stage>.json; logs: $OUT/tune_<stage>.log.
 # Study journals stay in .ratc/studies/ on the machine: a repeated stage on a warm one resumes.
-set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT=${OUT:-$PWD/out}
-mkdir -p "$OUT"
-if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-fi
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+source "$(dirname "$0")/gpu_env.sh"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 SPEC=${SPEC:-specs/rat_swa.yaml}
 mkdir -p .ratc

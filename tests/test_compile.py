@@ -1,9 +1,10 @@
 """torch.compile of a generated Model: the Triton launchers are torch custom ops with fake
 implementations, so dynamo traces every layer kind into one graph, forward and backward.
 
-CPU: the kernels run under TRITON_INTERPRET=1 and the compiled graph under the aot_eager backend
-(AOTAutograd without inductor), so logits and gradients must equal eager exactly. GPU (marked):
-the default inductor backend in bf16.
+The unmarked tests run the kernels on DEVICE: the GPU where there is one, else the CPU under
+TRITON_INTERPRET=1; the compiled graph runs under the aot_eager backend (AOTAutograd without
+inductor), so logits and gradients must equal eager exactly. GPU (marked): the default inductor
+backend in bf16.
 """
 
 import pytest
@@ -15,6 +16,7 @@ from ratc.lower import lower
 from ratc.spec import load_spec
 
 SPEC = "tiny_hybrid"  # every layer kind: RAT, sliding window, full attention, RNN
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +74,8 @@ def test_compiled_model_matches_eager_with_no_graph_break(pkg):
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     torch.manual_seed(0)
-    model = pkg.Model(dtype=torch.float32)
-    ids = torch.randint(0, pkg.SPEC["vocab_size"], (1, 17))  # T = 17 > every chunk
+    model = pkg.Model(device=DEVICE, dtype=torch.float32)
+    ids = torch.randint(0, pkg.SPEC["vocab_size"], (1, 17), device=DEVICE)  # T = 17 > every chunk
     ref_logits, ref_grads = loss_and_grads(model, ids)
 
     backend, graphs = recording("aot_eager")
@@ -102,14 +104,14 @@ def test_reimport_shares_ops_and_other_kernels_get_other_names(pkg):
     assert same.rnn_fwd_op is first.rnn_fwd_op
     other = load_module(render_kernel(m, config={"BT": 32}), "compile_test_rnn_bt32")
     assert other.OP_NAMESPACE != first.OP_NAMESPACE
-    proj = torch.randn(1, 5, first.IN_FEATURES)
+    proj = torch.randn(1, 5, first.IN_FEATURES, device=DEVICE)
     torch.testing.assert_close(other.core_triton(proj), first.core_triton(proj))
 
 
 def test_core_triton_takes_a_launch_config_through_the_op(pkg):
     mod = next(mod for name, mod in kernel_modules(pkg).items() if name.startswith("rnn"))
-    proj = torch.randn(1, 9, mod.IN_FEATURES, requires_grad=True)
-    bias = torch.randn(mod.D, requires_grad=True)
+    proj = torch.randn(1, 9, mod.IN_FEATURES, device=DEVICE, requires_grad=True)
+    bias = torch.randn(mod.D, device=DEVICE, requires_grad=True)
     y = mod.core_triton(proj, bias, {"BT": 16})
     y.square().sum().backward()
     dp, db = proj.grad.clone(), bias.grad.clone()
@@ -118,6 +120,32 @@ def test_core_triton_takes_a_launch_config_through_the_op(pkg):
     mod.core_triton(proj, bias).square().sum().backward()
     torch.testing.assert_close(proj.grad, dp)
     torch.testing.assert_close(bias.grad, db)
+
+
+def op_calls(name, mod):
+    """(forward op, its args, backward op, its args) for kernel module `name` on small inputs."""
+    g = torch.Generator().manual_seed(0)
+    proj = torch.randn(2, 19, mod.IN_FEATURES, generator=g).to(DEVICE)  # 19: a partial chunk
+    dy = torch.randn(2, 19, mod.D, generator=g).to(DEVICE)
+    bias = torch.randn(mod.D, generator=g).to(DEVICE)
+    layer = next(n for n in dir(mod) if n.endswith("_fwd_op")).removesuffix("_fwd_op")
+    fwd, bwd = getattr(mod, f"{layer}_fwd_op"), getattr(mod, f"{layer}_bwd_op")
+    if name.startswith("rnn"):
+        return fwd, (proj, bias, "", "train"), bwd, (proj, bias, dy, "")
+    if name.startswith("rat"):
+        y, lse = fwd(proj, bias, "", True)
+        return fwd, (proj, bias, "", True), bwd, (proj, bias, y, lse, dy, "")
+    y, lse = fwd(proj, "", True)
+    return fwd, (proj, "", True), bwd, (proj, y, lse, dy, "")
+
+
+def test_ops_fake_implementations_match_the_kernels(pkg):
+    """torch.library.opcheck: each op's schema holds and its fake (what torch.compile traces)
+    gives the real outputs' shapes, strides and dtypes."""
+    for name, mod in kernel_modules(pkg).items():
+        fwd, fwd_args, bwd, bwd_args = op_calls(name, mod)
+        for op, args in ((fwd, fwd_args), (bwd, bwd_args)):
+            torch.library.opcheck(op, args, test_utils=("test_schema", "test_faketensor"))
 
 
 @pytest.mark.gpu

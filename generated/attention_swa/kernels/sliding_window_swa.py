@@ -67,7 +67,16 @@ BWD_FP32_CONFIG = {"BWD_BLOCK_M1": 16, "BWD_BLOCK_N1": 64, "BWD_BLOCK_M2": 64, "
 # Modes (see ratc/tune/records.py): "prefill" steers forward launches whose proj needs no grad;
 # "train" every launch of a differentiated call (proj requires grad: the forward, and the backward
 # through the saved proj), falling back to "prefill"; "decode" the decode step.
-TUNED = {}
+TUNED = {'NVIDIA H100 80GB HBM3': {'prefill': {'T131072xB2': {'BLOCK_M': 64,
+                                                      'BLOCK_N': 64,
+                                                      'TMA': True,
+                                                      'num_stages': 3,
+                                                      'num_warps': 4},
+                                       'T16384xB16': {'BLOCK_M': 64,
+                                                      'BLOCK_N': 64,
+                                                      'TMA': True,
+                                                      'num_stages': 3,
+                                                      'num_warps': 4}}}}
 _DEVICE_NAMES = {}
 
 
@@ -807,7 +816,7 @@ def swa_bwd(proj, y, lse, dy, config=None, out=None, mode=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_sliding_window_8fa71bc2c3a9"
+OP_NAMESPACE = "ratc_sliding_window_5bf85c376dc5"
 
 
 def _config_arg(config):

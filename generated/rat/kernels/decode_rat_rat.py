@@ -62,7 +62,9 @@ CONFIG = {
 # Modes (see ratc/tune/records.py): "prefill" steers forward launches whose proj needs no grad;
 # "train" every launch of a differentiated call (proj requires grad: the forward, and the backward
 # through the saved proj), falling back to "prefill"; "decode" the decode step.
-TUNED = {}
+TUNED = {'NVIDIA H100 80GB HBM3': {'decode': {'T131072xB2': {'DECODE_BC': 128,
+                                                     'DECODE_STAGES': 2,
+                                                     'DECODE_WARPS': 8}}}}
 _DEVICE_NAMES = {}
 
 

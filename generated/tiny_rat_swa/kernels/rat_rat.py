@@ -739,7 +739,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
     GD = GROUPS * HEAD_DIM
     dproj[..., OFF_Q:OFF_Q + GD] = dqh.view(B, T, H // GROUPS, GD).sum(2)
     dproj[..., OFF_K:OFF_K + GD] = dkh.view(B, T, H // GROUPS, GD).sum(2)
-    return dproj, dbias.sum(0)
+    return dproj, dbias.sum(dim=(0, 1))
 
 
 # -------------------------------------------------------------------------------------------------
@@ -749,7 +749,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_da54d4d917f6"
+OP_NAMESPACE = "ratc_rat_6a3d8b40d44a"
 
 
 def _config_arg(config):
