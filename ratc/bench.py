@@ -528,6 +528,8 @@ def run_generate(ir: ModelIR, prompt: int, new: int, batch: int | None, progress
 
     import torch
 
+    if progress:
+        progress(f"generate {ir.name}: building the package and the model")
     pkg = build_package(ir)
     torch.manual_seed(0)
     model = pkg.Model(device="cuda", dtype=torch.bfloat16).eval()
@@ -541,6 +543,9 @@ def run_generate(ir: ModelIR, prompt: int, new: int, batch: int | None, progress
     torch.cuda.empty_cache()
     free = torch.cuda.mem_get_info()[0]
     plan = generation_plan(ir, free, prompt, new, batch)
+    if progress:
+        progress(f"generate {ir.name}: compiled; {free / GiB:.1f} GiB free, planned batch "
+                 f"{plan['batch']} (micro-batch {plan['micro_batch']} for the prefill)")
     B, note = plan["batch"], ""
     if B < 1:
         raise RuntimeError(f"not even one row of {plan['cache_bytes_per_seq'] / GiB:.2f} GiB of "

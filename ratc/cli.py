@@ -350,16 +350,24 @@ def bench(spec, layers, mode, seq, batch, prompt, new, rep, json_path, plot_path
                         "False); run it where the kernels can run")
     from .bench import plot, run_bench, run_generate, save_json
 
+    def progress_to(status):
+        """Show progress in the spinner; off a terminal (a log file), also as timed lines."""
+        def progress(message):
+            status.update(message)
+            if not out.is_terminal:
+                err.log(message)
+        return progress
+
     if mode == "generate":
         with out.status("generating") as status:
             result = run_generate(ir, prompt or 3072, new or 1024, gen_batch,
-                                  progress=lambda s: status.update(s))
+                                  progress=progress_to(status))
         _generate_table(result)
         if json_path:
             save_json(result, json_path)
         return
     with out.status("benchmarking") as status:
-        result = run_bench(ir, names, sizes, mode, progress=lambda s: status.update(s), rep=rep,
+        result = run_bench(ir, names, sizes, mode, progress=progress_to(status), rep=rep,
                            checkpoint=(lambda r: save_json(r, json_path)) if json_path else None)
     ceil = (f"ceilings {result['ceilings']['bf16_matmul_tflops']:.0f} TFLOP/s, "
             f"{result['ceilings']['copy_tb_s']:.2f} TB/s")
