@@ -124,6 +124,15 @@ def _set_speedups(rows: list[Row], ours: str = "ratc (generated)") -> None:
     mine.speedup = (first.ms / mine.ms) if first else None
 
 
+def reference_point_flops(mixer, T: int, B: int, train: bool = False) -> float:
+    """FLOPs of the SDPA attention layer timed for context beside `mixer` (full causal attention
+    at the same width; baselines.reference_points), on the cost model's conventions: matrix
+    products only; training = 3x the projections and 3.5x the attention."""
+    proj = 2 * B * T * mixer.d_model * 4 * mixer.d_model
+    attn = 4 * B * mixer.heads * mixer.head_dim * T * (T + 1) / 2
+    return 3 * proj + 3.5 * attn if train else proj + attn
+
+
 def _failure(e: BaseException) -> str:
     import torch
 
@@ -165,27 +174,17 @@ def _run_prefill(ir, pkg, layers, sizes, flops_peak, bw_peak, progress, rep, row
                         times[impl] = do_bench(lambda: fn(h), warmup=25, rep=rep,
                                                return_mode="median")
                         del out
-                    except torch.OutOfMemoryError:
-                        times[impl], note = None, "out of memory"
                     except Exception as e:  # noqa: BLE001 - a baseline failing is a result
-                        times[impl], note = None, f"{type(e).__name__}: {str(e).splitlines()[0][:80]}"
+                        times[impl], note = None, _failure(e)
                     torch.cuda.empty_cache()
                     is_ours = impl == "ratc (generated)"
                     ms = times[impl]
-                    if ms is not None and impl in context:
-                        attn = (4 * Bsz * mixer.heads * mixer.head_dim * T * (T + 1) / 2
-                                + 2 * Bsz * T * mixer.d_model * 4 * mixer.d_model)
-                        tf = attn / (ms * 1e-3) / 1e12
-                    else:
-                        tf = c["fwd_flops"] / (ms * 1e-3) / 1e12 if ms else None
-                    rows.append(Row(name, mixer.kind.value, T, Bsz, impl, ms, err, tf,
+                    flops = (reference_point_flops(mixer, T, Bsz) if impl in context
+                             else c["fwd_flops"])
+                    rows.append(Row(name, mixer.kind.value, T, Bsz, impl, ms, err,
+                                    flops / (ms * 1e-3) / 1e12 if ms else None,
                                     (100 * floor_ms / ms) if (ms and is_ours) else None, None, note))
-            base = [r for r in rows[-len(fns):] if r.impl != "ratc (generated)"]
-            ours_ms = times["ratc (generated)"]
-            for r in base:
-                r.speedup = (r.ms / ours_ms) if (r.ms and ours_ms) else None
-            first = next((r for r in base if r.ms), None)
-            rows[-len(fns)].speedup = (first.ms / ours_ms) if (first and ours_ms) else None
+            _set_speedups(rows[-len(fns):])
             del layer, h, ours
             torch.cuda.empty_cache()
     return rows
@@ -246,12 +245,8 @@ def _run_train(ir, pkg, layers, sizes, flops_peak, bw_peak, progress, rep, rows)
                     t.grad = None
                 torch.cuda.empty_cache()
                 is_ours = impl == "ratc (generated)"
-                if ms and impl in context:
-                    D = mixer.d_model
-                    attn = 4 * Bsz * mixer.heads * mixer.head_dim * T * (T + 1) / 2
-                    flops = 3 * 2 * Bsz * T * D * 4 * D + 3.5 * attn
-                else:
-                    flops = c["train_flops"]
+                flops = (reference_point_flops(mixer, T, Bsz, train=True) if impl in context
+                         else c["train_flops"])
                 group.append(Row(name, mixer.kind.value, T, Bsz, impl, ms, err,
                                  flops / (ms * 1e-3) / 1e12 if ms else None,
                                  (100 * floor_ms / ms) if (ms and is_ours) else None, None, note,
