@@ -21,6 +21,7 @@ from ratc.lower import lower
 from ratc.reference import (
     DECODE_ROOM, LM, RAT, Attention, GatedRNN, SlidingWindowAttention, mixer_core, mixer_module,
 )
+from ratc.reference.functional import gated_scan
 from ratc.spec import load_spec
 
 DTYPE = torch.float64
@@ -486,3 +487,16 @@ def test_cost_symbols_are_what_the_tests_assume():
     m = make_mixer("rat", L=4)
     assert cost.mixer_cost(m, 1).cache_bytes.free_symbols <= {cost.T}
     assert isinstance(cost.model_cost(lower(load_spec(TINY_SPECS[0]))).total.params, sympy.Integer)
+
+
+@pytest.mark.parametrize("T, chunk", [(1, 4), (13, 4), (16, 4), (7, 7), (5, 8)])
+def test_chunked_scan_restarts_at_every_chunk(T, chunk):
+    """gated_scan with chunks (all chunks advanced together) against a token-by-token loop."""
+    gen = torch.Generator().manual_seed(T * 10 + chunk)
+    x, g, w = (torch.rand(2, T, 3, generator=gen, dtype=torch.float64) for _ in range(3))
+    want, s = [], torch.zeros(2, 3, dtype=torch.float64)
+    for t in range(T):
+        s = (0 if t % chunk == 0 else g[:, t] * s) + w[:, t] * x[:, t]
+        want.append(s)
+    torch.testing.assert_close(gated_scan(x, g, w, chunk=chunk), torch.stack(want, dim=1),
+                               rtol=0, atol=1e-15)

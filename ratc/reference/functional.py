@@ -64,14 +64,25 @@ def gated_scan(x: Tensor, g: Tensor, w: Tensor, chunk: int | None = None) -> Ten
     multiple of `chunk` (None: one scan over the whole sequence).
 
     Args: x, g, w [B, T, D]. Returns every state s_t, [B, T, D].
+
+    With chunks, all chunks advance together: step l updates token l of every chunk (T padded to
+    whole chunks, the padding cut off after), so the loop runs `chunk` times, not T.
     """
-    states, s = [], torch.zeros_like(x[:, 0])
-    for t in range(x.shape[1]):
-        if chunk is not None and t % chunk == 0:
-            s = torch.zeros_like(s)
-        s = g[:, t] * s + w[:, t] * x[:, t]
+    B, T, D = x.shape
+    if chunk is None:
+        states, s = [], torch.zeros_like(x[:, 0])
+        for t in range(T):
+            s = g[:, t] * s + w[:, t] * x[:, t]
+            states.append(s)
+        return torch.stack(states, dim=1)
+    n = -(-T // chunk)
+    x, g, w = (torch.nn.functional.pad(u, (0, 0, 0, n * chunk - T)).view(B, n, chunk, D)
+               for u in (x, g, w))
+    states, s = [], torch.zeros_like(x[:, :, 0])
+    for l in range(chunk):
+        s = g[:, :, l] * s + w[:, :, l] * x[:, :, l]
         states.append(s)
-    return torch.stack(states, dim=1)
+    return torch.stack(states, dim=2).view(B, n * chunk, D)[:, :T]
 
 
 def tile_groups(x: Tensor, times: int) -> Tensor:
