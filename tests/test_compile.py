@@ -64,6 +64,7 @@ def assert_close(name, got, want, atol, rtol):
 def test_every_kernel_module_has_its_ops(pkg):
     mods = kernel_modules(pkg)
     assert {m.rsplit("_", 1)[0] for m in mods} >= {"rat_rat", "rnn", "sliding_window", "attention"}
+    assert "rms_norm" in mods  # the fused RMSNorm of every norm
     for mod in mods.values():
         ops = getattr(torch.ops, mod.OP_NAMESPACE)
         fwd = [n for n in dir(mod) if n.endswith("_fwd_op")]
@@ -125,6 +126,13 @@ def test_core_triton_takes_a_launch_config_through_the_op(pkg):
 def op_calls(name, mod):
     """(forward op, its args, backward op, its args) for kernel module `name` on small inputs."""
     g = torch.Generator().manual_seed(0)
+    if name == "rms_norm":
+        x = torch.randn(2, 19, 200, generator=g).to(DEVICE)  # 200: not a power of two
+        w = torch.randn(200, generator=g).to(DEVICE)
+        dy = torch.randn(2, 19, 200, generator=g).to(DEVICE)
+        _, rstd = mod.rms_norm_fwd_op(x, w, 1e-5, "")
+        return (mod.rms_norm_fwd_op, (x, w, 1e-5, ""),
+                mod.rms_norm_bwd_op, (x, w, rstd, dy, ""))
     proj = torch.randn(2, 19, mod.IN_FEATURES, generator=g).to(DEVICE)  # 19: a partial chunk
     dy = torch.randn(2, 19, mod.D, generator=g).to(DEVICE)
     bias = torch.randn(mod.D, generator=g).to(DEVICE)

@@ -3,7 +3,9 @@
 - PyTorch path (float64, TRITON_INTERPRET unset after import): prefill then steps reproduce the
   forward's logits for every tiny spec; ragged batches equal per-row runs; capacity errors; cache
   bytes equal the cost model; greedy / top-k / temperature sampling; stop tokens.
-- Triton decode kernels under TRITON_INTERPRET=1 (float32) against the reference's step.
+- Triton decode kernels under TRITON_INTERPRET=1 (float32) against the reference's step; the
+  split-K step (partial programs over row ranges, then a combine) forced to many splits, empty
+  ranges and ragged positions included, against the float64 PyTorch step.
 - GPU (marked): bf16 decode against the reference; CUDA-graph generate equals eager generate.
 """
 
@@ -16,12 +18,17 @@ import torch
 
 from ratc import cost
 from ratc.build import import_built
+from ratc.ir import LayerKind
 from ratc.lower import lower
 from ratc.reference import LM, mixer_module
 from ratc.spec import load_spec
 
+from kernel_checks import poisoned  # noqa: F401  (fixture)
+
 TINY = sorted(Path(s).stem for s in glob.glob("specs/tiny_*.yaml"))
 TOL = {torch.float64: 1e-10, torch.float32: 1e-4, torch.bfloat16: 3e-2}
+
+
 def load(name):
     """(IR, generated package), imported while conftest's TRITON_INTERPRET is in force."""
     ir = lower(load_spec(f"specs/{name}.yaml"))
@@ -288,11 +295,13 @@ def _layers():
 
 
 @pytest.mark.interpreter
+@pytest.mark.parametrize("split", [False, True], ids=["config", "split2"])
 @pytest.mark.parametrize("name,layer", _layers())
-def test_decode_kernel_matches_reference_step(name, layer, monkeypatch):
+def test_decode_kernel_matches_reference_step(name, layer, split, monkeypatch):
     """One block, ragged rows (prompts of 3 and 10), 7 steps through the layer's fused Triton
-    decode kernel; each row against the reference block's prefill and step on that row alone.
-    Crosses chunk boundaries and wraps the sliding window's ring."""
+    decode kernels; each row against the reference block's prefill and step on that row alone.
+    Crosses chunk boundaries and wraps the sliding window's ring. `split`: CONFIG set to blocks
+    of 2 rows and 2 rows per split-K program (several partial programs per row and head)."""
     if not torch.cuda.is_available():
         monkeypatch.setenv("TRITON_INTERPRET", "1")
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -300,6 +309,12 @@ def test_decode_kernel_matches_reference_step(name, layer, monkeypatch):
     m = ir.mixer(layer)
     block_cls = pkg.MIXERS[layer]
     monkeypatch.setattr(block_cls.decode_kernels, "step_torch", None)  # Triton or nothing
+    if split:
+        if m.kind is LayerKind.RNN:
+            pytest.skip("the RNN step has no rows to split")
+        config = block_cls.decode_kernels.CONFIG
+        monkeypatch.setitem(config, _row_block(m), 2)
+        monkeypatch.setitem(config, "DECODE_SPLIT_ROWS", 2)
     torch.manual_seed(2)
     ref = mixer_module(m)(m, dtype=torch.float64)
     if m.has_gate_bias:
@@ -339,6 +354,104 @@ def test_model_decode_through_kernels_matches_reference_lm(monkeypatch):
     for t in range(prompt, 13):
         assert_close(model.step(ids[:, t].to(device), cache), ref.step(ids[:, t], want_cache),
                      TOL[torch.float32], f"step t={t}")
+
+
+# -------------------------------------------------------------------------------------------------
+# split-K decode (TRITON_INTERPRET=1 on CPU): partial programs over row ranges, then the combine
+
+
+def _row_block(m):
+    return "DECODE_BC" if m.kind is LayerKind.RAT else "DECODE_BN"
+
+
+def _launcher(kernels, m):
+    name = {LayerKind.RAT: "rat", LayerKind.SLIDING_WINDOW: "swa"}.get(m.kind, "attention")
+    return getattr(kernels, f"{name}_decode")
+
+
+def _split_layers():
+    out = []
+    for name, layers in (("tiny_hybrid", ("rat_nope", "local", "global")),
+                         ("tiny_rat", ("rat",)), ("tiny_rat_swa", ("rat", "swa"))):
+        out += [pytest.param(name, layer, id=f"{name}-{layer}") for layer in layers]
+    return out
+
+
+SPLITS = [  # (rows per inner step, DECODE_SPLIT_ROWS)
+    pytest.param(2, 0, id="auto-B2"),  # auto: about 4 programs per SM, 4 "SMs" off CUDA
+    pytest.param(2, 2, id="rows2-B2"),
+    pytest.param(2, 4, id="rows4-B2"),  # no capacity below is a multiple of 4 rows
+    pytest.param(1, 1, id="rows1-B1"),  # a program per row: a ring's slot t % N alone in one
+]
+
+
+@pytest.mark.interpreter
+@pytest.mark.parametrize("block,span", SPLITS)
+@pytest.mark.parametrize("name,layer", _split_layers())
+def test_split_decode_matches_torch_step(name, layer, block, span, monkeypatch, poisoned):
+    """The launcher with an explicit config, against the PyTorch step in float64 on a copy of
+    the same cache: y and every cache tensor, over 2 steps. The cache starts random (rows no
+    step may read hold garbage that must not leak), and torch.empty hands out NaN (scratch a
+    partial program leaves unwritten shows). Rows sit far apart: RAT at 1 (below L: no complete
+    chunk, every split empty), at the close of chunk 2, and at the last rows of the cache;
+    attention at 0 (nothing cached), just past the window's wrap, and at the end."""
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    ir, pkg = load(name)
+    m = ir.mixer(layer)
+    kernels = pkg.MIXERS[layer].decode_kernels
+    launch = _launcher(kernels, m)
+    B, capacity, steps = 3, 45 if m.kind is LayerKind.RAT else 27, 2
+    gen = torch.Generator().manual_seed(4)
+    cache = kernels.init_cache(B, capacity, device=device, dtype=torch.float32)
+    for v in cache.values():
+        v.copy_(torch.randn(v.shape, generator=gen))
+    want_cache = {k: v.double().cpu() for k, v in cache.items()}
+    rows = next(iter(cache.values())).shape[1] if m.kind is not LayerKind.RAT \
+        else cache["chunk_keys"].shape[1]
+    if m.kind is LayerKind.RAT:
+        pos = [1, 3 * m.chunk - 1, rows * m.chunk - 1]
+    else:
+        pos = [0, min(rows + 1, capacity - steps), capacity - steps]
+    pos = torch.tensor(pos, device=device)
+    cfg = {_row_block(m): block, "DECODE_SPLIT_ROWS": span}
+    spans, n_splits = kernels.decode_split(rows, B * m.heads, block, span, torch.device(device))
+    if device == "cpu":  # the interpreter's 4 SMs: every config here splits
+        assert n_splits > 1 and (span != 4 or rows % spans), (rows, spans, n_splits)
+    bias = torch.randn(ir.d_model, generator=gen).to(device) if m.has_gate_bias else None
+    for i in range(steps):
+        proj = torch.randn(B, kernels.IN_FEATURES, generator=gen)
+        want = kernels.step_torch(proj.double(), None if bias is None else bias.double().cpu(),
+                                  want_cache, pos.cpu())
+        args = (proj.to(device),) + ((bias,) if m.kind is LayerKind.RAT else ())
+        got = launch(*args, cache, pos, config=cfg)
+        for b in range(B):
+            assert_close(got[b], want[b], TOL[torch.float32],
+                         f"{layer} {cfg} row {b} at t={int(pos[b])}, step {i}")
+        for k, v in cache.items():
+            assert_close(v, want_cache[k], TOL[torch.float32], f"{layer} {cfg} cache {k}")
+        pos = pos + 1
+
+
+def test_decode_split_is_static_and_whole_blocks(monkeypatch):
+    """SPAN and SPLITS from shapes alone: auto fills about 4 programs per SM (H100: 132 SMs),
+    SPAN whole row blocks and one block at least, an explicit SPAN rounded up to whole blocks."""
+    ir, pkg = load("rat_swa")
+    for layer in ("rat", "swa"):
+        kernels = pkg.MIXERS[layer].decode_kernels
+        cpu = torch.device("cpu")
+        monkeypatch.setitem(kernels._SMS, cpu, 132)
+        split = kernels.decode_split
+        span, n = split(8192, 2 * 16, 128, 0, cpu)  # RAT at 131072 tokens, B = 2, H = 16
+        assert span % 128 == 0 and n * span >= 8192 > (n - 1) * span
+        assert 2 * 132 <= 32 * n <= 4 * 132 + 32, (span, n)
+        assert split(8192, 32, 128, 256, cpu) == (256, 32)
+        assert split(11, 6, 2, 3, cpu) == (4, 3)  # 3 rows rounded up to 2 blocks of 2
+        assert split(5, 1000, 64, 0, cpu) == (64, 1)  # one block at least
+        assert split(1, 1, 32, 0, cpu) == (32, 1)  # a capacity below one block
+        assert split(131072, 4096, 32, 0, cpu) == (131072, 1)  # programs enough: no split
+        assert kernels.CONFIG["DECODE_SPLIT_ROWS"] == 0
 
 
 # -------------------------------------------------------------------------------------------------

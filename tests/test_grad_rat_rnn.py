@@ -116,6 +116,8 @@ RAT_CASES = [
     rat.P(1, 26, 2, 16, 2, 4, "mixed"),  # RoPE, exp(-softplus(a)), input scale 1, no output gate
     rat.P(1, 45, 2, 16, 1, 8, "custom", BT=32, SCAN_BK=1),
     rat.P(1, 20, 2, 16, 2, 1, "mixed"),  # L = 1 with input scale 1: the gate drops out, da = 0
+    # backward blocks unlike the forward's: the recomputed caches are padded to BWD_BC rows
+    rat.P(2, 75, 2, 24, 2, 2, BWD_BC=32, BWD_BT=32, BC=16),
 ]
 
 

@@ -38,14 +38,26 @@ def test_space_is_pruned_by_shared_memory():
 
 def test_spaces_per_mode():
     rat, swa = RAT_SWA.mixer("rat"), RAT_SWA.mixer("swa")
-    assert space_of(rat, "train") == forward_space(rat)  # its backward reads the forward's keys
+    assert space_of(RNN, "train") == forward_space(RNN)  # its backward reads the forward's keys
     train = space_of(swa, "train")
     assert {"BWD_BLOCK_M1", "bwd_num_stages", "BLOCK_M"} <= set(train[0])
     assert all(shared_memory_estimate(c, swa) <= SHARED_MEMORY_BYTES for c in train)
-    assert set(decode_space(rat)[0]) == {"DECODE_BC", "DECODE_WARPS", "DECODE_STAGES"}
-    assert set(decode_space(swa)[0]) == {"DECODE_BN", "DECODE_WARPS", "DECODE_STAGES"}
+    train = space_of(rat, "train")
+    assert {"BWD_BT", "BWD_BC", "bwd_num_warps", "bwd_num_stages", "BT", "BC"} <= set(train[0])
+    assert all(shared_memory_estimate(c, rat) <= SHARED_MEMORY_BYTES for c in train)
+    big = dict(forward_space(rat)[0], BWD_BT=128, BWD_BC=128, bwd_num_warps=8, bwd_num_stages=3)
+    assert not keep(big, rat)  # dK/dV: K, V and three stages of q^, do: 320 KiB
+    split = {"DECODE_WARPS", "DECODE_STAGES", "DECODE_SPLIT_ROWS"}
+    assert set(decode_space(rat)[0]) == {"DECODE_BC"} | split
+    assert set(decode_space(swa)[0]) == {"DECODE_BN"} | split
     assert all(c["DECODE_BD"] >= 32 * c["DECODE_WARPS"] for c in decode_space(RNN))
     assert not keep(dict(DECODE_BC=128, DECODE_WARPS=4, DECODE_STAGES=4), rat)  # 256 KiB
+    # split-K rows: auto (0) or whole row blocks; the space stays small enough to sweep
+    assert not keep(dict(DECODE_BC=128, DECODE_WARPS=4, DECODE_STAGES=2, DECODE_SPLIT_ROWS=64), rat)
+    assert keep(dict(DECODE_BN=32, DECODE_WARPS=4, DECODE_STAGES=2, DECODE_SPLIT_ROWS=0), swa)
+    for m in (rat, swa):
+        space = decode_space(m)
+        assert len(space) <= 150 and {c["DECODE_SPLIT_ROWS"] for c in space} >= {0, 64, 1024}
     # decode buckets key on what the host knows: chunk rows * L, ring slots, nothing for the RNN
     assert decode_length(rat, 131072) == 131072 and decode_length(rat, 131080) == 131072
     assert decode_length(swa, 131072) == 1025 and decode_length(RNN, 131072) == 1
@@ -68,7 +80,7 @@ def test_decode_study_on_a_random_cache(tmp_path):
     study = run_study(target, str(tmp_path / "s.journal"), trials=3, timeout=None, reps=1)
     s = summarize(study)
     assert s["complete"] >= 2, [t.state for t in study.trials]
-    assert set(s["config"]) == {"DECODE_BC", "DECODE_WARPS", "DECODE_STAGES"}
+    assert set(s["config"]) == {"DECODE_BC", "DECODE_WARPS", "DECODE_STAGES", "DECODE_SPLIT_ROWS"}
     assert target.bucket == "T16xB2" and target.signature != Target(TINY_RAT, 20, 2).signature
     objective = Objective(target, reps=1)
     assert len(objective.want) == 5  # y and the four cache tensors

@@ -20,19 +20,16 @@ import torch
 from torch import nn
 
 from .cache import LayerCache, as_lengths, check_room
+from .kernels.rms_norm import rms_norm
 from .kernels import rnn_rnn, decode_rnn_rnn
 
 DECODE_ROOM = 64  # tokens of room prefill leaves after the longest prompt when no capacity is given
 
 
-def rms_norm(x, weight, eps):
-    """RMSNorm computed in fp32 (float64 for float64 input), returned in x's dtype."""
-    y = torch.nn.functional.rms_norm(x.double() if x.dtype == torch.float64 else x.float(),
-                                     (x.shape[-1],), None, eps)
-    return y.to(x.dtype) * weight
-
-
 class RMSNorm(nn.Module):
+    """y = rms_norm(x, weight, eps) over the last axis: the fused Triton kernels on CUDA
+    (kernels/rms_norm.py), plain PyTorch on the CPU."""
+
     def __init__(self, dim, eps, device=None, dtype=None):
         super().__init__()
         self.eps = eps

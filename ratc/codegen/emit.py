@@ -10,6 +10,8 @@ Files (DESIGN.md §2 "The generated package"):
   generate.py        sampling and the CUDA-graph step runner
   kernels/<kind>_<name>.py          rendered forward kernel template of each layer definition
   kernels/decode_<kind>_<name>.py   rendered decode template (cache, prefill fill, fused step)
+  kernels/rms_norm.py               rendered RMSNorm template (fused forward and backward), the
+                                    same in every package
   manifest.json      spec hash, ratc version, baked-in configs, file hashes (written by build)
 """
 
@@ -20,7 +22,7 @@ import pprint
 
 from .. import __version__
 from ..ir import Activation, LayerKind, MixerIR, ModelIR, to_jsonable
-from .render import _env, kernel_context, load_module, render_kernel
+from .render import _env, kernel_context, load_module, render_kernel, render_rms_norm
 
 DECODE_TEMPLATE_OF = {
     LayerKind.RAT: "decode/rat.py.jinja",
@@ -125,8 +127,10 @@ def emit(ir: ModelIR, tuned: dict[str, dict] | None = None) -> dict[str, str]:
         '"""SPEC: the resolved model this package was built from (ratc IR as plain data)."""\n\n'
         f"SPEC = {pprint.pformat(spec, width=100, sort_dicts=True)}\n"
     )
-    files["kernels/__init__.py"] = ('"""Rendered kernel modules, per layer definition: <kind>_<name> '
-                                    '(forward), decode_<kind>_<name> (decode)."""\n')
+    files["kernels/__init__.py"] = ('"""Rendered kernel modules: <kind>_<name> (forward) and '
+                                    'decode_<kind>_<name> (decode) of each\nlayer definition; '
+                                    'rms_norm, the fused RMSNorm of every norm."""\n')
+    files["kernels/rms_norm.py"] = render_rms_norm()
     for m in ir.mixers:
         table = tuned.get(m.name, {})
         files[f"kernels/{kernel_module_name(m)}.py"] = render_kernel(

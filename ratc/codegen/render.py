@@ -15,6 +15,9 @@ chunk, window, gate expression and position are compile-time constants of the re
 `CONFIG` holds the default launch parameters (block sizes, num_warps, num_stages); `TUNED` (from
 autotune records, see build.tuned_for) overrides them per device, mode (prefill, train) and shape
 bucket through `_launch_config`.
+
+`render_rms_norm` renders the one spec-independent module, `rms_norm.py.jinja`: the fused RMSNorm
+(forward and backward kernels as custom ops) that every norm of the generated model calls.
 """
 
 from __future__ import annotations
@@ -100,6 +103,18 @@ def render_kernel(m: MixerIR, config: dict | None = None, tuned: dict | None = N
     return text
 
 
+def render_rms_norm() -> str:
+    """The fused RMSNorm module (templates/rms_norm.py.jinja), the same for every spec: forward
+    and backward kernels, their custom ops in namespace `ratc_rms_norm_<hash>` (the hash as in
+    render_kernel), and `rms_norm(x, weight, eps)`, which every norm of the generated model calls."""
+    template = _env.get_template("rms_norm.py.jinja")
+    draft = template.render(op_namespace="")
+    namespace = f"ratc_rms_norm_{hashlib.sha256(draft.encode()).hexdigest()[:12]}"
+    text = template.render(op_namespace=namespace)
+    ast.parse(text, filename="<rms_norm kernels>")
+    return text
+
+
 def signature_of(m: MixerIR, mode: str = "prefill") -> str:
     """The key tuning records use for m's kernels: its kind plus a hash of the module as rendered
     with default configs (the forward module for prefill and train, the decode module for decode)
@@ -131,6 +146,11 @@ def load_module(text: str, name: str):
     sys.modules[mod_name] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def load_rms_norm():
+    """Render and import the fused RMSNorm module (tests use this)."""
+    return load_module(render_rms_norm(), "rms_norm")
 
 
 def load_kernel(m: MixerIR, config: dict | None = None):

@@ -62,15 +62,17 @@ FORWARD_KEYS = {
     "attention": {"BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "TMA"},
 }
 DECODE_KEYS = {
-    "rat": {"DECODE_BC", "DECODE_WARPS", "DECODE_STAGES"},
+    "rat": {"DECODE_BC", "DECODE_WARPS", "DECODE_STAGES", "DECODE_SPLIT_ROWS"},
     "rnn": {"DECODE_BD", "DECODE_WARPS"},
-    "sliding_window": {"DECODE_BN", "DECODE_WARPS", "DECODE_STAGES"},
-    "attention": {"DECODE_BN", "DECODE_WARPS", "DECODE_STAGES"},
+    "sliding_window": {"DECODE_BN", "DECODE_WARPS", "DECODE_STAGES", "DECODE_SPLIT_ROWS"},
+    "attention": {"DECODE_BN", "DECODE_WARPS", "DECODE_STAGES", "DECODE_SPLIT_ROWS"},
 }
+_RAT_BWD = {"BWD_BT", "BWD_BC", "bwd_num_warps", "bwd_num_stages"}
+_BACKWARD_KEYS = {"rat": _RAT_BWD, "rnn": set(), "sliding_window": _ATTENTION_BWD,
+                  "attention": _ATTENTION_BWD}
 CONFIG_KEYS = {  # mode -> kind -> the launch parameters a record may set
     "prefill": FORWARD_KEYS,
-    "train": {k: v | (_ATTENTION_BWD if k in ("sliding_window", "attention") else set())
-              for k, v in FORWARD_KEYS.items()},
+    "train": {k: v | _BACKWARD_KEYS[k] for k, v in FORWARD_KEYS.items()},
     "decode": DECODE_KEYS,
 }
 

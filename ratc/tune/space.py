@@ -6,9 +6,9 @@ over the limit, blocks the kernel's static asserts reject).
 
     prefill  forward_space: the forward launchers' keys
     train    forward_space, times backward_space where the backward reads keys of its own
-             (attention's BWD_*, bwd_num_*); RAT's and the RNN's backward launchers read the
-             forward keys, so their train space is the forward space (timed forward + backward)
-    decode   decode_space: the step kernel's keys (DECODE_*)
+             (attention's and RAT's BWD_*, bwd_num_*); the RNN's backward launchers read the
+             forward keys, so its train space is the forward space (timed forward + backward)
+    decode   decode_space: the step kernels' keys (DECODE_*: row block, warps, stages, split)
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from ..ir import LayerKind, MixerIR
 
 SHARED_MEMORY_BYTES = 227 * 1024  # Hopper's per-block limit (232448 B); the strictest we target
 ELEMENT_BYTES = 2  # bf16 operands
+DECODE_SPLIT_ROWS = (0, 64, 128, 256, 512, 1024)  # cached rows per split-K program; 0 = auto
 
 
 def _pow2_ceil(n: int) -> int:
@@ -49,8 +50,13 @@ def forward_space(m: MixerIR) -> list[dict]:
 
 
 def backward_space(m: MixerIR) -> list[dict]:
-    """Keys only the backward launchers read (attention); [{}] where the backward shares the
-    forward's keys."""
+    """Keys only the backward launchers read (attention, RAT); [{}] where the backward shares
+    the forward's keys."""
+    if m.kind is LayerKind.RAT:
+        return [
+            dict(BWD_BT=bt, BWD_BC=bc, bwd_num_warps=w, bwd_num_stages=s)
+            for bt, bc, w, s in itertools.product((32, 64, 128), (32, 64, 128), (4, 8), (1, 2, 3))
+        ]
     if m.kind not in (LayerKind.SLIDING_WINDOW, LayerKind.ATTENTION):
         return [{}]
     return [
@@ -66,10 +72,11 @@ def decode_space(m: MixerIR) -> list[dict]:
     if m.kind is LayerKind.RNN:
         space = [dict(DECODE_BD=bd, DECODE_WARPS=w)
                  for bd, w in itertools.product((128, 256, 512, 1024, 2048), (1, 2, 4, 8))]
-    else:
+    else:  # split-K: SPLIT_ROWS 0 is the launcher's auto split (SPLIT_WAVES programs per SM)
         block = "DECODE_BC" if m.kind is LayerKind.RAT else "DECODE_BN"
-        space = [{block: b, "DECODE_WARPS": w, "DECODE_STAGES": s}
-                 for b, w, s in itertools.product((16, 32, 64, 128), (1, 2, 4, 8), (1, 2, 3, 4))]
+        space = [{block: b, "DECODE_WARPS": w, "DECODE_STAGES": s, "DECODE_SPLIT_ROWS": r}
+                 for b, w, s, r in itertools.product((16, 32, 64, 128), (2, 4, 8), (2, 3),
+                                                     DECODE_SPLIT_ROWS)]
     return [c for c in space if keep(c, m)]
 
 
@@ -86,7 +93,11 @@ def space_of(m: MixerIR, mode: str) -> list[dict]:
 def shared_memory_estimate(c: dict, m: MixerIR) -> int:
     """Bytes of shared memory the pipelined key/value tiles need (the dominant term)."""
     d = _pow2_ceil(m.head_dim)
-    if any(k.startswith("DECODE") for k in c):  # the step streams [B*, d] fp32-converted rows
+    if any(k.startswith("DECODE") for k in c):
+        # a partial program streams [B*, d] key and value rows, as if pipelined through shared
+        # memory (the split does not change a program's tiles; the combine kernel holds none).
+        # An upper bound: Triton 3.6 keeps these tiles in registers (sm_90 compile: 2-4 KB of
+        # reduction scratch), so it prunes nothing in decode_space
         rows = c.get("DECODE_BC", c.get("DECODE_BN", 0))
         return c.get("DECODE_STAGES", 1) * 2 * rows * d * ELEMENT_BYTES
     if "BWD_BLOCK_M1" in c:  # dK/dV: K, V tiles resident, q and do pipelined; dQ: the converse
@@ -95,6 +106,12 @@ def shared_memory_estimate(c: dict, m: MixerIR) -> int:
         dq = (2 * c["BWD_BLOCK_M2"] + s * 2 * c["BWD_BLOCK_N2"]) * d * ELEMENT_BYTES
         fwd = {k: v for k, v in c.items() if not k.upper().startswith("BWD")}
         return max(dkdv, dq, shared_memory_estimate(fwd, m))
+    if "BWD_BT" in c:  # RAT: dK/dV holds K, V tiles and pipelines q^, do; dq the converse
+        s = c["bwd_num_stages"]
+        dkv = (2 * c["BWD_BC"] + s * 2 * c["BWD_BT"]) * d * ELEMENT_BYTES
+        dq = (2 * c["BWD_BT"] + s * 2 * c["BWD_BC"]) * d * ELEMENT_BYTES
+        fwd = {k: v for k, v in c.items() if not k.upper().startswith("BWD")}
+        return max(dkv, dq, shared_memory_estimate(fwd, m))
     if m.kind is LayerKind.RAT:
         return c["num_stages"] * 2 * c["BC"] * d * ELEMENT_BYTES + c["BT"] * d * ELEMENT_BYTES
     if m.kind in (LayerKind.SLIDING_WINDOW, LayerKind.ATTENTION):
@@ -109,7 +126,9 @@ def keep(c: dict, m: MixerIR) -> bool:
     if any(k.startswith("DECODE") for k in c):
         if m.kind is LayerKind.RNN:  # one element per thread at least
             return c["DECODE_BD"] >= 32 * c["DECODE_WARPS"]
-        return True
+        # an explicit split is whole row blocks (the launcher would round it up: a duplicate)
+        rows, block = c.get("DECODE_SPLIT_ROWS", 0), c.get("DECODE_BC", c.get("DECODE_BN", 1))
+        return rows % block == 0
     if m.kind is LayerKind.RAT:
         return True
     if m.kind in (LayerKind.SLIDING_WINDOW, LayerKind.ATTENTION):

@@ -57,6 +57,8 @@ LOG2E = 1.4426950408889634  # 1/ln 2: the softmax runs in exp2
 #   BT: queries per attention program, BC: chunks per inner step, powers of two 16..256
 #   num_warps 4 or 8, num_stages 1..4 (pipelining depth of the chunk loop)
 #   fp32_dot: tl.dot precision for fp32 inputs, "ieee" (exact) or "tf32" (fast, ~1e-3 relative)
+#   BWD_BT, BWD_BC, bwd_num_warps, bwd_num_stages: the same for the backward's two attention
+#   kernels (BWD_BT queries per program in dq, per inner step in dK/dV; BWD_BC the converse)
 #   Best measured (H100, B=2, T=128K, D=2048, L=16, bf16): BT=64, 4 warps, 3 stages, BC=64 for
 #   d=128 (358 TFLOP/s in the attention kernel), BC=128 for d=64 (317 TFLOP/s whole layer)
 CONFIG = {
@@ -67,6 +69,10 @@ CONFIG = {
     "num_warps": 4,
     "num_stages": 3,
     "fp32_dot": "ieee",
+    "BWD_BT": 64,
+    "BWD_BC": 128,
+    "bwd_num_warps": 8,
+    "bwd_num_stages": 2,
 }
 
 # -------------------------------------------------------------------------------------------------
@@ -372,15 +378,17 @@ def _strides_shape(proj):
                 LOG2_BASE=math.log2(ROPE_BASE))
 
 
-def _rat_scan(proj, gate_bias, cfg, v, kt=None):
+def _rat_scan(proj, gate_bias, cfg, v, kt=None, rows=None):
     """Launch the scan, writing v~ into v [B, T, D] (and k~ into kt, if given).
 
     Returns s [B, H, T] fp32 (q_t . k~_t) and the chunk-final caches kc, vc [B*H*NCP, BLOCK_D]
-    of proj's dtype (K~ rotated), NCP = NC rounded up to whole BC-blocks; rows NC .. NCP-1 zero.
+    of proj's dtype (K~ rotated), NCP = NC rounded up to whole key blocks of `rows` chunks
+    (default cfg["BC"]); rows NC .. NCP-1 zero.
     """
     B, T, _ = proj.shape
     NC = T // CHUNK
-    NCP = triton.cdiv(max(NC, 1), cfg["BC"]) * cfg["BC"]  # cache rows per head, whole key blocks
+    rows = cfg["BC"] if rows is None else rows
+    NCP = triton.cdiv(max(NC, 1), rows) * rows  # cache rows per head, whole key blocks
     dev, dt = proj.device, proj.dtype
     s = torch.empty(B, H, T, device=dev, dtype=torch.float32)  # q_t . k~_t
     # the scan writes rows c' < NC of each head, columns < d. Rows NC .. NCP-1 are read (and
@@ -398,10 +406,11 @@ def _rat_scan(proj, gate_bias, cfg, v, kt=None):
     return s, kc, vc, NCP
 
 
-def _descriptors(kc, vc, cfg):
-    """Block descriptors of the caches (TMA on Hopper); columns d .. BLOCK_D-1 load as zeros."""
+def _descriptors(kc, vc, rows):
+    """Block descriptors of the caches (TMA on Hopper), blocks of `rows` chunks; columns
+    d .. BLOCK_D-1 load as zeros."""
     return tuple(TensorDescriptor(c, shape=[c.shape[0], HEAD_DIM], strides=[BLOCK_D, 1],
-                                  block_shape=[cfg["BC"], BLOCK_D]) for c in (kc, vc))
+                                  block_shape=[rows, BLOCK_D]) for c in (kc, vc))
 
 
 def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None):
@@ -427,7 +436,7 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None):
     y = torch.empty(B, T, D, device=dev, dtype=dt) if out is None else out
     assert y.shape == (B, T, D) and y.dtype == dt and y.is_contiguous()
     s, kc, vc, NCP = _rat_scan(proj, gate_bias, cfg, v)
-    desc_k, desc_v = _descriptors(kc, vc, cfg)
+    desc_k, desc_v = _descriptors(kc, vc, cfg["BC"])
     rat_attn_fwd_kernel[lambda meta: (triton.cdiv(T, meta["BT"]), B * H)](
         p_proj=proj, p_v=v, p_s=s, desc_k=desc_k, desc_v=desc_v, p_y=y,
         p_lse=s if lse is None else lse, STORE_LSE=lse is not None, T=T, NCP=NCP,
@@ -453,8 +462,11 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None):
 #   dg_t = lam_t . (k~_{t-1} - k_t) + the same for v~ and x
 # Launches:
 #   rat_scan_fwd_kernel (STORE_K)  recompute v~, k~ [B, T, D] fp32, self scores, caches
-#   rat_attn_bwd_dq_kernel   per query block: Delta, dS_self, P_self do, dq^ (rotated), dz
-#   rat_attn_bwd_dkv_kernel  per block of chunks: dK^ (rotated), dV~ over the later queries
+#   rat_attn_bwd_dq_kernel   per query block: Delta, dS_self, P_self do, dq^ (rotated), dz;
+#                            stores q^ and do [B*H, T, BLOCK_D] in proj's dtype for the next kernel
+#   rat_attn_bwd_dkv_kernel  per block of chunks: dK^ (rotated), dV~ over the later queries, from
+#                            those stored q^ and do (recomputing them there, once per block of
+#                            chunks, cost more than its four matmuls: RoPE's sin and cos)
 #   rat_scan_bwd_kernel      per block of chunks: the scans' adjoint -> dx, da, dq, dk per head,
 #                            gate-bias partial sums; dq, dk summed over the heads of a group after
 
@@ -498,7 +510,7 @@ def _rat_bwd_dq_inner(
 @triton.jit
 def rat_attn_bwd_dq_kernel(
     p_proj, p_dy, p_y, p_lse, p_s, p_v, desc_k, desc_v, p_delta, p_dss, p_dvs, p_dq, p_dproj,
-    T, NCP, stride_pb, stride_pt, stride_pc, qk_scale,
+    p_qh, p_do, T, NCP, stride_pb, stride_pt, stride_pc, qk_scale,
     OFF_Z: tl.constexpr, OFF_Q: tl.constexpr, F: tl.constexpr,
     H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
     BLOCK_D: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
@@ -544,6 +556,9 @@ def rat_attn_bwd_dq_kernel(
 
     # the earlier chunks, unmasked then masked as in the forward
     b_q, b_do = b_q.to(dt), b_do.to(dt)
+    o_head = (i_bh.to(tl.int64) * T + o_t[:, None]) * BLOCK_D + o_d[None, :]  # [B*H, T, BLOCK_D]
+    tl.store(p_qh + o_head, b_q, mask=m_td)
+    tl.store(p_do + o_head, b_do, mask=m_td)
     b_dq = tl.zeros([BT, BLOCK_D], dtype=tl.float32)
     c_first = (i_t * BT) // L
     c_end = (tl.minimum(i_t * BT + BT, T) - 1) // L
@@ -557,41 +572,33 @@ def rat_attn_bwd_dq_kernel(
 
 @triton.jit
 def rat_attn_bwd_dkv_kernel(
-    p_proj, p_dy, p_lse, p_delta, desc_k, desc_v, p_dkc, p_dvc,
-    T, NC, NCP, stride_pb, stride_pt, stride_pc, qk_scale,
-    OFF_Z: tl.constexpr, OFF_Q: tl.constexpr,
-    H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
-    BLOCK_D: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
-    LOG2_BASE: tl.constexpr, PRECISION: tl.constexpr,
+    p_qh, p_do, p_lse, p_delta, desc_k, desc_v, p_dkc, p_dvc,
+    T, NC, NCP, qk_scale,
+    d: tl.constexpr, L: tl.constexpr, BLOCK_D: tl.constexpr, BT: tl.constexpr,
+    BC: tl.constexpr, PRECISION: tl.constexpr,
 ):
     # dK^_c' = sum_{t: c(t) > c'} dS q^_t, dV~_c' = sum_t P do_t for the chunks c' of one block
     tl.static_assert(BT >= 16)
     tl.static_assert(BC >= 16)
     tl.static_assert(BLOCK_D >= 16)
     i_c, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    D: tl.constexpr = H * d
     o_k = i_c * BC + tl.arange(0, BC)
     o_d = tl.arange(0, BLOCK_D)
     b_kc = desc_k.load([i_bh * NCP + i_c * BC, 0])  # [BC, BLOCK_D]
     b_vc = desc_v.load([i_bh * NCP + i_c * BC, 0])
     b_dk = tl.zeros([BC, BLOCK_D], dtype=tl.float32)
     b_dv = tl.zeros([BC, BLOCK_D], dtype=tl.float32)
-    p_b = p_proj + i_b.to(tl.int64) * stride_pb
+    p_qh = p_qh + i_bh.to(tl.int64) * T * BLOCK_D
+    p_do = p_do + i_bh.to(tl.int64) * T * BLOCK_D
     # the first reader of chunk c' is token (c' + 1) L
     for t0 in range((((i_c * BC + 1) * L) // BT) * BT, T, BT):
         o_t = t0 + tl.arange(0, BT)
         m_t = o_t < T
         m_td = m_t[:, None] & (o_d < d)[None, :]
         o_ct = o_t // L
-        p_row = p_b + o_t[:, None] * stride_pt
-        o_td = i_b.to(tl.int64) * T * D + o_t[:, None] * D + i_h * d + o_d[None, :]
-        b_q = _rat_load_q(p_row, o_d, m_td, o_ct, stride_pc, OFF_Q + (i_h % G) * d, d,
-                          LOG2_BASE).to(b_kc.dtype)
-        b_do = tl.load(p_dy + o_td, mask=m_td, other=0.0).to(tl.float32)
-        b_do *= tl.sigmoid(tl.load(p_row + (OFF_Z + i_h * d + o_d[None, :]) * stride_pc,
-                                   mask=m_td, other=0.0).to(tl.float32))
-        b_do = b_do.to(b_kc.dtype)
+        o_head = o_t[:, None] * BLOCK_D + o_d[None, :]
+        b_q = tl.load(p_qh + o_head, mask=m_td, other=0.0)
+        b_do = tl.load(p_do + o_head, mask=m_td, other=0.0)
         b_lse = tl.load(p_lse + i_bh * T + o_t, mask=m_t, other=0.0)
         b_delta = tl.load(p_delta + i_bh * T + o_t, mask=m_t, other=0.0)
         b_st = tl.dot(b_kc, tl.trans(b_q), input_precision=PRECISION)  # [BC, BT]
@@ -678,10 +685,10 @@ def rat_scan_bwd_kernel(
     tl.store(p_dbias + (i_c * (BH // H) + i_b) * D + i_h * d + o_j, b_db, mask=m_j)
 
 
-# fp32 inputs: two pipeline stages, not three. The backward attention kernels hold K and V tiles
-# per stage in fp32 and need 257 KiB of shared memory at three (H100: at most 227 KiB); an
-# explicit config overrides this
-BWD_FP32_CONFIG = {"num_stages": 2}
+# fp32 inputs: 64-chunk blocks and two pipeline stages. The backward attention kernels hold K and V
+# tiles in fp32, q^ and do tiles per stage, and need more than the 227 KiB of shared memory an H100
+# has at the bf16 defaults; an explicit config overrides this
+BWD_FP32_CONFIG = {"BWD_BC": 64, "bwd_num_stages": 2}
 
 
 def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
@@ -704,8 +711,10 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
     dev, dt = proj.device, proj.dtype
     f32 = dict(device=dev, dtype=torch.float32)
     v, kt = torch.empty(B, T, D, **f32), torch.empty(B, T, D, **f32)  # v~, k~ recomputed
-    s, kc, vc, NCP = _rat_scan(proj, gate_bias, cfg, v, kt)
-    desc_k, desc_v = _descriptors(kc, vc, cfg)
+    s, kc, vc, NCP = _rat_scan(proj, gate_bias, cfg, v, kt, rows=cfg["BWD_BC"])
+    desc_k, desc_v = _descriptors(kc, vc, cfg["BWD_BC"])
+    qh = torch.empty(B * H, T, BLOCK_D, device=dev, dtype=dt)  # q^ and do, per head
+    do = torch.empty_like(qh)
     delta, dss = torch.empty(B, H, T, **f32), torch.empty(B, H, T, **f32)
     dvs, dq = torch.empty(B, T, D, **f32), torch.empty(B, T, D, **f32)  # P_self do, dq^
     dkc = torch.empty(B * H * NCP, BLOCK_D, **f32)  # dK^, dV~ of the chunk-final states
@@ -713,17 +722,21 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
     dproj = torch.empty(B, T, IN_FEATURES, device=dev, dtype=dt)
     common = dict(**_strides_shape(proj), qk_scale=SM_SCALE * LOG2E,
                   OFF_Z=OFF_Z, OFF_Q=OFF_Q, BLOCK_D=BLOCK_D,
-                  BT=cfg["BT"], BC=cfg["BC"],
+                  BT=cfg["BWD_BT"], BC=cfg["BWD_BC"],
                   PRECISION=cfg["fp32_dot"] if dt == torch.float32 else "tf32",
-                  num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+                  num_warps=cfg["bwd_num_warps"], num_stages=cfg["bwd_num_stages"])
     rat_attn_bwd_dq_kernel[lambda meta: (triton.cdiv(T, meta["BT"]), B * H)](
         p_proj=proj, p_dy=dy, p_y=y, p_lse=lse, p_s=s, p_v=v, desc_k=desc_k, desc_v=desc_v,
-        p_delta=delta, p_dss=dss, p_dvs=dvs, p_dq=dq, p_dproj=dproj, T=T, NCP=NCP,
-        F=IN_FEATURES, **common)
+        p_delta=delta, p_dss=dss, p_dvs=dvs, p_dq=dq, p_dproj=dproj, p_qh=qh, p_do=do, T=T,
+        NCP=NCP, F=IN_FEATURES, **common)
     if NC > 0:
         rat_attn_bwd_dkv_kernel[lambda meta: (triton.cdiv(NC, meta["BC"]), B * H)](
-            p_proj=proj, p_dy=dy, p_lse=lse, p_delta=delta, desc_k=desc_k, desc_v=desc_v,
-            p_dkc=dkc, p_dvc=dvc, T=T, NC=NC, NCP=NCP, **common)
+            p_qh=qh, p_do=do, p_lse=lse, p_delta=delta, desc_k=desc_k, desc_v=desc_v,
+            p_dkc=dkc, p_dvc=dvc, T=T, NC=NC, NCP=NCP, qk_scale=SM_SCALE * LOG2E, d=HEAD_DIM,
+            L=CHUNK, BLOCK_D=BLOCK_D, BT=cfg["BWD_BT"], BC=cfg["BWD_BC"],
+            PRECISION=common["PRECISION"], num_warps=cfg["bwd_num_warps"],
+            num_stages=cfg["bwd_num_stages"])
+    del qh, do
     n_blocks = triton.cdiv(triton.cdiv(T, CHUNK), cfg["SCAN_BK"])
     # dq and dk per head overwrite dq^ and P_self do: each element is read, then written, by the
     # same program
@@ -749,7 +762,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_4373f16b3ffb"
+OP_NAMESPACE = "ratc_rat_ba5db381c30a"
 
 
 def _config_arg(config):

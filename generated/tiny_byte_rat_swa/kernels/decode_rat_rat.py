@@ -20,8 +20,14 @@
 #   y  = sigmoid(z) * y
 #   when l == L - 1 (the chunk closes): K~_c, V~_c = rope_c(k~), v~
 #
-# Triton path: one launch per token, rat_decode_kernel, one program per (row, head); it reads the
-# row's position from pos on the device (no host synchronisation: a CUDA graph can capture it).
+# Triton path: two launches per token (split-K, "flash-decoding"); both read the row's position
+# from pos on the device (no host synchronisation: a CUDA graph can capture the step).
+#   rat_decode_partial_kernel, grid (B*H, SPLITS): program (b*h, s) streams chunk rows
+#     [s*SPAN, min((s+1)*SPAN, c)) and writes its softmax partials m, l [B, H, SPLITS] and
+#     acc [B, H, SPLITS, d] (fp32 scratch; an empty range writes m = -inf, l = 0, acc = 0)
+#   rat_decode_combine_kernel, grid (B*H,): the in-chunk update, the self term, the log-sum-exp
+#     merge of the partials, the output, and the chunk close (row c, which no partial reads)
+# SPAN and SPLITS come from static shapes only (R, B, H, the device's SM count), never from pos.
 
 import os
 
@@ -46,14 +52,19 @@ BLOCK_DH = triton.next_power_of_2(D1)
 SM_SCALE = HEAD_DIM ** -0.5
 LOG2E = 1.4426950408889634  # 1/ln 2: the softmax runs in exp2
 
-# Launch parameters of the step kernel (ratc tune --mode decode rewrites them). DECODE_BC: chunk
-# rows per inner step (power of two); DECODE_WARPS: warps per (row, head) program; DECODE_STAGES:
-# pipelining depth of the chunk-row loop (3 is Triton's default).
+# Launch parameters of the step kernels (ratc tune --mode decode rewrites them). DECODE_BC: chunk
+# rows per inner step (power of two); DECODE_WARPS: warps per partial program; DECODE_STAGES:
+# pipelining depth of the chunk-row loop (3 is Triton's default); DECODE_SPLIT_ROWS: chunk rows per
+# partial program (SPAN, rounded up to a multiple of DECODE_BC), 0 = auto: about SPLIT_WAVES
+# programs per SM over all (row, head, split).
 CONFIG = {
-    "DECODE_BC": 32,
+    "DECODE_BC": 64,
     "DECODE_WARPS": 4,
     "DECODE_STAGES": 3,
+    "DECODE_SPLIT_ROWS": 0,
 }
+SPLIT_WAVES = 4  # auto split: B*H*SPLITS about this many times the SM count
+MERGE_BLOCK = 32  # partials the combine kernel merges per step (power of two)
 
 # -------------------------------------------------------------------------------------------------
 # tuned launch configs, baked in by `ratc build` from autotune/<GPU name>.json
@@ -284,19 +295,76 @@ def _rotate(x, cos, sin):
 
 
 @triton.jit
-def rat_decode_kernel(
-    p_proj, p_bias, p_kc, p_vc, p_ks, p_vs, p_pos, p_freq, p_y,
-    R, stride_pb, stride_pc, stride_cb, qk_scale,
+def rat_decode_partial_kernel(
+    p_proj, p_kc, p_vc, p_pos, p_freq, p_m, p_l, p_acc,
+    SPAN, stride_pb, stride_pc, stride_cb, qk_scale,
+    OFF_Q: tl.constexpr, H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
+    D1: tl.constexpr, BLOCK_DH: tl.constexpr, BC: tl.constexpr,
+):
+    # over this split's chunk rows r in [s*SPAN, min((s+1)*SPAN, c)), in base 2 with
+    # s_r = q.K~_r log2(e)/sqrt(d): m = max s_r, l = sum 2^(s_r - m), acc = sum 2^(s_r - m) V~_r
+    tl.static_assert(2 * D1 >= d)
+    D: tl.constexpr = H * d
+    i_bh, i_s = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    c = tl.load(p_pos + i_b) // L  # complete chunk rows
+    r_lo = i_s * SPAN
+    r_hi = tl.minimum(r_lo + SPAN, c)
+    o_i = tl.arange(0, BLOCK_DH)
+    o_j = o_i[:, None] + tl.arange(0, 2)[None, :] * D1  # [BLOCK_DH, 2] channel within the head
+    m_j = (o_i[:, None] < D1) & (o_j < d)
+    o_h = i_h * d + o_j  # model channel
+    o_g = (i_h % G) * d + o_j  # channel of q/k's group
+
+    p_row = p_proj + i_b.to(tl.int64) * stride_pb
+    b_q = tl.load(p_row + (OFF_Q + o_g) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
+    b_cos, b_sin = _rope_cos_sin(c, p_freq, o_i, o_i < D1, D1)
+    b_q = _rotate(b_q, b_cos, b_sin)
+    b_m = tl.full([], float("-inf"), tl.float32)
+    b_l = tl.full([], 0.0, tl.float32)
+    b_acc = tl.zeros([BLOCK_DH, 2], dtype=tl.float32)
+    o_r = tl.arange(0, BC)
+    p_kc = p_kc + i_b.to(tl.int64) * stride_cb
+    p_vc = p_vc + i_b.to(tl.int64) * stride_cb
+    # every block holds a row r < r_hi, so b_mn is finite from the first block on
+    for r0 in range(r_lo, r_hi, BC):
+        o_row = r0 + o_r
+        m_row = o_row < r_hi
+        o_kv = o_row[:, None, None] * D + o_h[None, :, :]
+        m_kv = m_row[:, None, None] & m_j[None, :, :]
+        b_kc = tl.load(p_kc + o_kv, mask=m_kv, other=0.0).to(tl.float32)  # [BC, BLOCK_DH, 2]
+        # V~ issued with K~ (not after the score reductions): both tiles in flight at once
+        b_vc = tl.load(p_vc + o_kv, mask=m_kv, other=0.0).to(tl.float32)
+        b_s = tl.sum(tl.sum(b_kc * b_q[None, :, :], axis=2), axis=1) * qk_scale
+        b_s = tl.where(m_row, b_s, float("-inf"))
+        b_mn = tl.maximum(b_m, tl.max(b_s, axis=0))
+        b_p = tl.exp2(b_s - b_mn)
+        b_alpha = tl.exp2(b_m - b_mn)
+        b_l = b_l * b_alpha + tl.sum(b_p, axis=0)
+        b_acc = b_acc * b_alpha + tl.sum(b_p[:, None, None] * b_vc, axis=0)
+        b_m = b_mn
+    o_part = i_bh.to(tl.int64) * tl.num_programs(1) + i_s
+    tl.store(p_m + o_part, b_m)
+    tl.store(p_l + o_part, b_l)
+    tl.store(p_acc + o_part * d + o_j, b_acc, mask=m_j)
+
+
+@triton.jit
+def rat_decode_combine_kernel(
+    p_proj, p_bias, p_kc, p_vc, p_ks, p_vs, p_pos, p_freq, p_m, p_l, p_acc, p_y,
+    R, SPLITS, stride_pb, stride_pc, stride_cb, qk_scale,
     OFF_Z: tl.constexpr,
     OFF_X: tl.constexpr, OFF_A: tl.constexpr, OFF_Q: tl.constexpr, OFF_K: tl.constexpr,
     H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
-    D1: tl.constexpr, BLOCK_DH: tl.constexpr, BC: tl.constexpr,
+    D1: tl.constexpr, BLOCK_DH: tl.constexpr, BS: tl.constexpr,
 ):
     # y = softmax([q.K~_0 .. q.K~_{c-1}, q.k~]/sqrt(d)) . [V~_0 .. V~_{c-1}; v~] for the token of
-    # row b at t = pos[b], head h, after the in-chunk update of k~, v~; closes chunk c if l == L-1
+    # row b at t = pos[b], head h, after the in-chunk update of k~, v~: the self term merged with
+    # the SPLITS partials by log-sum-exp; closes chunk c if l == L-1
     tl.static_assert(2 * D1 >= d)
     D: tl.constexpr = H * d
-    i_b, i_h = tl.program_id(0) // H, tl.program_id(0) % H
+    i_bh = tl.program_id(0)
+    i_b, i_h = i_bh // H, i_bh % H
     t = tl.load(p_pos + i_b)
     c = t // L
     l = t - c * L
@@ -324,39 +392,37 @@ def rat_decode_kernel(
     tl.store(p_ks + o_state, b_ks.to(p_ks.dtype.element_ty), mask=m_j)
     tl.store(p_vs + o_state, b_vs.to(p_vs.dtype.element_ty), mask=m_j)
 
-    # the self term opens the online softmax (q and k~ share chunk c, so RoPE cancels in q.k~)
+    # the self term opens the merge (q and k~ share chunk c, so RoPE cancels in q.k~); it is
+    # finite, so b_m stays finite and an empty split (m = -inf, l = 0) weighs exactly 0
     b_m = tl.sum(tl.sum(b_q * b_ks, axis=1), axis=0) * qk_scale
     b_l = b_m * 0.0 + 1.0
     b_acc = b_vs
-    b_cos, b_sin = _rope_cos_sin(c, p_freq, o_i, o_i < D1, D1)
-    b_q = _rotate(b_q, b_cos, b_sin)
-    # stream the chunk rows c' < c
-    o_r = tl.arange(0, BC)
-    p_kc = p_kc + i_b.to(tl.int64) * stride_cb
-    p_vc = p_vc + i_b.to(tl.int64) * stride_cb
-    for r0 in range(0, c, BC):
-        o_row = r0 + o_r
-        m_row = o_row < c
-        o_kv = o_row[:, None, None] * D + o_h[None, :, :]
-        m_kv = m_row[:, None, None] & m_j[None, :, :]
-        b_kc = tl.load(p_kc + o_kv, mask=m_kv, other=0.0).to(tl.float32)  # [BC, BLOCK_DH, 2]
-        b_s = tl.sum(tl.sum(b_kc * b_q[None, :, :], axis=2), axis=1) * qk_scale
-        b_s = tl.where(m_row, b_s, float("-inf"))
-        b_mn = tl.maximum(b_m, tl.max(b_s, axis=0))
-        b_p = tl.exp2(b_s - b_mn)
+    o_s = tl.arange(0, BS)
+    o_part = i_bh.to(tl.int64) * SPLITS
+    for s0 in range(0, SPLITS, BS):
+        m_s = s0 + o_s < SPLITS
+        b_ms = tl.load(p_m + o_part + s0 + o_s, mask=m_s, other=float("-inf"))
+        b_ls = tl.load(p_l + o_part + s0 + o_s, mask=m_s, other=0.0)
+        o_acc = (o_part + s0 + o_s)[:, None, None] * d + o_j[None, :, :]
+        b_as = tl.load(p_acc + o_acc, mask=m_s[:, None, None] & m_j[None, :, :], other=0.0)
+        b_mn = tl.maximum(b_m, tl.max(b_ms, axis=0))
+        b_ws = tl.where(b_ms > float("-inf"), tl.exp2(b_ms - b_mn), 0.0)
         b_alpha = tl.exp2(b_m - b_mn)
-        b_l = b_l * b_alpha + tl.sum(b_p, axis=0)
-        b_vc = tl.load(p_vc + o_kv, mask=m_kv, other=0.0).to(tl.float32)
-        b_acc = b_acc * b_alpha + tl.sum(b_p[:, None, None] * b_vc, axis=0)
+        b_l = b_l * b_alpha + tl.sum(b_ws * b_ls, axis=0)
+        b_acc = b_acc * b_alpha + tl.sum(b_ws[:, None, None] * b_as, axis=0)
         b_m = b_mn
     b_y = b_acc / b_l
     b_z = tl.load(p_row + (OFF_Z + o_h) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
     b_y = b_y * tl.sigmoid(b_z)
     tl.store(p_y + i_b.to(tl.int64) * D + o_h, b_y.to(p_y.dtype.element_ty), mask=m_j)
 
-    # the token closes chunk c: K~_c, V~_c = rope_c(k~), v~
+    # the token closes chunk c: K~_c, V~_c = rope_c(k~), v~ (the partials
+    # read rows < c only)
     m_close = m_j & (l == L - 1) & (c < R)
+    b_cos, b_sin = _rope_cos_sin(c, p_freq, o_i, o_i < D1, D1)
     b_ks = _rotate(b_ks, b_cos, b_sin)
+    p_kc = p_kc + i_b.to(tl.int64) * stride_cb
+    p_vc = p_vc + i_b.to(tl.int64) * stride_cb
     tl.store(p_kc + c * D + o_h, b_ks.to(p_kc.dtype.element_ty), mask=m_close)
     tl.store(p_vc + c * D + o_h, b_vs.to(p_vc.dtype.element_ty), mask=m_close)
 
@@ -374,8 +440,37 @@ def _freq_table(device):
     return table
 
 
+_SMS = {}  # device -> streaming multiprocessors
+
+
+def _sm_count(device):
+    """The device's SM count, cached; 4 off CUDA (the interpreter), so tests see several splits."""
+    n = _SMS.get(device)
+    if n is None:
+        n = torch.cuda.get_device_properties(device).multi_processor_count \
+            if device.type == "cuda" else 4
+        _SMS[device] = n
+    return n
+
+
+def decode_split(rows, programs, block, span, device):
+    """(SPAN, SPLITS): rows per partial program, and partial programs per (row, head).
+
+    Args:
+        rows: cache rows (the capacity in rows, a static shape: never a position).
+        programs: (row, head) programs, B * H.
+        block: rows per inner step; SPAN is a multiple of it, one block at least.
+        span: DECODE_SPLIT_ROWS; 0 picks SPLITS so programs * SPLITS is about SPLIT_WAVES times
+            the SM count.
+    """
+    if not span:
+        span = -(-rows // max(1, -(-SPLIT_WAVES * _sm_count(device) // programs)))
+    span = max(1, -(-span // block)) * block
+    return span, max(1, -(-rows // span))
+
+
 def rat_decode(proj, gate_bias, cache, pos, config=None, out=None):
-    """Launch rat_decode_kernel: one token per row.
+    """Launch rat_decode_partial_kernel, then rat_decode_combine_kernel: one token per row.
 
     Args:
         proj: [B, 128] in_proj output (CUDA, or CPU under TRITON_INTERPRET=1), fp16/bf16/fp32,
@@ -390,21 +485,37 @@ def rat_decode(proj, gate_bias, cache, pos, config=None, out=None):
         y: [B, 32] in proj's dtype.
     """
     B = proj.shape[0]
+    dev = proj.device
     kc, vc, ks, vs = (cache[f] for f in CACHE_FIELDS)
     R = kc.shape[1]
     cfg = _launch_config(proj, config, mode="decode", T=R * CHUNK)
     assert all(u.is_contiguous() for u in (kc, vc, ks, vs)) and pos.dtype == torch.int64
-    y = torch.empty(B, D, device=proj.device, dtype=proj.dtype) if out is None else out
+    y = torch.empty(B, D, device=dev, dtype=proj.dtype) if out is None else out
     assert y.shape == (B, D) and y.is_contiguous()
-    rat_decode_kernel[(B * H,)](
-        # with no chunk rows (capacity < L) nothing reads them: point at the state instead
-        p_proj=proj, p_bias=gate_bias, p_kc=kc if R else ks, p_vc=vc if R else vs, p_ks=ks,
-        p_vs=vs, p_pos=pos, p_freq=_freq_table(proj.device), p_y=y,
-        R=R, stride_pb=proj.stride(0), stride_pc=proj.stride(1), stride_cb=R * D,
+    span, splits = decode_split(R, B * H, cfg["DECODE_BC"], cfg["DECODE_SPLIT_ROWS"], dev)
+    # softmax partials per (row, head, split), fp32 (under a CUDA graph: its private pool)
+    part_m = torch.empty(B, H, splits, device=dev, dtype=torch.float32)
+    part_l = torch.empty(B, H, splits, device=dev, dtype=torch.float32)
+    part_acc = torch.empty(B, H, splits, HEAD_DIM, device=dev, dtype=torch.float32)
+    # with no chunk rows (capacity < L) nothing reads them: point at the state instead
+    p_kc, p_vc = (kc, vc) if R else (ks, vs)
+    p_freq = _freq_table(dev)
+    rat_decode_partial_kernel[(B * H, splits)](
+        p_proj=proj, p_kc=p_kc, p_vc=p_vc, p_pos=pos, p_freq=p_freq, p_m=part_m, p_l=part_l,
+        p_acc=part_acc, SPAN=span, stride_pb=proj.stride(0), stride_pc=proj.stride(1),
+        stride_cb=R * D, qk_scale=SM_SCALE * LOG2E, OFF_Q=OFF_Q, H=H, G=GROUPS, d=HEAD_DIM,
+        L=CHUNK, D1=D1, BLOCK_DH=BLOCK_DH, BC=cfg["DECODE_BC"],
+        num_warps=cfg["DECODE_WARPS"], num_stages=cfg["DECODE_STAGES"],
+    )
+    rat_decode_combine_kernel[(B * H,)](
+        p_proj=proj, p_bias=gate_bias, p_kc=p_kc, p_vc=p_vc, p_ks=ks, p_vs=vs, p_pos=pos,
+        p_freq=p_freq, p_m=part_m, p_l=part_l, p_acc=part_acc, p_y=y,
+        R=R, SPLITS=splits, stride_pb=proj.stride(0), stride_pc=proj.stride(1), stride_cb=R * D,
         qk_scale=SM_SCALE * LOG2E,
         OFF_Z=OFF_Z, OFF_X=OFF_X, OFF_A=OFF_A, OFF_Q=OFF_Q, OFF_K=OFF_K,
-        H=H, G=GROUPS, d=HEAD_DIM, L=CHUNK, D1=D1, BLOCK_DH=BLOCK_DH, BC=cfg["DECODE_BC"],
-        num_warps=cfg["DECODE_WARPS"], num_stages=cfg["DECODE_STAGES"],
+        H=H, G=GROUPS, d=HEAD_DIM, L=CHUNK, D1=D1, BLOCK_DH=BLOCK_DH,
+        BS=min(MERGE_BLOCK, triton.next_power_of_2(splits)),
+        num_warps=4,  # a few KB of work per program: not worth tuning
     )
     return y
 
@@ -414,7 +525,7 @@ def rat_decode(proj, gate_bias, cache, pos, config=None, out=None):
 
 
 def step_triton(proj, gate_bias, cache, pos):
-    """The step through rat_decode_kernel: proj [B, 128] fp16/bf16/fp32 -> y [B, 32]."""
+    """The step through rat_decode: proj [B, 128] fp16/bf16/fp32 -> y [B, 32]."""
     if proj.dtype not in _TRITON_DTYPES:
         raise TypeError(f"step_triton takes fp16, bf16 or fp32, got {proj.dtype}")
     if gate_bias is None:

@@ -14,8 +14,15 @@
 #   y = softmax([q.k_s for the other filled slots, q.k_t] / sqrt(d)) . [v_s; v_t]
 # then token t's key and value go to slot t % N.
 #
-# Triton path: one launch per token, swa_decode_kernel, one program per (row, head); it reads
-# the row's position from pos on the device (no host synchronisation: a CUDA graph can capture it).
+# Triton path: two launches per token (split-K, "flash-decoding"); both read the row's position
+# from pos on the device (no host synchronisation: a CUDA graph can capture the step).
+#   swa_decode_partial_kernel, grid (B*H, SPLITS): program (b*h, s) streams the filled slots
+#     of [s*SPAN, min((s+1)*SPAN, N)) other than t % N and writes its softmax partials m, l
+#     [B, H, SPLITS] and acc [B, H, SPLITS, d] (fp32 scratch; with no such slot: m = -inf, l = 0,
+#     acc = 0)
+#   swa_decode_combine_kernel, grid (B*H,): the current token's term, the log-sum-exp merge
+#     of the partials, the output, and the write of slot t % N (which no partial reads)
+# SPAN and SPLITS come from static shapes only (N, B, H, the device's SM count), never from pos.
 
 import os
 
@@ -38,14 +45,19 @@ BLOCK_DH = triton.next_power_of_2(D1)
 SM_SCALE = HEAD_DIM ** -0.5
 LOG2E = 1.4426950408889634  # 1/ln 2: the softmax runs in exp2
 
-# Launch parameters of the step kernel (ratc tune --mode decode rewrites them). DECODE_BN: cached
-# keys per inner step (power of two); DECODE_WARPS: warps per (row, head) program; DECODE_STAGES:
-# pipelining depth of the slot loop (3 is Triton's default).
+# Launch parameters of the step kernels (ratc tune --mode decode rewrites them). DECODE_BN: cached
+# keys per inner step (power of two); DECODE_WARPS: warps per partial program; DECODE_STAGES:
+# pipelining depth of the slot loop (3 is Triton's default); DECODE_SPLIT_ROWS: slots per partial
+# program (SPAN, rounded up to a multiple of DECODE_BN), 0 = auto: about SPLIT_WAVES programs per
+# SM over all (row, head, split).
 CONFIG = {
-    "DECODE_BN": 32,
+    "DECODE_BN": 64,
     "DECODE_WARPS": 4,
     "DECODE_STAGES": 3,
+    "DECODE_SPLIT_ROWS": 0,
 }
+SPLIT_WAVES = 4  # auto split: B*H*SPLITS about this many times the SM count
+MERGE_BLOCK = 32  # partials the combine kernel merges per step (power of two)
 
 # -------------------------------------------------------------------------------------------------
 # tuned launch configs, baked in by `ratc build` from autotune/<GPU name>.json
@@ -217,21 +229,79 @@ def _rotate(x, cos, sin):
 
 
 @triton.jit
-def swa_decode_kernel(
-    p_proj, p_k, p_v, p_pos, p_freq, p_y,
-    N, stride_pb, stride_pc, stride_cb, qk_scale,
-    OFF_X: tl.constexpr, OFF_Q: tl.constexpr, OFF_K: tl.constexpr,
-    H: tl.constexpr, d: tl.constexpr, D1: tl.constexpr, BLOCK_DH: tl.constexpr,
-    BN: tl.constexpr,
+def swa_decode_partial_kernel(
+    p_proj, p_k, p_v, p_pos, p_freq, p_m, p_l, p_acc,
+    N, SPAN, stride_pb, stride_pc, stride_cb, qk_scale,
+    OFF_Q: tl.constexpr, H: tl.constexpr, d: tl.constexpr, D1: tl.constexpr,
+    BLOCK_DH: tl.constexpr, BN: tl.constexpr,
 ):
-    # y = softmax([q.k_s over the filled slots s != t % N, q.k_t]/sqrt(d)) . [v_s; v_t] for the
-    # token of row b at t = pos[b], head h; then (k_t, v_t) -> slot t % N
+    # over the filled slots j != t % N of split i, j in [i*SPAN, min((i+1)*SPAN, N)), in base 2
+    # with s_j = q.k_j log2(e)/sqrt(d): m = max s_j, l = sum 2^(s_j - m), acc = sum 2^(s_j - m) v_j
     tl.static_assert(2 * D1 >= d)
     D: tl.constexpr = H * d
-    i_b, i_h = tl.program_id(0) // H, tl.program_id(0) % H
+    i_bh, i_s = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    t = tl.load(p_pos + i_b)
+    slot = t % N  # holds token t - N, out of the window (or nothing): skipped
+    n_old = tl.minimum(t, N)  # slots filled before this token
+    n_lo = i_s * SPAN
+    n_hi = tl.minimum(n_lo + SPAN, n_old)
+    o_i = tl.arange(0, BLOCK_DH)
+    o_j = o_i[:, None] + tl.arange(0, 2)[None, :] * D1  # [BLOCK_DH, 2] channel within the head
+    m_j = (o_i[:, None] < D1) & (o_j < d)
+    o_h = i_h * d + o_j  # model channel
+
+    p_row = p_proj + i_b.to(tl.int64) * stride_pb
+    b_q = tl.load(p_row + (OFF_Q + o_h) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
+    b_cos, b_sin = _rope_cos_sin(t, p_freq, o_i, o_i < D1, D1)
+    b_q = _rotate(b_q, b_cos, b_sin)
+    b_m = tl.full([], float("-inf"), tl.float32)
+    b_l = tl.full([], 0.0, tl.float32)
+    b_acc = tl.zeros([BLOCK_DH, 2], dtype=tl.float32)
+    o_n = tl.arange(0, BN)
+    p_k = p_k + i_b.to(tl.int64) * stride_cb
+    p_v = p_v + i_b.to(tl.int64) * stride_cb
+    for n0 in range(n_lo, n_hi, BN):
+        o_s = n0 + o_n
+        m_s = (o_s < n_hi) & (o_s != slot)
+        o_kv = o_s[:, None, None] * D + o_h[None, :, :]
+        m_kv = m_s[:, None, None] & m_j[None, :, :]
+        b_kc = tl.load(p_k + o_kv, mask=m_kv, other=0.0).to(tl.float32)  # [BN, BLOCK_DH, 2]
+        # v issued with k (not after the score reductions): both tiles in flight at once
+        b_vc = tl.load(p_v + o_kv, mask=m_kv, other=0.0).to(tl.float32)
+        b_s = tl.sum(tl.sum(b_kc * b_q[None, :, :], axis=2), axis=1) * qk_scale
+        b_s = tl.where(m_s, b_s, float("-inf"))
+        b_mn = tl.maximum(b_m, tl.max(b_s, axis=0))
+        # a block whose one slot is t % N leaves b_mn at -inf: shift by 0 then (no -inf - -inf)
+        b_shift = tl.where(b_mn == float("-inf"), 0.0, b_mn)
+        b_p = tl.exp2(b_s - b_shift)
+        b_alpha = tl.exp2(b_m - b_shift)
+        b_l = b_l * b_alpha + tl.sum(b_p, axis=0)
+        b_acc = b_acc * b_alpha + tl.sum(b_p[:, None, None] * b_vc, axis=0)
+        b_m = b_mn
+    o_part = i_bh.to(tl.int64) * tl.num_programs(1) + i_s
+    tl.store(p_m + o_part, b_m)
+    tl.store(p_l + o_part, b_l)
+    tl.store(p_acc + o_part * d + o_j, b_acc, mask=m_j)
+
+
+@triton.jit
+def swa_decode_combine_kernel(
+    p_proj, p_k, p_v, p_pos, p_freq, p_m, p_l, p_acc, p_y,
+    N, SPLITS, stride_pb, stride_pc, stride_cb, qk_scale,
+    OFF_X: tl.constexpr, OFF_Q: tl.constexpr, OFF_K: tl.constexpr,
+    H: tl.constexpr, d: tl.constexpr, D1: tl.constexpr, BLOCK_DH: tl.constexpr,
+    BS: tl.constexpr,
+):
+    # y = softmax([q.k_s over the filled slots s != t % N, q.k_t]/sqrt(d)) . [v_s; v_t] for the
+    # token of row b at t = pos[b], head h: its own term merged with the SPLITS partials by
+    # log-sum-exp; then (k_t, v_t) -> slot t % N
+    tl.static_assert(2 * D1 >= d)
+    D: tl.constexpr = H * d
+    i_bh = tl.program_id(0)
+    i_b, i_h = i_bh // H, i_bh % H
     t = tl.load(p_pos + i_b)
     slot = t % N
-    n_old = tl.minimum(t, N)  # slots filled before this token
     o_i = tl.arange(0, BLOCK_DH)
     o_j = o_i[:, None] + tl.arange(0, 2)[None, :] * D1  # [BLOCK_DH, 2] channel within the head
     m_j = (o_i[:, None] < D1) & (o_j < d)
@@ -242,34 +312,32 @@ def swa_decode_kernel(
     b_q = tl.load(p_row + (OFF_Q + o_h) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
     b_k = tl.load(p_row + (OFF_K + o_h) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
 
-    # the token's own key opens the online softmax (RoPE at t on both cancels in q.k)
+    # the token's own key opens the merge (RoPE at t on both cancels in q.k); it is finite, so
+    # b_m stays finite and an empty split (m = -inf, l = 0) weighs exactly 0
     b_m = tl.sum(tl.sum(b_q * b_k, axis=1), axis=0) * qk_scale
     b_l = b_m * 0.0 + 1.0
     b_acc = b_v
-    b_cos, b_sin = _rope_cos_sin(t, p_freq, o_i, o_i < D1, D1)
-    b_q = _rotate(b_q, b_cos, b_sin)
-    b_k = _rotate(b_k, b_cos, b_sin)
-    o_n = tl.arange(0, BN)
-    p_k = p_k + i_b.to(tl.int64) * stride_cb
-    p_v = p_v + i_b.to(tl.int64) * stride_cb
-    for n0 in range(0, n_old, BN):
-        o_s = n0 + o_n
-        m_s = (o_s < n_old) & (o_s != slot)
-        o_kv = o_s[:, None, None] * D + o_h[None, :, :]
-        m_kv = m_s[:, None, None] & m_j[None, :, :]
-        b_kc = tl.load(p_k + o_kv, mask=m_kv, other=0.0).to(tl.float32)  # [BN, BLOCK_DH, 2]
-        b_s = tl.sum(tl.sum(b_kc * b_q[None, :, :], axis=2), axis=1) * qk_scale
-        b_s = tl.where(m_s, b_s, float("-inf"))
-        b_mn = tl.maximum(b_m, tl.max(b_s, axis=0))
-        b_p = tl.exp2(b_s - b_mn)
+    o_s = tl.arange(0, BS)
+    o_part = i_bh.to(tl.int64) * SPLITS
+    for s0 in range(0, SPLITS, BS):
+        m_s = s0 + o_s < SPLITS
+        b_ms = tl.load(p_m + o_part + s0 + o_s, mask=m_s, other=float("-inf"))
+        b_ls = tl.load(p_l + o_part + s0 + o_s, mask=m_s, other=0.0)
+        o_acc = (o_part + s0 + o_s)[:, None, None] * d + o_j[None, :, :]
+        b_as = tl.load(p_acc + o_acc, mask=m_s[:, None, None] & m_j[None, :, :], other=0.0)
+        b_mn = tl.maximum(b_m, tl.max(b_ms, axis=0))
+        b_ws = tl.where(b_ms > float("-inf"), tl.exp2(b_ms - b_mn), 0.0)
         b_alpha = tl.exp2(b_m - b_mn)
-        b_l = b_l * b_alpha + tl.sum(b_p, axis=0)
-        b_vc = tl.load(p_v + o_kv, mask=m_kv, other=0.0).to(tl.float32)
-        b_acc = b_acc * b_alpha + tl.sum(b_p[:, None, None] * b_vc, axis=0)
+        b_l = b_l * b_alpha + tl.sum(b_ws * b_ls, axis=0)
+        b_acc = b_acc * b_alpha + tl.sum(b_ws[:, None, None] * b_as, axis=0)
         b_m = b_mn
     b_y = b_acc / b_l
     tl.store(p_y + i_b.to(tl.int64) * D + o_h, b_y.to(p_y.dtype.element_ty), mask=m_j)
-    # the token's key and value into its slot (not read above)
+    # the token's key and value into its slot (no partial reads it)
+    b_cos, b_sin = _rope_cos_sin(t, p_freq, o_i, o_i < D1, D1)
+    b_k = _rotate(b_k, b_cos, b_sin)
+    p_k = p_k + i_b.to(tl.int64) * stride_cb
+    p_v = p_v + i_b.to(tl.int64) * stride_cb
     tl.store(p_k + slot * D + o_h, b_k.to(p_k.dtype.element_ty), mask=m_j)
     tl.store(p_v + slot * D + o_h, b_v.to(p_v.dtype.element_ty), mask=m_j)
 
@@ -287,8 +355,37 @@ def _freq_table(device):
     return table
 
 
+_SMS = {}  # device -> streaming multiprocessors
+
+
+def _sm_count(device):
+    """The device's SM count, cached; 4 off CUDA (the interpreter), so tests see several splits."""
+    n = _SMS.get(device)
+    if n is None:
+        n = torch.cuda.get_device_properties(device).multi_processor_count \
+            if device.type == "cuda" else 4
+        _SMS[device] = n
+    return n
+
+
+def decode_split(rows, programs, block, span, device):
+    """(SPAN, SPLITS): slots per partial program, and partial programs per (row, head).
+
+    Args:
+        rows: cache slots N (a static shape: never a position).
+        programs: (row, head) programs, B * H.
+        block: slots per inner step; SPAN is a multiple of it, one block at least.
+        span: DECODE_SPLIT_ROWS; 0 picks SPLITS so programs * SPLITS is about SPLIT_WAVES times
+            the SM count.
+    """
+    if not span:
+        span = -(-rows // max(1, -(-SPLIT_WAVES * _sm_count(device) // programs)))
+    span = max(1, -(-span // block)) * block
+    return span, max(1, -(-rows // span))
+
+
 def swa_decode(proj, cache, pos, config=None, out=None):
-    """Launch swa_decode_kernel: one token per row.
+    """Launch swa_decode_partial_kernel, then the combine kernel: one token per row.
 
     Args:
         proj: [B, 96] in_proj output (CUDA, or CPU under TRITON_INTERPRET=1), fp16/bf16/fp32.
@@ -301,19 +398,33 @@ def swa_decode(proj, cache, pos, config=None, out=None):
         y: [B, 32] in proj's dtype.
     """
     B = proj.shape[0]
+    dev = proj.device
     keys, values = cache["keys"], cache["values"]
     N = keys.shape[1]
     cfg = _launch_config(proj, config, mode="decode", T=N)
     assert keys.is_contiguous() and values.is_contiguous() and pos.dtype == torch.int64
-    y = torch.empty(B, D, device=proj.device, dtype=proj.dtype) if out is None else out
+    y = torch.empty(B, D, device=dev, dtype=proj.dtype) if out is None else out
     assert y.shape == (B, D) and y.is_contiguous()
-    swa_decode_kernel[(B * H,)](
-        p_proj=proj, p_k=keys, p_v=values, p_pos=pos,
-        p_freq=_freq_table(proj.device), p_y=y,
-        N=N, stride_pb=proj.stride(0), stride_pc=proj.stride(1), stride_cb=N * D,
-        qk_scale=SM_SCALE * LOG2E, OFF_X=OFF_X, OFF_Q=OFF_Q, OFF_K=OFF_K,
-        H=H, d=HEAD_DIM, D1=D1, BLOCK_DH=BLOCK_DH, BN=cfg["DECODE_BN"],
+    span, splits = decode_split(N, B * H, cfg["DECODE_BN"], cfg["DECODE_SPLIT_ROWS"], dev)
+    # softmax partials per (row, head, split), fp32 (under a CUDA graph: its private pool)
+    part_m = torch.empty(B, H, splits, device=dev, dtype=torch.float32)
+    part_l = torch.empty(B, H, splits, device=dev, dtype=torch.float32)
+    part_acc = torch.empty(B, H, splits, HEAD_DIM, device=dev, dtype=torch.float32)
+    p_freq = _freq_table(dev)
+    swa_decode_partial_kernel[(B * H, splits)](
+        p_proj=proj, p_k=keys, p_v=values, p_pos=pos, p_freq=p_freq, p_m=part_m, p_l=part_l,
+        p_acc=part_acc, N=N, SPAN=span, stride_pb=proj.stride(0), stride_pc=proj.stride(1),
+        stride_cb=N * D, qk_scale=SM_SCALE * LOG2E, OFF_Q=OFF_Q, H=H, d=HEAD_DIM, D1=D1,
+        BLOCK_DH=BLOCK_DH, BN=cfg["DECODE_BN"],
         num_warps=cfg["DECODE_WARPS"], num_stages=cfg["DECODE_STAGES"],
+    )
+    swa_decode_combine_kernel[(B * H,)](
+        p_proj=proj, p_k=keys, p_v=values, p_pos=pos, p_freq=p_freq, p_m=part_m, p_l=part_l,
+        p_acc=part_acc, p_y=y, N=N, SPLITS=splits, stride_pb=proj.stride(0),
+        stride_pc=proj.stride(1), stride_cb=N * D, qk_scale=SM_SCALE * LOG2E,
+        OFF_X=OFF_X, OFF_Q=OFF_Q, OFF_K=OFF_K, H=H, d=HEAD_DIM, D1=D1, BLOCK_DH=BLOCK_DH,
+        BS=min(MERGE_BLOCK, triton.next_power_of_2(splits)),
+        num_warps=4,  # a few KB of work per program: not worth tuning
     )
     return y
 
@@ -323,7 +434,7 @@ def swa_decode(proj, cache, pos, config=None, out=None):
 
 
 def step_triton(proj, gate_bias, cache, pos):
-    """The step through swa_decode_kernel: proj [B, 96] fp16/bf16/fp32 -> y [B, 32]."""
+    """The step through swa_decode: proj [B, 96] fp16/bf16/fp32 -> y [B, 32]."""
     if proj.dtype not in _TRITON_DTYPES:
         raise TypeError(f"step_triton takes fp16, bf16 or fp32, got {proj.dtype}")
     return swa_decode(proj, cache, pos)

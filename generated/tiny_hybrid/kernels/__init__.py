@@ -1,1 +1,2 @@
-"""Rendered kernel modules, per layer definition: <kind>_<name> (forward), decode_<kind>_<name> (decode)."""
+"""Rendered kernel modules: <kind>_<name> (forward) and decode_<kind>_<name> (decode) of each
+layer definition; rms_norm, the fused RMSNorm of every norm."""
