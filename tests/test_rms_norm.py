@@ -103,13 +103,16 @@ def test_triton_matches_float64_reference(mod, shape, layout, dtype, cfg, poison
 
 
 def assert_rounds_like(got, want, dtype, max_mismatch=0.01):
-    """got equals want except in a few elements (rstd an ulp apart), and there by one ulp."""
+    """got equals want except in a few elements, and there by at most two ulps: where rstd is
+    an ulp apart (another summation order; rsqrt.approx on the GPU) n~ can round the other way,
+    an ulp of n~ that the weight scales (|w| up to ~2), and y is rounded once more (seen on an
+    H100: 1.828 against 1.8125 in bf16)."""
     diff = (got.float() - want.float()).abs()
     ulp = torch.finfo(dtype).eps * want.float().abs()
     frac = (got != want).float().mean().item()
-    worst = int((diff - ulp).argmax())
-    assert bool((diff <= ulp).all()), (
-        f"more than one ulp off at flat index {worst}: got {got.flatten()[worst].item():.6g}, "
+    worst = int((diff - 2 * ulp).argmax())
+    assert bool((diff <= 2 * ulp).all()), (
+        f"more than two ulps off at flat index {worst}: got {got.flatten()[worst].item():.6g}, "
         f"PyTorch path {want.flatten()[worst].item():.6g}")
     assert frac <= max_mismatch, f"{frac:.1%} of the elements differ from the PyTorch path"
 

@@ -1,9 +1,9 @@
 """Where generated code spends its time on the GPU: torch.profiler over a few steps, CUDA time per
 kernel, largest first.
 
-    python3 scripts/profile.py layer generated.rat_swa rat --seq 16384 --batch 16 --mode train
-    python3 scripts/profile.py decode generated.rat --batch 1368 --pos 3584 --capacity 4096
-    python3 scripts/profile.py prefill generated.rat --batch 21 --seq 3072 --capacity 4096
+    python3 scripts/kernel_profile.py layer generated.rat_swa rat --seq 16384 --batch 16 --mode train
+    python3 scripts/kernel_profile.py decode generated.rat --batch 1368 --pos 3584 --capacity 4096
+    python3 scripts/kernel_profile.py prefill generated.rat --batch 21 --seq 3072 --capacity 4096
 
 layer: one block, --mode train (forward + backward; the input and every parameter get gradients)
 or prefill (forward under no_grad); prints the launch config the layer resolves first.
