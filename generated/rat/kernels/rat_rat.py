@@ -94,7 +94,17 @@ TUNED = {'NVIDIA H100 80GB HBM3': {'prefill': {'T131072xB2': {'BC': 64,
                                                       'SCAN_WARPS': 2,
                                                       'num_stages': 4,
                                                       'num_warps': 8}},
-                           'train': {'T16384xB16': {'BC': 64,
+                           'train': {'T131072xB2': {'BC': 32,
+                                                    'BT': 64,
+                                                    'BWD_BC': 32,
+                                                    'BWD_BT': 128,
+                                                    'SCAN_BK': 8,
+                                                    'SCAN_WARPS': 2,
+                                                    'bwd_num_stages': 3,
+                                                    'bwd_num_warps': 8,
+                                                    'num_stages': 4,
+                                                    'num_warps': 4},
+                                     'T16384xB16': {'BC': 64,
                                                     'BT': 64,
                                                     'BWD_BC': 64,
                                                     'BWD_BT': 64,
@@ -783,7 +793,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_facc2450767c"
+OP_NAMESPACE = "ratc_rat_c237e16f00e6"
 
 
 def _config_arg(config):
