@@ -73,10 +73,10 @@ MERGE_BLOCK = 32  # partials the combine kernel merges per step (power of two)
 # Modes (see ratc/tune/records.py): "prefill" steers forward launches whose proj needs no grad;
 # "train" every launch of a differentiated call (proj requires grad: the forward, and the backward
 # through the saved proj), falling back to "prefill"; "decode" the decode step.
-TUNED = {'NVIDIA H100 80GB HBM3': {'decode': {'T131072xB2': {'DECODE_BC': 128,
-                                                     'DECODE_SPLIT_ROWS': 0,
+TUNED = {'NVIDIA H100 80GB HBM3': {'decode': {'T131072xB2': {'DECODE_BC': 32,
+                                                     'DECODE_SPLIT_ROWS': 256,
                                                      'DECODE_STAGES': 2,
-                                                     'DECODE_WARPS': 4}}}}
+                                                     'DECODE_WARPS': 2}}}}
 _DEVICE_NAMES = {}
 
 
