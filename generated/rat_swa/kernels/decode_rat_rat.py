@@ -76,7 +76,11 @@ MERGE_BLOCK = 32  # partials the combine kernel merges per step (power of two)
 TUNED = {'NVIDIA H100 80GB HBM3': {'decode': {'T131072xB2': {'DECODE_BC': 32,
                                                      'DECODE_SPLIT_ROWS': 256,
                                                      'DECODE_STAGES': 2,
-                                                     'DECODE_WARPS': 2}}}}
+                                                     'DECODE_WARPS': 2},
+                                      'T16384xB16': {'DECODE_BC': 128,
+                                                     'DECODE_SPLIT_ROWS': 0,
+                                                     'DECODE_STAGES': 2,
+                                                     'DECODE_WARPS': 4}}}}
 _DEVICE_NAMES = {}
 
 
