@@ -14,8 +14,8 @@ from ratc.spec import load_spec
 from ratc.tune.records import RecordError, bucket_of, load_records, nearest_bucket, save_record
 from ratc.tune.space import (SHARED_MEMORY_BYTES, decode_space, forward_space, keep,
                              shared_memory_estimate, space_of)
-from ratc.tune.study import (Objective, Target, decode_length, open_storage, run_study, summarize,
-                             sweep_report)
+from ratc.tune.study import (Objective, Target, decode_length, open_storage, retime, run_study,
+                             summarize, sweep_report)
 
 pytestmark = pytest.mark.interpreter
 RNN = lower(load_spec("specs/tiny_rnn.yaml")).mixer("rnn")
@@ -103,6 +103,24 @@ def test_sweep_report_from_fake_timings():
     assert r["first_within"] == 4 and r["trials"] == 5  # the failed trial counts as spent
     assert sweep_report(swept, trials[:3])["first_within"] is None
     assert sweep_report(swept, [(None, None)])["gap_pct"] is None
+
+
+def test_retime_takes_the_median_for_the_fastest_and_the_rechecked():
+    def c(i):
+        return {"BT": i}
+
+    swept = [(c(1), 1.0), (c(2), 5.0), (c(3), float("inf")), (c(4), 9.0), (c(5), 3.0)]
+    again = {1: [4.0, 4.2], 4: [2.0, 2.5], 5: [3.1, 2.9]}  # config 1's first sample was noise
+    calls = []
+
+    def measure(cfg):
+        calls.append(cfg["BT"])
+        return again[cfg["BT"]][calls.count(cfg["BT"]) - 1]
+
+    out = dict((cfg["BT"], ms) for cfg, ms in retime(measure, swept, recheck=[c(4)], top=2))
+    assert sorted(set(calls)) == [1, 4, 5] and len(calls) == 6  # top 2 (1, 5) and the recheck
+    assert out == {1: 4.0, 2: 5.0, 3: float("inf"), 4: 2.5, 5: 3.0}
+    assert [c["BT"] for c, _ in retime(measure, swept, top=0)] == [1, 2, 3, 4, 5]  # order kept
 
 
 def test_decode_sweep_and_json_through_the_cli(tmp_path, monkeypatch):

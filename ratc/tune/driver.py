@@ -141,8 +141,12 @@ def run_sweep(target: Target, study, console) -> dict:
                   TextColumn("{task.completed}/{task.total} configs"), TimeElapsedColumn(),
                   console=console) as bar:
         task = bar.add_task("sweep", total=None)
-        swept = sweep(target, progress=lambda i, n: bar.update(task, completed=i, total=n))
-    report = sweep_report(swept, study_trials(study))
+        trials = study_trials(study)
+        done = [(params, ms) for params, ms in trials if params is not None and ms is not None]
+        best = [min(done, key=lambda t: t[1])[0]] if done else []
+        swept = sweep(target, progress=lambda i, n: bar.update(task, completed=i, total=n),
+                      recheck=best)
+    report = sweep_report(swept, trials)
     report["wall_s"] = time.perf_counter() - t0
     return report
 
