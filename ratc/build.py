@@ -42,17 +42,17 @@ class BuildResult:
 
 def tuned_for(ir: ModelIR, records_dir: str | Path = "autotune") -> dict[str, dict]:
     """{layer name: {device name: {mode: {shape bucket: launch config}}}} from every record file
-    in records_dir: prefill and train records whose signature matches the layer's forward module,
-    decode records whose signature matches its decode module. Every file is validated whole
-    first: a bad one raises RecordError and nothing is applied."""
+    in records_dir: each mode's records whose signature matches the text that mode runs
+    (codegen.render.signature_of: the forward without its backward for prefill, the whole forward
+    module for train, the decode module for decode). Every file is validated whole first: a bad
+    one raises RecordError and nothing is applied."""
     from .codegen.render import signature_of
-    from .tune.records import load_records
+    from .tune.records import MODES, load_records
 
     files = [load_records(p) for p in sorted(Path(records_dir).glob("*.json"))]
     out: dict[str, dict] = {}
     for m in ir.mixers:
-        sigs = {"prefill": signature_of(m), "decode": signature_of(m, "decode")}
-        sigs["train"] = sigs["prefill"]
+        sigs = {mode: signature_of(m, mode) for mode in MODES}
         for data in files:
             for mode, sig in sorted(sigs.items()):
                 buckets = data["records"].get(sig, {}).get("modes", {}).get(mode)

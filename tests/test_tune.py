@@ -315,15 +315,17 @@ def test_build_bakes_mode_specific_records_and_dispatches_on_mode_device_and_buc
     from ratc.build import run_pipeline
     from ratc.codegen.render import load_module, signature_of
 
-    sig, dsig = signature_of(RNN), signature_of(RNN, "decode")
-    assert sig != dsig
+    sig, tsig, dsig = (signature_of(RNN, mode) for mode in ("prefill", "train", "decode"))
+    assert len({sig, tsig, dsig}) == 3
     fast = {"BT": 256, "BS": 4, "BD": 128, "num_warps": 1, "CARRY_BD": 256}
     train = {"BT": 1024, "BS": 16, "BD": 512, "num_warps": 2, "CARRY_BD": 128}
     step = {"DECODE_BD": 128, "DECODE_WARPS": 1}
     f = tmp_path / "FakeGPU.json"
     save_record(f, "Fake GPU", sig, "rnn", "prefill", "T1024xB2",
                 {"config": fast, "ms": 1.0, "default_ms": 2.0, "trials": 3})
-    save_record(f, "Fake GPU", sig, "rnn", "train", "T1024xB2", {"config": train, "ms": 3.0})
+    save_record(f, "Fake GPU", tsig, "rnn", "train", "T1024xB2", {"config": train, "ms": 3.0})
+    save_record(f, "Fake GPU", sig, "rnn", "train", "T4096xB2",
+                {"config": fast, "ms": 1.0})  # a train record under the prefill key: not applied
     save_record(f, "Fake GPU", dsig, "rnn", "decode", "T1xB2", {"config": step, "ms": 0.01})
     save_record(f, "Fake GPU", "rnn-0000000000000000", "rnn", "prefill",
                 "T8xB1", {"config": {"BT": 4096}, "ms": 1.0})  # another kernel: not applied
@@ -347,6 +349,20 @@ def test_build_bakes_mode_specific_records_and_dispatches_on_mode_device_and_buc
     assert mod._launch_config(FakeCuda((2, 900, 192))) == mod.CONFIG  # no record for this device
     # CPU tensors never consult the table
     assert mod._launch_config(__import__("torch").zeros(2, 900, 192)) == mod.CONFIG
+
+
+def test_prefill_records_are_keyed_by_the_forward_alone():
+    """An edit to the backward must not orphan prefill records: their key hashes the forward
+    module rendered without its backward; train records hash the whole module."""
+    from ratc.codegen.render import forward_signature_text, render_kernel, signature_of
+
+    for m in (RAT_SWA.mixer("rat"), RAT_SWA.mixer("swa")):
+        forward, whole = forward_signature_text(m), render_kernel(m)
+        bwd = "def rat_bwd(" if m.kind.value == "rat" else "def swa_bwd("
+        assert bwd in whole and bwd not in forward
+        fwd = "def rat_fwd(" if m.kind.value == "rat" else "def swa_fwd("
+        assert fwd in forward and "CONFIG = {" in forward
+        assert signature_of(m, "prefill") != signature_of(m, "train")
 
 
 def test_train_falls_back_to_the_prefill_record(tmp_path, monkeypatch):

@@ -86,6 +86,7 @@ def kernel_context(m: MixerIR, config: dict | None = None, tuned: dict | None = 
         config=dict(config or {}),
         # device name -> mode -> shape bucket -> launch config (autotune records), printed sorted
         tuned_table=pprint.pformat(tuned or {}, width=96, sort_dicts=True),
+        forward_only=False,  # True: leave the backward out (forward_signature_text only)
     )
 
 
@@ -116,9 +117,11 @@ def render_rms_norm() -> str:
 
 
 def signature_of(m: MixerIR, mode: str = "prefill") -> str:
-    """The key tuning records use for m's kernels: its kind plus a hash of the module as rendered
-    with default configs (the forward module for prefill and train, the decode module for decode)
-    and of the Triton version (ratc.tune.records.kernel_signature)."""
+    """The key tuning records use for m's kernels in `mode`: its kind plus a hash of the Triton
+    version and of the text that mode runs, rendered with default configs — prefill: the forward
+    module without its backward (forward_signature_text), so an edit to the backward keeps the
+    prefill records; train: the whole forward module; decode: the decode module
+    (ratc.tune.records.kernel_signature)."""
     import triton
 
     from ..tune.records import kernel_signature
@@ -126,8 +129,20 @@ def signature_of(m: MixerIR, mode: str = "prefill") -> str:
     if mode == "decode":
         from .emit import render_decode
 
-        return kernel_signature(m.kind.value, render_decode(m), triton.__version__)
-    return kernel_signature(m.kind.value, render_kernel(m), triton.__version__)
+        text = render_decode(m)
+    elif mode == "train":
+        text = render_kernel(m)
+    else:
+        text = forward_signature_text(m)
+    return kernel_signature(m.kind.value, text, triton.__version__)
+
+
+def forward_signature_text(m: MixerIR) -> str:
+    """What prefill records are keyed by: m's kernel module rendered with default configs, no op
+    namespace (a hash of the whole module) and no backward (the templates include their backward
+    unless forward_only). Not a module to run: the custom-op glue still names the backward."""
+    context = kernel_context(m) | {"forward_only": True}
+    return _env.get_template(TEMPLATE_OF[m.kind]).render(**context, op_namespace="")
 
 
 def load_module(text: str, name: str):

@@ -3,7 +3,7 @@
     {
       "format": "ratc-autotune", "format_version": 2, "device": "NVIDIA H100 80GB HBM3",
       "records": {
-        "<signature>": {                        # kind-sha256(rendered module, triton version)[:16]
+        "<signature>": {                        # kind-sha256(triton version, rendered text)[:16]
           "kind": "rat",
           "modes": {
             "prefill": {"T131072xB2": {"config": {...}, "ms": 25.1, "default_ms": 26.2,
@@ -17,9 +17,10 @@
 
 Modes, and which launches a baked record steers (templates/_tuned.py.jinja `_launch_config`):
 
-    prefill  forward module (signature of kernels/<kind>_<name>.py), timed: one forward. Applies
+    prefill  forward module (signature of kernels/<kind>_<name>.py rendered without its backward:
+             a backward edit keeps these records), timed: one forward. Applies
              to forward launches whose proj does not require grad (inference).
-    train    the same module and signature, timed: forward + backward with the same config. Applies
+    train    the same module, whole (its own signature), timed: forward + backward. Applies
              to every launch of a differentiated call: the forward launched while proj requires
              grad, and its backward (which sees the saved proj). With no train record for the
              device, those launches use the prefill record. Its config may hold the backward-only
@@ -29,8 +30,8 @@ Modes, and which launches a baked record steers (templates/_tuned.py.jinja `_lau
              (capacity // L) * L chunk rows for RAT, the slots for attention (min(T, W + 1) for a
              window), 1 for the RNN (its step does not depend on T).
 
-A prefill and a train record of one kernel share the signature and sit side by side; neither
-overwrites the other. Version-1 files (one mode per signature: "mode" and "buckets") are read and
+A kernel's prefill and train records sit under their own signatures; the modes and buckets under
+one signature sit side by side, and saving one never overwrites another. Version-1 files (one mode per signature: "mode" and "buckets") are read and
 upgraded in memory, and written back as version 2 by the next `ratc tune`.
 
 `load_records` validates the whole file before returning anything: a corrupt, truncated or
