@@ -118,6 +118,9 @@ RAT_CASES = [
     rat.P(1, 20, 2, 16, 2, 1, "mixed"),  # L = 1 with input scale 1: the gate drops out, da = 0
     # backward blocks unlike the forward's: the recomputed caches are padded to BWD_BC rows
     rat.P(2, 75, 2, 24, 2, 2, BWD_BC=32, BWD_BT=32, BC=16),
+    # dq's blocks unlike dK/dV's, both ways: the caches are padded to the larger block
+    rat.P(1, 70, 2, 16, 1, 2, DQ_BC=32, DQ_BT=32),
+    rat.P(2, 47, 2, 16, 2, 1, "custom", BWD_BC=32, DQ_BT=32),
 ]
 
 

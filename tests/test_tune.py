@@ -43,10 +43,16 @@ def test_spaces_per_mode():
     assert {"BWD_BLOCK_M1", "bwd_num_stages", "BLOCK_M"} <= set(train[0])
     assert all(shared_memory_estimate(c, swa) <= SHARED_MEMORY_BYTES for c in train)
     train = space_of(rat, "train")
-    assert {"BWD_BT", "BWD_BC", "bwd_num_warps", "bwd_num_stages", "BT", "BC"} <= set(train[0])
+    assert {"BWD_BT", "BWD_BC", "bwd_num_warps", "bwd_num_stages", "DQ_BT", "DQ_BC",
+            "dq_num_warps", "dq_num_stages", "BT", "BC"} <= set(train[0])
     assert all(shared_memory_estimate(c, rat) <= SHARED_MEMORY_BYTES for c in train)
-    big = dict(forward_space(rat)[0], BWD_BT=128, BWD_BC=128, bwd_num_warps=8, bwd_num_stages=3)
-    assert not keep(big, rat)  # dK/dV: K, V and three stages of q^, do: 320 KiB
+    small = dict(BWD_BT=64, BWD_BC=64, bwd_num_warps=8, bwd_num_stages=2, DQ_BT=64, DQ_BC=64,
+                 dq_num_warps=8, dq_num_stages=2)
+    base = forward_space(rat)[0] | small
+    assert keep(base, rat)
+    big = base | dict(BWD_BT=128, BWD_BC=128, bwd_num_stages=3)
+    assert not keep(big, rat)  # dK/dV: K, V and three stages of q^, do: 256 KiB
+    assert not keep(base | dict(DQ_BT=128, DQ_BC=128, dq_num_stages=4), rat)  # dq: 4 stages
     split = {"DECODE_WARPS", "DECODE_STAGES", "DECODE_SPLIT_ROWS"}
     assert set(decode_space(rat)[0]) == {"DECODE_BC"} | split
     assert set(decode_space(swa)[0]) == {"DECODE_BN"} | split
@@ -362,6 +368,7 @@ def test_prefill_records_are_keyed_by_the_forward_alone():
         assert bwd in whole and bwd not in forward
         fwd = "def rat_fwd(" if m.kind.value == "rat" else "def swa_fwd("
         assert fwd in forward and "CONFIG = {" in forward
+        assert "BWD_BLOCK_M1" not in forward and "BWD_BT" not in forward  # backward keys too
         assert signature_of(m, "prefill") != signature_of(m, "train")
 
 

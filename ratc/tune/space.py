@@ -52,10 +52,12 @@ def forward_space(m: MixerIR) -> list[dict]:
 def backward_space(m: MixerIR) -> list[dict]:
     """Keys only the backward launchers read (attention, RAT); [{}] where the backward shares
     the forward's keys."""
-    if m.kind is LayerKind.RAT:
+    if m.kind is LayerKind.RAT:  # dK/dV's keys, then dq's
+        blocks = list(itertools.product((64, 128), (32, 64, 128), (4, 8), (2, 3)))
         return [
-            dict(BWD_BT=bt, BWD_BC=bc, bwd_num_warps=w, bwd_num_stages=s)
-            for bt, bc, w, s in itertools.product((32, 64, 128), (32, 64, 128), (4, 8), (1, 2, 3))
+            dict(BWD_BT=bt, BWD_BC=bc, bwd_num_warps=w, bwd_num_stages=s,
+                 DQ_BT=qt, DQ_BC=qc, dq_num_warps=qw, dq_num_stages=qs)
+            for (bt, bc, w, s), (qt, qc, qw, qs) in itertools.product(blocks, blocks)
         ]
     if m.kind not in (LayerKind.SLIDING_WINDOW, LayerKind.ATTENTION):
         return [{}]
@@ -106,10 +108,11 @@ def shared_memory_estimate(c: dict, m: MixerIR) -> int:
         dq = (2 * c["BWD_BLOCK_M2"] + s * 2 * c["BWD_BLOCK_N2"]) * d * ELEMENT_BYTES
         fwd = {k: v for k, v in c.items() if not k.upper().startswith("BWD")}
         return max(dkdv, dq, shared_memory_estimate(fwd, m))
-    if "BWD_BT" in c:  # RAT: dK/dV holds K, V tiles and pipelines q^, do; dq the converse
-        s = c["bwd_num_stages"]
-        dkv = (2 * c["BWD_BC"] + s * 2 * c["BWD_BT"]) * d * ELEMENT_BYTES
-        dq = (2 * c["BWD_BT"] + s * 2 * c["BWD_BC"]) * d * ELEMENT_BYTES
+    if "BWD_BT" in c:  # RAT: dK/dV holds K, V tiles and pipelines q^, do; dq pipelines K, V
+        dkv = (2 * c["BWD_BC"] + c["bwd_num_stages"] * 2 * c["BWD_BT"]) * d * ELEMENT_BYTES
+        # counted like the forward (stages of K and V, one query tile): DQ_BC = 128 with 3 stages
+        # at d = 128 ran on an H100 (the forward formula's 208 KiB)
+        dq = (c["dq_num_stages"] * 2 * c["DQ_BC"] + c["DQ_BT"]) * d * ELEMENT_BYTES
         fwd = {k: v for k, v in c.items() if not k.upper().startswith("BWD")}
         return max(dkv, dq, shared_memory_estimate(fwd, m))
     if m.kind is LayerKind.RAT:

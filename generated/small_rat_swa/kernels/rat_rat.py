@@ -57,8 +57,7 @@ LOG2E = 1.4426950408889634  # 1/ln 2: the softmax runs in exp2
 #   BT: queries per attention program, BC: chunks per inner step, powers of two 16..256
 #   num_warps 4 or 8, num_stages 1..4 (pipelining depth of the chunk loop)
 #   fp32_dot: tl.dot precision for fp32 inputs, "ieee" (exact) or "tf32" (fast, ~1e-3 relative)
-#   BWD_BT, BWD_BC, bwd_num_warps, bwd_num_stages: the same for the backward's two attention
-#   kernels (BWD_BT queries per program in dq, per inner step in dK/dV; BWD_BC the converse)
+#   (the backward adds its own keys below, with its kernels)
 #   Best measured (H100, B=2, T=128K, D=2048, L=16, bf16): BT=64, 4 warps, 3 stages, BC=64 for
 #   d=128 (358 TFLOP/s in the attention kernel), BC=128 for d=64 (317 TFLOP/s whole layer)
 CONFIG = {
@@ -69,10 +68,6 @@ CONFIG = {
     "num_warps": 4,
     "num_stages": 3,
     "fp32_dot": "ieee",
-    "BWD_BT": 64,
-    "BWD_BC": 128,
-    "bwd_num_warps": 8,
-    "bwd_num_stages": 2,
 }
 
 # -------------------------------------------------------------------------------------------------
@@ -470,6 +465,25 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None):
 #   rat_scan_bwd_kernel      per block of chunks: the scans' adjoint -> dx, da, dq, dk per head,
 #                            gate-bias partial sums; dq, dk summed over the heads of a group after
 
+# The backward's launch parameters (ratc tune --mode train rewrites them), added to CONFIG here
+# with its kernels: prefill records are keyed by the module without this part, so they outlive
+# edits to it.
+#   BWD_BT, BWD_BC, bwd_num_warps, bwd_num_stages: the dK/dV kernel (BWD_BC chunks per program,
+#   BWD_BT queries per inner step); DQ_BT, DQ_BC, dq_num_warps, dq_num_stages: the dq kernel (DQ_BT
+#   queries per program, DQ_BC chunks per inner step). The defaults are one shape for both;
+#   measured on an H100 (B=2, T=128K, d=128, bf16) dq ran in 43 ms with DQ_BC=128, 8 warps,
+#   3 stages against 66 ms at these defaults (before the keys were split; not run since)
+CONFIG.update({
+    "BWD_BT": 64,
+    "BWD_BC": 128,
+    "bwd_num_warps": 8,
+    "bwd_num_stages": 2,
+    "DQ_BT": 64,
+    "DQ_BC": 128,
+    "dq_num_warps": 8,
+    "dq_num_stages": 2,
+})
+
 
 @triton.jit
 def _rat_load_q(p_row, o_d, m_td, o_ct, stride_pc, OFF_QG, d: tl.constexpr,
@@ -688,7 +702,7 @@ def rat_scan_bwd_kernel(
 # fp32 inputs: 64-chunk blocks and two pipeline stages. The backward attention kernels hold K and V
 # tiles in fp32, q^ and do tiles per stage, and need more than the 227 KiB of shared memory an H100
 # has at the bf16 defaults; an explicit config overrides this
-BWD_FP32_CONFIG = {"BWD_BC": 64, "bwd_num_stages": 2}
+BWD_FP32_CONFIG = {"BWD_BC": 64, "bwd_num_stages": 2, "DQ_BC": 64, "dq_num_stages": 2}
 
 
 def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
@@ -711,8 +725,8 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
     dev, dt = proj.device, proj.dtype
     f32 = dict(device=dev, dtype=torch.float32)
     v, kt = torch.empty(B, T, D, **f32), torch.empty(B, T, D, **f32)  # v~, k~ recomputed
-    s, kc, vc, NCP = _rat_scan(proj, gate_bias, cfg, v, kt, rows=cfg["BWD_BC"])
-    desc_k, desc_v = _descriptors(kc, vc, cfg["BWD_BC"])
+    # cache rows per head: whole key blocks of both kernels (powers of two: the larger block)
+    s, kc, vc, NCP = _rat_scan(proj, gate_bias, cfg, v, kt, rows=max(cfg["BWD_BC"], cfg["DQ_BC"]))
     qh = torch.empty(B * H, T, BLOCK_D, device=dev, dtype=dt)  # q^ and do, per head
     do = torch.empty_like(qh)
     delta, dss = torch.empty(B, H, T, **f32), torch.empty(B, H, T, **f32)
@@ -722,14 +736,15 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
     dproj = torch.empty(B, T, IN_FEATURES, device=dev, dtype=dt)
     common = dict(**_strides_shape(proj), qk_scale=SM_SCALE * LOG2E,
                   OFF_Z=OFF_Z, OFF_Q=OFF_Q, BLOCK_D=BLOCK_D,
-                  BT=cfg["BWD_BT"], BC=cfg["BWD_BC"],
-                  PRECISION=cfg["fp32_dot"] if dt == torch.float32 else "tf32",
-                  num_warps=cfg["bwd_num_warps"], num_stages=cfg["bwd_num_stages"])
+                  PRECISION=cfg["fp32_dot"] if dt == torch.float32 else "tf32")
+    desc_k, desc_v = _descriptors(kc, vc, cfg["DQ_BC"])
     rat_attn_bwd_dq_kernel[lambda meta: (triton.cdiv(T, meta["BT"]), B * H)](
         p_proj=proj, p_dy=dy, p_y=y, p_lse=lse, p_s=s, p_v=v, desc_k=desc_k, desc_v=desc_v,
         p_delta=delta, p_dss=dss, p_dvs=dvs, p_dq=dq, p_dproj=dproj, p_qh=qh, p_do=do, T=T,
-        NCP=NCP, F=IN_FEATURES, **common)
+        NCP=NCP, F=IN_FEATURES, BT=cfg["DQ_BT"], BC=cfg["DQ_BC"], num_warps=cfg["dq_num_warps"],
+        num_stages=cfg["dq_num_stages"], **common)
     if NC > 0:
+        desc_k, desc_v = _descriptors(kc, vc, cfg["BWD_BC"])
         rat_attn_bwd_dkv_kernel[lambda meta: (triton.cdiv(NC, meta["BC"]), B * H)](
             p_qh=qh, p_do=do, p_lse=lse, p_delta=delta, desc_k=desc_k, desc_v=desc_v,
             p_dkc=dkc, p_dvc=dvc, T=T, NC=NC, NCP=NCP, qk_scale=SM_SCALE * LOG2E, d=HEAD_DIM,
@@ -762,7 +777,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_ba5db381c30a"
+OP_NAMESPACE = "ratc_rat_3bc6c2ffa5a2"
 
 
 def _config_arg(config):

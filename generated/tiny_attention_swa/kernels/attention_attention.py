@@ -43,21 +43,8 @@ CONFIG = {
     "num_warps": 4,
     "num_stages": 3,
     "TMA": True,
-    # backward, not yet timed on a GPU: dK/dV holds BLOCK_N1 keys and loops over BLOCK_M1 queries,
-    # dQ holds BLOCK_M2 queries and loops over BLOCK_N2 keys (the Triton fused-attention tutorial's
-    # shape); defaults chosen so ptxas reports no spills for sm_90, bf16, d=128
-    "BWD_BLOCK_M1": 32,
-    "BWD_BLOCK_N1": 128,
-    "BWD_BLOCK_M2": 128,
-    "BWD_BLOCK_N2": 32,
-    "bwd_num_warps": 8,
-    "bwd_num_stages": 2,
+    # (the backward adds its own keys, with its kernels)
 }
-# fp32 backward (exact "ieee" products, no tensor cores): smaller tiles, as the defaults above make
-# ptxas spill tens of KiB and compile for minutes at d=128; they override tuned records, and an
-# explicit config overrides them
-BWD_FP32_CONFIG = {"BWD_BLOCK_M1": 16, "BWD_BLOCK_N1": 64, "BWD_BLOCK_M2": 64, "BWD_BLOCK_N2": 16,
-                   "bwd_num_warps": 4}
 
 # -------------------------------------------------------------------------------------------------
 # tuned launch configs, baked in by `ratc build` from autotune/<GPU name>.json
@@ -467,6 +454,26 @@ def attention_fwd(proj, config=None, out=None, lse=None, mode=None):
 # looping over the query blocks that see it) -> dQ (a program per query block, looping over its
 # keys) -> RoPE^T (dq, dk back to proj's channels).
 
+# The backward's launch parameters (ratc tune --mode train rewrites them), added to CONFIG here
+# with its kernels: prefill records are keyed by the module without this part, so they outlive
+# edits to it. dK/dV holds BWD_BLOCK_N1 keys and loops over BWD_BLOCK_M1 queries, dQ holds
+# BWD_BLOCK_M2 queries and loops over BWD_BLOCK_N2 keys (the Triton fused-attention tutorial's
+# shape); defaults chosen so ptxas reports no spills for sm_90, bf16, d=128, and a train study on
+# an H100 (d=128, W=1024, both ANCHORS sizes) found none faster.
+CONFIG.update({
+    "BWD_BLOCK_M1": 32,
+    "BWD_BLOCK_N1": 128,
+    "BWD_BLOCK_M2": 128,
+    "BWD_BLOCK_N2": 32,
+    "bwd_num_warps": 8,
+    "bwd_num_stages": 2,
+})
+# fp32 backward (exact "ieee" products, no tensor cores): smaller tiles, as the defaults above make
+# ptxas spill tens of KiB and compile for minutes at d=128; they override tuned records, and an
+# explicit config overrides them
+BWD_FP32_CONFIG = {"BWD_BLOCK_M1": 16, "BWD_BLOCK_N1": 64, "BWD_BLOCK_M2": 64, "BWD_BLOCK_N2": 16,
+                   "bwd_num_warps": 4}
+
 
 @triton.jit
 def attention_bwd_preprocess_kernel(
@@ -806,7 +813,7 @@ def attention_bwd(proj, y, lse, dy, config=None, out=None, mode=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_attention_046792a746e9"
+OP_NAMESPACE = "ratc_attention_25adb4e96279"
 
 
 def _config_arg(config):
