@@ -93,26 +93,27 @@ def kernel_context(m: MixerIR, config: dict | None = None, tuned: dict | None = 
 def render_kernel(m: MixerIR, config: dict | None = None, tuned: dict | None = None) -> str:
     """The rendered module text for mixer `m`. Raises SyntaxError if it does not parse.
 
-    The module's torch custom ops live in namespace `ratc_<kind>_<hash>`, the hash of the text
-    rendered with an empty namespace: identical modules share ops, different ones never clash."""
-    template = _env.get_template(TEMPLATE_OF[m.kind])
-    context = kernel_context(m, config, tuned)
-    draft = template.render(**context, op_namespace="")
-    namespace = f"ratc_{m.kind.value}_{hashlib.sha256(draft.encode()).hexdigest()[:12]}"
-    text = template.render(**context, op_namespace=namespace)
-    ast.parse(text, filename=f"<{m.name} kernels>")
-    return text
+    The module's torch custom ops live in namespace `ratc_<kind>_<hash>` (_render_with_ops)."""
+    return _render_with_ops(TEMPLATE_OF[m.kind], m.kind.value, f"<{m.name} kernels>",
+                            **kernel_context(m, config, tuned))
 
 
 def render_rms_norm() -> str:
     """The fused RMSNorm module (templates/rms_norm.py.jinja), the same for every spec: forward
-    and backward kernels, their custom ops in namespace `ratc_rms_norm_<hash>` (the hash as in
-    render_kernel), and `rms_norm(x, weight, eps)`, which every norm of the generated model calls."""
-    template = _env.get_template("rms_norm.py.jinja")
-    draft = template.render(op_namespace="")
-    namespace = f"ratc_rms_norm_{hashlib.sha256(draft.encode()).hexdigest()[:12]}"
-    text = template.render(op_namespace=namespace)
-    ast.parse(text, filename="<rms_norm kernels>")
+    and backward kernels, their custom ops in namespace `ratc_rms_norm_<hash>`, and
+    `rms_norm(x, weight, eps)`, which every norm of the generated model calls."""
+    return _render_with_ops("rms_norm.py.jinja", "rms_norm", "<rms_norm kernels>")
+
+
+def _render_with_ops(template_name: str, prefix: str, filename: str, **context) -> str:
+    """A module template rendered with its custom-op namespace `ratc_<prefix>_<hash>`, the hash of
+    the text rendered with an empty namespace: identical modules share ops, different ones never
+    clash. Raises SyntaxError if the text does not parse."""
+    template = _env.get_template(template_name)
+    draft = template.render(**context, op_namespace="")
+    namespace = f"ratc_{prefix}_{hashlib.sha256(draft.encode()).hexdigest()[:12]}"
+    text = template.render(**context, op_namespace=namespace)
+    ast.parse(text, filename=filename)
     return text
 
 

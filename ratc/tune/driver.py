@@ -22,8 +22,8 @@ from rich.table import Table
 from ..cost import T, mixer_cost
 from ..ir import LayerKind, ModelIR
 from .records import device_file_name, save_record
-from .study import (Target, device_name, replace_chunk, run_study, storage_url, study_trials,
-                    summarize, sweep, sweep_report)
+from .study import (Target, device_name, replace_chunk, run_study, storage_url, study_best,
+                    study_trials, summarize, sweep, sweep_report)
 
 
 def gpu_list(gpus: str | None) -> list[str]:
@@ -142,10 +142,9 @@ def run_sweep(target: Target, study, console) -> dict:
                   console=console) as bar:
         task = bar.add_task("sweep", total=None)
         trials = study_trials(study)
-        done = [(params, ms) for params, ms in trials if params is not None and ms is not None]
-        best = [min(done, key=lambda t: t[1])[0]] if done else []
+        best = study_best(trials)
         swept = sweep(target, progress=lambda i, n: bar.update(task, completed=i, total=n),
-                      recheck=best)
+                      recheck=[best] if best else [])
     report = sweep_report(swept, trials)
     report["wall_s"] = time.perf_counter() - t0
     return report

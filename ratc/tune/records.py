@@ -31,8 +31,9 @@ Modes, and which launches a baked record steers (templates/_tuned.py.jinja `_lau
              window), 1 for the RNN (its step does not depend on T).
 
 A kernel's prefill and train records sit under their own signatures; the modes and buckets under
-one signature sit side by side, and saving one never overwrites another. Version-1 files (one mode per signature: "mode" and "buckets") are read and
-upgraded in memory, and written back as version 2 by the next `ratc tune`.
+one signature sit side by side, and saving one never overwrites another. Version-1 files (one mode
+per signature: "mode" and "buckets") are read and upgraded in memory, and written back as version 2
+by the next `ratc tune`.
 
 `load_records` validates the whole file before returning anything: a corrupt, truncated or
 foreign-version file raises RecordError with one line naming the file and the problem, and is

@@ -345,8 +345,7 @@ def sweep_report(swept: list[tuple[dict, float]], trials: list[tuple[dict | None
     """
     times = {_key(c): ms for c, ms in swept}
     best_cfg, best = min(swept, key=lambda x: x[1])
-    done = [(p, v) for p, v in trials if p is not None and v is not None]
-    optuna_cfg = min(done, key=lambda x: x[1])[0] if done else None
+    optuna_cfg = study_best(trials)
     optuna_ms = times.get(_key(optuna_cfg), float("inf")) if optuna_cfg else float("inf")
     first = next((n for n, (p, _) in enumerate(trials, start=1)
                   if p is not None and times.get(_key(p), float("inf")) <= best * (1 + within)),
@@ -359,6 +358,12 @@ def sweep_report(swept: list[tuple[dict, float]], trials: list[tuple[dict | None
         "gap_pct": (optuna_ms / best - 1) * 100 if optuna_cfg and math.isfinite(best) else None,
         "first_within": first, "within_pct": within * 100, "trials": len(trials),
     }
+
+
+def study_best(trials: list[tuple[dict | None, float | None]]) -> dict | None:
+    """The params of the fastest complete trial of study_trials(), None if none completed."""
+    done = [(p, v) for p, v in trials if p is not None and v is not None]
+    return min(done, key=lambda x: x[1])[0] if done else None
 
 
 def study_trials(study) -> list[tuple[dict | None, float | None]]:
