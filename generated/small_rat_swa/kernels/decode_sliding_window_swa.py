@@ -286,6 +286,28 @@ def swa_decode_partial_kernel(
 
 
 @triton.jit
+def _merge_partials(b_m, b_l, b_acc, p_m, p_l, p_acc, o_part, SPLITS, o_j, m_j,
+                    d: tl.constexpr, BS: tl.constexpr):
+    """(m, l, acc) of one (row, head) with its SPLITS partials at o_part merged in, BS at a time.
+    b_m must be finite (the self / own-token term opens the merge): an empty split (m = -inf,
+    l = 0) then weighs exactly 0. acc is [BLOCK_DH, 2] (o_j, m_j: the head's channel layout)."""
+    o_s = tl.arange(0, BS)
+    for s0 in range(0, SPLITS, BS):
+        m_s = s0 + o_s < SPLITS
+        b_ms = tl.load(p_m + o_part + s0 + o_s, mask=m_s, other=float("-inf"))
+        b_ls = tl.load(p_l + o_part + s0 + o_s, mask=m_s, other=0.0)
+        o_acc = (o_part + s0 + o_s)[:, None, None] * d + o_j[None, :, :]
+        b_as = tl.load(p_acc + o_acc, mask=m_s[:, None, None] & m_j[None, :, :], other=0.0)
+        b_mn = tl.maximum(b_m, tl.max(b_ms, axis=0))
+        b_ws = tl.where(b_ms > float("-inf"), tl.exp2(b_ms - b_mn), 0.0)
+        b_alpha = tl.exp2(b_m - b_mn)
+        b_l = b_l * b_alpha + tl.sum(b_ws * b_ls, axis=0)
+        b_acc = b_acc * b_alpha + tl.sum(b_ws[:, None, None] * b_as, axis=0)
+        b_m = b_mn
+    return b_m, b_l, b_acc
+
+
+@triton.jit
 def swa_decode_combine_kernel(
     p_proj, p_k, p_v, p_pos, p_freq, p_m, p_l, p_acc, p_y,
     N, SPLITS, stride_pb, stride_pc, stride_cb, qk_scale,
@@ -317,20 +339,8 @@ def swa_decode_combine_kernel(
     b_m = tl.sum(tl.sum(b_q * b_k, axis=1), axis=0) * qk_scale
     b_l = b_m * 0.0 + 1.0
     b_acc = b_v
-    o_s = tl.arange(0, BS)
-    o_part = i_bh.to(tl.int64) * SPLITS
-    for s0 in range(0, SPLITS, BS):
-        m_s = s0 + o_s < SPLITS
-        b_ms = tl.load(p_m + o_part + s0 + o_s, mask=m_s, other=float("-inf"))
-        b_ls = tl.load(p_l + o_part + s0 + o_s, mask=m_s, other=0.0)
-        o_acc = (o_part + s0 + o_s)[:, None, None] * d + o_j[None, :, :]
-        b_as = tl.load(p_acc + o_acc, mask=m_s[:, None, None] & m_j[None, :, :], other=0.0)
-        b_mn = tl.maximum(b_m, tl.max(b_ms, axis=0))
-        b_ws = tl.where(b_ms > float("-inf"), tl.exp2(b_ms - b_mn), 0.0)
-        b_alpha = tl.exp2(b_m - b_mn)
-        b_l = b_l * b_alpha + tl.sum(b_ws * b_ls, axis=0)
-        b_acc = b_acc * b_alpha + tl.sum(b_ws[:, None, None] * b_as, axis=0)
-        b_m = b_mn
+    b_m, b_l, b_acc = _merge_partials(
+        b_m, b_l, b_acc, p_m, p_l, p_acc, i_bh.to(tl.int64) * SPLITS, SPLITS, o_j, m_j, d, BS)
     b_y = b_acc / b_l
     tl.store(p_y + i_b.to(tl.int64) * D + o_h, b_y.to(p_y.dtype.element_ty), mask=m_j)
     # the token's key and value into its slot (no partial reads it)
