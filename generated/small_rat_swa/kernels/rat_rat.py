@@ -460,8 +460,9 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None):
 #   rat_attn_bwd_dq_kernel   per query block: Delta, dS_self, P_self do, dq^ (rotated), dz;
 #                            stores q^ and do [B*H, T, BLOCK_D] in proj's dtype for the next kernel
 #   rat_attn_bwd_dkv_kernel  per block of chunks: dK^ (rotated), dV~ over the later queries, from
-#                            those stored q^ and do (recomputing them there, once per block of
-#                            chunks, cost more than its four matmuls: RoPE's sin and cos)
+#                            those stored q^ and do, loaded as TMA blocks (recomputing them there,
+#                            once per block of chunks, cost more than its four matmuls: RoPE's sin
+#                            and cos); the causal mask only on the blocks it cuts
 #   rat_scan_bwd_kernel      per block of chunks: the scans' adjoint -> dx, da, dq, dk per head,
 #                            gate-bias partial sums; dq, dk summed over the heads of a group after
 
@@ -470,9 +471,10 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None):
 # edits to it.
 #   BWD_BT, BWD_BC, bwd_num_warps, bwd_num_stages: the dK/dV kernel (BWD_BC chunks per program,
 #   BWD_BT queries per inner step); DQ_BT, DQ_BC, dq_num_warps, dq_num_stages: the dq kernel (DQ_BT
-#   queries per program, DQ_BC chunks per inner step). The defaults are one shape for both;
-#   measured on an H100 (B=2, T=128K, d=128, bf16) dq ran in 43 ms with DQ_BC=128, 8 warps,
-#   3 stages against 66 ms at these defaults (before the keys were split; not run since)
+#   queries per program, DQ_BC chunks per inner step). dq's default is the shape that ran it in
+#   43 ms on an H100 (B=2, T=128K, d=128, bf16) against 66 ms at dK/dV's (both with the one
+#   shape they then shared); its K and V stages fit shared memory up to d = 128 (BWD_FP32_CONFIG
+#   below halves them for fp32)
 CONFIG.update({
     "BWD_BT": 64,
     "BWD_BC": 128,
@@ -481,7 +483,7 @@ CONFIG.update({
     "DQ_BT": 64,
     "DQ_BC": 128,
     "dq_num_warps": 8,
-    "dq_num_stages": 2,
+    "dq_num_stages": 3,
 })
 
 
@@ -585,8 +587,37 @@ def rat_attn_bwd_dq_kernel(
 
 
 @triton.jit
+def _rat_bwd_dkv_inner(
+    b_dk, b_dv, b_kc, b_vc, desc_q, desc_do, p_lse, p_delta, row0, o_k, lo, hi, T, qk_scale,
+    L: tl.constexpr, BT: tl.constexpr, MASKED: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """dK^ += dS^T q^, dV~ += P^T do over the query blocks lo .. hi-1 of one head (rows row0 + t
+    of the stored q^ and do); MASKED hides queries t >= T and those of chunks c(t) <= c'."""
+    for t0 in range(lo, hi, BT):
+        o_t = t0 + tl.arange(0, BT)
+        b_q = desc_q.load([row0 + t0, 0])  # [BT, BLOCK_D]; past T: the next head's rows, masked
+        b_do = desc_do.load([row0 + t0, 0])
+        if MASKED:
+            m_t = o_t < T
+            b_lse = tl.load(p_lse + o_t, mask=m_t, other=0.0)
+            b_delta = tl.load(p_delta + o_t, mask=m_t, other=0.0)
+        else:
+            b_lse = tl.load(p_lse + o_t)
+            b_delta = tl.load(p_delta + o_t)
+        b_st = tl.dot(b_kc, tl.trans(b_q), input_precision=PRECISION)  # [BC, BT]
+        b_pt = tl.exp2(b_st * qk_scale - b_lse[None, :])
+        if MASKED:
+            b_pt = tl.where((o_k[:, None] < (o_t // L)[None, :]) & m_t[None, :], b_pt, 0.0)
+        b_dv = tl.dot(b_pt.to(b_kc.dtype), b_do, b_dv, input_precision=PRECISION)
+        b_dpt = tl.dot(b_vc, tl.trans(b_do), input_precision=PRECISION)
+        b_dst = b_pt * (b_dpt - b_delta[None, :])
+        b_dk = tl.dot(b_dst.to(b_kc.dtype), b_q, b_dk, input_precision=PRECISION)
+    return b_dk, b_dv
+
+
+@triton.jit
 def rat_attn_bwd_dkv_kernel(
-    p_qh, p_do, p_lse, p_delta, desc_k, desc_v, p_dkc, p_dvc,
+    desc_q, desc_do, p_lse, p_delta, desc_k, desc_v, p_dkc, p_dvc,
     T, NC, NCP, qk_scale,
     d: tl.constexpr, L: tl.constexpr, BLOCK_D: tl.constexpr, BT: tl.constexpr,
     BC: tl.constexpr, PRECISION: tl.constexpr,
@@ -602,26 +633,24 @@ def rat_attn_bwd_dkv_kernel(
     b_vc = desc_v.load([i_bh * NCP + i_c * BC, 0])
     b_dk = tl.zeros([BC, BLOCK_D], dtype=tl.float32)
     b_dv = tl.zeros([BC, BLOCK_D], dtype=tl.float32)
-    p_qh = p_qh + i_bh.to(tl.int64) * T * BLOCK_D
-    p_do = p_do + i_bh.to(tl.int64) * T * BLOCK_D
-    # the first reader of chunk c' is token (c' + 1) L
-    for t0 in range((((i_c * BC + 1) * L) // BT) * BT, T, BT):
-        o_t = t0 + tl.arange(0, BT)
-        m_t = o_t < T
-        m_td = m_t[:, None] & (o_d < d)[None, :]
-        o_ct = o_t // L
-        o_head = o_t[:, None] * BLOCK_D + o_d[None, :]
-        b_q = tl.load(p_qh + o_head, mask=m_td, other=0.0)
-        b_do = tl.load(p_do + o_head, mask=m_td, other=0.0)
-        b_lse = tl.load(p_lse + i_bh * T + o_t, mask=m_t, other=0.0)
-        b_delta = tl.load(p_delta + i_bh * T + o_t, mask=m_t, other=0.0)
-        b_st = tl.dot(b_kc, tl.trans(b_q), input_precision=PRECISION)  # [BC, BT]
-        b_pt = tl.exp2(b_st * qk_scale - b_lse[None, :])
-        b_pt = tl.where((o_k[:, None] < o_ct[None, :]) & m_t[None, :], b_pt, 0.0)
-        b_dv = tl.dot(b_pt.to(b_kc.dtype), b_do, b_dv, input_precision=PRECISION)
-        b_dpt = tl.dot(b_vc, tl.trans(b_do), input_precision=PRECISION)
-        b_dst = b_pt * (b_dpt - b_delta[None, :])
-        b_dk = tl.dot(b_dst.to(b_kc.dtype), b_q, b_dk, input_precision=PRECISION)
+    p_lse = p_lse + i_bh * T
+    p_delta = p_delta + i_bh * T
+    row0 = i_bh * T
+    # query blocks: from the one holding the block's first reader, token (c'_0 + 1) L, masked up
+    # to the first block every token of which reads every chunk of this block, unmasked up to the
+    # last whole block, masked again for a partial last block
+    t_first = (((i_c * BC + 1) * L) // BT) * BT
+    t_full = (T // BT) * BT
+    t_open = tl.maximum(tl.minimum(tl.cdiv((i_c + 1) * BC * L, BT) * BT, t_full), t_first)
+    b_dk, b_dv = _rat_bwd_dkv_inner(b_dk, b_dv, b_kc, b_vc, desc_q, desc_do, p_lse, p_delta,
+                                    row0, o_k, t_first, t_open, T, qk_scale, L, BT, True,
+                                    PRECISION)
+    b_dk, b_dv = _rat_bwd_dkv_inner(b_dk, b_dv, b_kc, b_vc, desc_q, desc_do, p_lse, p_delta,
+                                    row0, o_k, t_open, t_full, T, qk_scale, L, BT, False,
+                                    PRECISION)
+    b_dk, b_dv = _rat_bwd_dkv_inner(b_dk, b_dv, b_kc, b_vc, desc_q, desc_do, p_lse, p_delta,
+                                    row0, o_k, tl.maximum(t_full, t_open), T, T, qk_scale, L, BT,
+                                    True, PRECISION)
     o_cache = (i_bh * NCP + o_k[:, None]) * BLOCK_D + o_d[None, :]
     m = (o_k < NC)[:, None] & (o_d < d)[None, :]
     tl.store(p_dkc + o_cache, b_dk * (qk_scale * 0.6931471805599453), mask=m)  # ln 2: 1/sqrt(d)
@@ -745,8 +774,10 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
         num_stages=cfg["dq_num_stages"], **common)
     if NC > 0:
         desc_k, desc_v = _descriptors(kc, vc, cfg["BWD_BC"])
+        desc_q, desc_do = _descriptors(qh.view(B * H * T, BLOCK_D), do.view(B * H * T, BLOCK_D),
+                                       cfg["BWD_BT"])
         rat_attn_bwd_dkv_kernel[lambda meta: (triton.cdiv(NC, meta["BC"]), B * H)](
-            p_qh=qh, p_do=do, p_lse=lse, p_delta=delta, desc_k=desc_k, desc_v=desc_v,
+            desc_q=desc_q, desc_do=desc_do, p_lse=lse, p_delta=delta, desc_k=desc_k, desc_v=desc_v,
             p_dkc=dkc, p_dvc=dvc, T=T, NC=NC, NCP=NCP, qk_scale=SM_SCALE * LOG2E, d=HEAD_DIM,
             L=CHUNK, BLOCK_D=BLOCK_D, BT=cfg["BWD_BT"], BC=cfg["BWD_BC"],
             PRECISION=common["PRECISION"], num_warps=cfg["bwd_num_warps"],
@@ -777,7 +808,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_3bc6c2ffa5a2"
+OP_NAMESPACE = "ratc_rat_0211e7f3eb73"
 
 
 def _config_arg(config):
