@@ -21,7 +21,6 @@ from torch import nn
 
 from .cache import ModelCache, as_lengths, check_room
 from .generate import GraphedStep, sample
-from .kernels.decode_linear import linear_add, norm_linear
 from .layers import DECODE_ROOM, MIXERS, RMSNorm
 
 PATTERN = ['rat', 'swa', 'rat', 'swa', 'rat', 'swa', 'rat', 'swa', 'rat', 'swa', 'rat', 'swa', 'rat', 'swa', 'rat', 'swa', 'rat', 'swa', 'rat', 'swa', 'rat', 'swa', 'rat', 'swa']
@@ -44,12 +43,6 @@ class FFN(nn.Module):
 
     def forward(self, h):
         return h + self.fc2(torch.nn.functional.gelu(self.fc1(self.ln(h))))
-
-    def decode(self, h):
-        """forward for a decode step's few rows, h [B, 2048]: the norm fused into fc1 and the
-        residual add into fc2 (kernels/decode_linear.py)."""
-        u = norm_linear(h, self.ln.weight, self.ln.eps, self.fc1.weight)
-        return linear_add(torch.nn.functional.gelu(u), self.fc2.weight, h)
 
 
 class Block(nn.Module):
@@ -187,12 +180,11 @@ class Model(nn.Module):
     @torch.no_grad()
     def decode(self, token_ids, cache):
         """step's device work alone: embedding, per block the mixer's fused decode kernel between
-        its projections and the FFN (each pair of projections as norm_linear, linear_add), the
-        head; then pos += 1 on the device. No capacity check
+        its projections and the FFN, the head; then pos += 1 on the device. No capacity check
         and no host synchronisation, static shapes: a CUDA graph can capture it."""
         h = self.embedding(token_ids)
         for block, layer_cache in zip(self.backbone.layers, cache.layers):
-            h = block.hidden_layer.decode(block.seq_layer.decode(h, layer_cache))
+            h = block.hidden_layer(block.seq_layer.decode(h, layer_cache))
         cache.pos.add_(1)
         return self.head(self.backbone.ln(h))
 

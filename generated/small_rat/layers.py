@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from .cache import LayerCache, as_lengths, check_room
-from .kernels.decode_linear import linear_add, norm_linear
 from .kernels.rms_norm import rms_norm
 from .kernels import rat_rat, decode_rat_rat
 
@@ -116,11 +115,10 @@ class Mixer(nn.Module):
 
     @torch.no_grad()
     def decode(self, h, cache):
-        """step's device work alone: no capacity check, pos not advanced, no host sync. The norm
-        runs fused into in_proj and the residual add into out_proj (kernels/decode_linear.py)."""
-        proj = norm_linear(h, self.input_norm.weight, self.input_norm.eps, self.in_proj.weight)
-        y = self.decode_kernels.step(proj, self._gate_bias(), cache.tensors, cache.pos)
-        return linear_add(y, self.out_proj.weight, h)
+        """step's device work alone: no capacity check, pos not advanced, no host sync."""
+        y = self.decode_kernels.step(self.in_proj(self.input_norm(h)), self._gate_bias(),
+                                     cache.tensors, cache.pos)
+        return h + self.out_proj(y)
 
 
 class RatMixer(Mixer):

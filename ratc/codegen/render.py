@@ -16,10 +16,8 @@ chunk, window, gate expression and position are compile-time constants of the re
 autotune records, see build.tuned_for) overrides them per device, mode (prefill, train) and shape
 bucket through `_launch_config`.
 
-`render_rms_norm` and `render_decode_linear` render the spec-independent modules:
-`rms_norm.py.jinja`, the fused RMSNorm (forward and backward kernels as custom ops) that every norm
-of the generated model calls, and `decode_linear.py.jinja`, the decode step's small-row linears
-with the RMSNorm fused before (norm_linear) or the residual add after (linear_add).
+`render_rms_norm` renders the one spec-independent module, `rms_norm.py.jinja`: the fused RMSNorm
+(forward and backward kernels as custom ops) that every norm of the generated model calls.
 """
 
 from __future__ import annotations
@@ -107,16 +105,6 @@ def render_rms_norm() -> str:
     return _render_with_ops("rms_norm.py.jinja", "rms_norm", "<rms_norm kernels>")
 
 
-def render_decode_linear() -> str:
-    """The decode step's fused small-row linears (templates/decode_linear.py.jinja), the same for
-    every spec: norm_linear(h, norm_weight, eps, weight) and linear_add(y, weight, h). Forward only
-    and no custom ops (decode runs under no_grad and CUDA graphs, not torch.compile). Raises
-    SyntaxError if it does not parse."""
-    text = _env.get_template("decode_linear.py.jinja").render()
-    ast.parse(text, filename="<decode_linear kernels>")
-    return text
-
-
 def _render_with_ops(template_name: str, prefix: str, filename: str, **context) -> str:
     """A module template rendered with its custom-op namespace `ratc_<prefix>_<hash>`, the hash of
     the text rendered with an empty namespace: identical modules share ops, different ones never
@@ -179,15 +167,6 @@ def load_module(text: str, name: str):
 def load_rms_norm():
     """Render and import the fused RMSNorm module (tests use this)."""
     return load_module(render_rms_norm(), "rms_norm")
-
-
-def load_decode_linear():
-    """Render and import the decode linear module (tests use this). Imported on its own, outside a
-    package, its PyTorch path gets the RMSNorm module's rms_norm here (a package's copy imports
-    its sibling kernels/rms_norm.py)."""
-    mod = load_module(render_decode_linear(), "decode_linear")
-    mod.rms_norm = load_rms_norm().rms_norm
-    return mod
 
 
 def load_kernel(m: MixerIR, config: dict | None = None):

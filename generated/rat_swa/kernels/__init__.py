@@ -1,3 +1,2 @@
 """Rendered kernel modules: <kind>_<name> (forward) and decode_<kind>_<name> (decode) of each
-layer definition; rms_norm, the fused RMSNorm of every norm; decode_linear, the decode step's
-fused norm + linear and linear + residual."""
+layer definition; rms_norm, the fused RMSNorm of every norm."""
