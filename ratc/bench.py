@@ -70,24 +70,38 @@ def rel_err(out, ref) -> float:
     return ((out.float() - ref.float()).norm() / ref.float().norm()).item()
 
 
-def build_package(ir: ModelIR):
-    """Build the spec's package into a temporary folder and import it."""
-    from .build import import_built, write
+def build_package(ir: ModelIR, records_dir: str | Path = "autotune"):
+    """Build the spec's package into a temporary folder, with the tuning records of records_dir
+    baked in as `ratc build` bakes them, and import it. Returns (package, tuned): tuned is
+    build.tuned_for's {layer: {device: {mode: {bucket: config}}}}. Raises RecordError for a bad
+    record file (nothing applied)."""
+    from .build import import_built, tuned_for, write
     from .codegen.emit import emit
 
+    tuned = tuned_for(ir, records_dir)
     tmp = Path(tempfile.mkdtemp(prefix="ratc_bench_"))
-    write(emit(ir), tmp / ir.name)
-    return import_built(tmp / ir.name)
+    write(emit(ir, tuned), tmp / ir.name)
+    return import_built(tmp / ir.name), tuned
+
+
+def tuned_here(tuned: dict, device: str) -> dict:
+    """{layer: {mode: [buckets]}} of the records in `tuned` (build_package's) for `device`: what
+    steers this run's launches."""
+    return {layer: {mode: sorted(buckets) for mode, buckets in sorted(by_device[device].items())}
+            for layer, by_device in sorted(tuned.items()) if device in by_device}
 
 
 def run_bench(ir: ModelIR, layers: list[str], sizes: list[tuple[int, int]], mode: str,
-              progress=None, rep: int = 100, checkpoint=None) -> dict:
-    """Bench `layers` of `ir` at every (T, batch) of `sizes` in `mode` (prefill, train, decode).
-    Returns {device, torch, mode, ceilings, rows: [Row as dict]}; `checkpoint(result so far)` is
-    called before every (layer, size), so a run cut short still leaves its finished rows."""
+              progress=None, rep: int = 100, checkpoint=None,
+              records_dir: str | Path = "autotune") -> dict:
+    """Bench `layers` of `ir` at every (T, batch) of `sizes` in `mode` (prefill, train, decode),
+    the package built with records_dir's tuning records as `ratc build` would.
+    Returns {device, torch, mode, ceilings, tuned, rows: [Row as dict]} (tuned: tuned_here);
+    `checkpoint(result so far)` is called before every (layer, size), so a run cut short still
+    leaves its finished rows."""
     import torch
 
-    pkg = build_package(ir)
+    pkg, tuned = build_package(ir, records_dir)
     flops_peak, bw_peak = measure_ceilings()
     rows: list[Row] = []
 
@@ -97,6 +111,7 @@ def run_bench(ir: ModelIR, layers: list[str], sizes: list[tuple[int, int]], mode
             "torch": torch.__version__,
             "mode": mode,
             "ceilings": {"bf16_matmul_tflops": flops_peak / 1e12, "copy_tb_s": bw_peak / 1e12},
+            "tuned": tuned_here(tuned, torch.cuda.get_device_name()),
             "rows": [asdict(r) for r in rows],
         }
 
@@ -515,17 +530,19 @@ def generation_plan(ir: ModelIR, free_bytes: int, prompt: int, new: int,
             "workspace_bytes": workspace, "reserve_bytes": reserve}
 
 
-def run_generate(ir: ModelIR, prompt: int, new: int, batch: int | None, progress=None) -> dict:
+def run_generate(ir: ModelIR, prompt: int, new: int, batch: int | None, progress=None,
+                 records_dir: str | Path = "autotune") -> dict:
     """Greedy Model.generate of `new` tokens after random `prompt`-token prompts (random-init
     weights, bf16, CUDA-graph steps), at `batch` rows or (None) the largest that fits, halving
-    the batch on out-of-memory. Returns {device, torch, mode, rows: [one dict]}."""
+    the batch on out-of-memory; the package built with records_dir's tuning records. Returns
+    {device, torch, mode, tuned, rows: [one dict]} (tuned: tuned_here)."""
     import gc
 
     import torch
 
     if progress:
         progress(f"generate {ir.name}: building the package and the model")
-    pkg = build_package(ir)
+    pkg, tuned = build_package(ir, records_dir)
     torch.manual_seed(0)
     model = pkg.Model(device="cuda", dtype=torch.bfloat16).eval()
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -577,8 +594,9 @@ def run_generate(ir: ModelIR, prompt: int, new: int, batch: int | None, progress
     del model
     gc.collect()
     torch.cuda.empty_cache()
-    return {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-            "mode": "generate", "rows": [row]}
+    device = torch.cuda.get_device_name()
+    return {"device": device, "torch": torch.__version__, "mode": "generate",
+            "tuned": tuned_here(tuned, device), "rows": [row]}
 
 
 def plot(result: dict, path: str) -> None:

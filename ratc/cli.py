@@ -324,7 +324,11 @@ def bench_plan(mode, seq, batch, prompt, new, layers, plot_path):
               help="Also write the results as JSON here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Also write a PNG of latency against length (the paper's Figure 1).")
-def bench(spec, layers, mode, seq, batch, prompt, new, rep, json_path, plot_path):
+@click.option("--records-dir", type=click.Path(file_okay=False), default="autotune",
+              show_default=True,
+              help="Tuning records baked into the benched package, as `ratc build` bakes them "
+                   "(a folder without records for this GPU: the templates' defaults).")
+def bench(spec, layers, mode, seq, batch, prompt, new, rep, json_path, plot_path, records_dir):
     """Time generated layers against the paper-style RAT, SDPA and FlexAttention on this GPU.
 
     \b
@@ -345,6 +349,13 @@ def bench(spec, layers, mode, seq, batch, prompt, new, rep, json_path, plot_path
     ir = load_ir(spec)
     sizes, gen_batch = bench_plan(mode, seq, batch, prompt, new, layers, plot_path)
     names = layer_names(spec, ir, layers) if mode != "generate" else []
+    from .build import tuned_for
+    from .tune.records import RecordError
+
+    try:  # every record file checked whole before anything runs (the bench bakes them in)
+        tuned_for(ir, records_dir)
+    except RecordError as e:
+        raise UserError(str(e)) from None
     if not torch.cuda.is_available():
         raise UserError("ratc bench: no CUDA GPU on this machine (torch.cuda.is_available() is "
                         "False); run it where the kernels can run")
@@ -361,14 +372,16 @@ def bench(spec, layers, mode, seq, batch, prompt, new, rep, json_path, plot_path
     if mode == "generate":
         with out.status("generating") as status:
             result = run_generate(ir, prompt or 3072, new or 1024, gen_batch,
-                                  progress=progress_to(status))
+                                  progress=progress_to(status), records_dir=records_dir)
         _generate_table(result)
+        _tuned_line(result, records_dir)
         if json_path:
             save_json(result, json_path)
         return
     with out.status("benchmarking") as status:
         result = run_bench(ir, names, sizes, mode, progress=progress_to(status), rep=rep,
-                           checkpoint=(lambda r: save_json(r, json_path)) if json_path else None)
+                           checkpoint=(lambda r: save_json(r, json_path)) if json_path else None,
+                           records_dir=records_dir)
     ceil = (f"ceilings {result['ceilings']['bf16_matmul_tflops']:.0f} TFLOP/s, "
             f"{result['ceilings']['copy_tb_s']:.2f} TB/s")
     t = Table(title=f"{ir.name} {mode} on {result['device']} (bf16; {ceil})")
@@ -394,6 +407,7 @@ def bench(spec, layers, mode, seq, batch, prompt, new, rep, json_path, plot_path
             row.append(f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-")
         t.add_row(*row, err_s)
     out.print(t)
+    _tuned_line(result, records_dir)
     if decode:
         out.print("decode: us per step at position T, back-to-back steps on the wall clock; "
                   "speed-up against the generated step of the same kind (eager or CUDA graph)")
@@ -401,6 +415,14 @@ def bench(spec, layers, mode, seq, batch, prompt, new, rep, json_path, plot_path
         save_json(result, json_path)
     if plot_path:
         plot(result, plot_path)
+
+
+def _tuned_line(result, records_dir):
+    """One line: which tuning records of records_dir steered the benched launches."""
+    parts = [f"{layer} {mode} {', '.join(buckets)}" for layer, modes in result["tuned"].items()
+             for mode, buckets in modes.items()]
+    out.print(f"tuning records ({records_dir}/) for {result['device']}: "
+              + ("; ".join(parts) if parts else "none, the templates' defaults"))
 
 
 def _generate_table(result):

@@ -215,6 +215,35 @@ def test_generation_plan_fits_in_80_gib(name):
 
 
 # -------------------------------------------------------------------------------------------------
+# the benched package carries the tuning records `ratc build` would bake in
+
+
+def test_bench_package_bakes_records(tmp_path):
+    from ratc.codegen.render import signature_of
+    from ratc.tune.records import save_record
+
+    ir = lower(load_spec("specs/tiny_rat_swa.yaml"))
+    rat = ir.mixer("rat")
+    config = {"DECODE_BC": 16, "DECODE_WARPS": 2, "DECODE_STAGES": 2, "DECODE_SPLIT_ROWS": 64}
+    save_record(tmp_path / "Fake_GPU.json", "Fake GPU", signature_of(rat, "decode"), "rat",
+                "decode", "T4096xB2", {"config": config, "ms": 0.05})
+    pkg, tuned = bench.build_package(ir, tmp_path)
+    assert pkg.MIXERS["rat"].decode_kernels.TUNED == {"Fake GPU": {"decode": {"T4096xB2": config}}}
+    assert pkg.MIXERS["rat"].kernels.TUNED == {}  # no prefill or train record
+    assert bench.tuned_here(tuned, "Fake GPU") == {"rat": {"decode": ["T4096xB2"]}}
+    assert bench.tuned_here(tuned, "Other GPU") == {}
+    bare, none = bench.build_package(ir, tmp_path / "empty")
+    assert none == {} and bare.MIXERS["rat"].decode_kernels.TUNED == {}
+
+
+def test_bench_bad_record_file_exits_2_one_line(tmp_path):
+    (tmp_path / "NVIDIA_H100.json").write_text('{"format": "ratc-autotune", "format_version": 2,')
+    r = run("bench", "specs/tiny_rat_swa.yaml", "--mode", "decode", "--records-dir", str(tmp_path))
+    assert r.exit_code == 2, r.output
+    assert "NVIDIA_H100.json" in r.output and len(r.output.strip().splitlines()) == 1, r.output
+
+
+# -------------------------------------------------------------------------------------------------
 # command line
 
 
