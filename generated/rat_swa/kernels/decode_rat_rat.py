@@ -80,7 +80,15 @@ TUNED = {'NVIDIA H100 80GB HBM3': {'decode': {'T131072xB2': {'DECODE_BC': 32,
                                       'T16384xB16': {'DECODE_BC': 128,
                                                      'DECODE_SPLIT_ROWS': 0,
                                                      'DECODE_STAGES': 2,
-                                                     'DECODE_WARPS': 4}}}}
+                                                     'DECODE_WARPS': 4}}},
+ 'NVIDIA H200': {'decode': {'T131072xB2': {'DECODE_BC': 32,
+                                           'DECODE_SPLIT_ROWS': 128,
+                                           'DECODE_STAGES': 3,
+                                           'DECODE_WARPS': 2},
+                            'T16384xB16': {'DECODE_BC': 16,
+                                           'DECODE_SPLIT_ROWS': 256,
+                                           'DECODE_STAGES': 3,
+                                           'DECODE_WARPS': 2}}}}
 _DEVICE_NAMES = {}
 
 

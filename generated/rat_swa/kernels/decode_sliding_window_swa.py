@@ -73,7 +73,15 @@ TUNED = {'NVIDIA H100 80GB HBM3': {'decode': {'T2048xB16': {'DECODE_BN': 16,
                                       'T2048xB2': {'DECODE_BN': 32,
                                                    'DECODE_SPLIT_ROWS': 64,
                                                    'DECODE_STAGES': 3,
-                                                   'DECODE_WARPS': 4}}}}
+                                                   'DECODE_WARPS': 4}}},
+ 'NVIDIA H200': {'decode': {'T2048xB16': {'DECODE_BN': 32,
+                                          'DECODE_SPLIT_ROWS': 128,
+                                          'DECODE_STAGES': 2,
+                                          'DECODE_WARPS': 2},
+                            'T2048xB2': {'DECODE_BN': 64,
+                                         'DECODE_SPLIT_ROWS': 256,
+                                         'DECODE_STAGES': 3,
+                                         'DECODE_WARPS': 8}}}}
 _DEVICE_NAMES = {}
 
 

@@ -85,7 +85,39 @@ TUNED = {'NVIDIA H100 80GB HBM3': {'prefill': {'T131072xB2': {'BLOCK_M': 64,
                                                     'bwd_num_stages': 2,
                                                     'bwd_num_warps': 8,
                                                     'num_stages': 3,
-                                                    'num_warps': 4}}}}
+                                                    'num_warps': 4}}},
+ 'NVIDIA H200': {'prefill': {'T131072xB2': {'BLOCK_M': 64,
+                                            'BLOCK_N': 64,
+                                            'TMA': True,
+                                            'num_stages': 3,
+                                            'num_warps': 4},
+                             'T16384xB16': {'BLOCK_M': 64,
+                                            'BLOCK_N': 64,
+                                            'TMA': True,
+                                            'num_stages': 3,
+                                            'num_warps': 4}},
+                 'train': {'T131072xB2': {'BLOCK_M': 64,
+                                          'BLOCK_N': 64,
+                                          'BWD_BLOCK_M1': 32,
+                                          'BWD_BLOCK_M2': 128,
+                                          'BWD_BLOCK_N1': 128,
+                                          'BWD_BLOCK_N2': 32,
+                                          'TMA': True,
+                                          'bwd_num_stages': 2,
+                                          'bwd_num_warps': 8,
+                                          'num_stages': 3,
+                                          'num_warps': 4},
+                           'T16384xB16': {'BLOCK_M': 64,
+                                          'BLOCK_N': 64,
+                                          'BWD_BLOCK_M1': 32,
+                                          'BWD_BLOCK_M2': 128,
+                                          'BWD_BLOCK_N1': 128,
+                                          'BWD_BLOCK_N2': 32,
+                                          'TMA': True,
+                                          'bwd_num_stages': 2,
+                                          'bwd_num_warps': 8,
+                                          'num_stages': 3,
+                                          'num_warps': 4}}}}
 _DEVICE_NAMES = {}
 
 
@@ -845,7 +877,7 @@ def swa_bwd(proj, y, lse, dy, config=None, out=None, mode=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_sliding_window_3895d6d73d8f"
+OP_NAMESPACE = "ratc_sliding_window_7c0d1616c06d"
 
 
 def _config_arg(config):
