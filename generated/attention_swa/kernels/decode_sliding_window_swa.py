@@ -66,7 +66,11 @@ MERGE_BLOCK = 32  # partials the combine kernel merges per step (power of two)
 # Modes (see ratc/tune/records.py): "prefill" steers forward launches whose proj needs no grad;
 # "train" every launch of a differentiated call (proj requires grad: the forward, and the backward
 # through the saved proj), falling back to "prefill"; "decode" the decode step.
-TUNED = {'NVIDIA H100 80GB HBM3': {'decode': {'T2048xB16': {'DECODE_BN': 16,
+TUNED = {'NVIDIA H100 80GB HBM3': {'decode': {'T2048xB1024': {'DECODE_BN': 16,
+                                                      'DECODE_SPLIT_ROWS': 1024,
+                                                      'DECODE_STAGES': 3,
+                                                      'DECODE_WARPS': 2},
+                                      'T2048xB16': {'DECODE_BN': 16,
                                                     'DECODE_SPLIT_ROWS': 64,
                                                     'DECODE_STAGES': 3,
                                                     'DECODE_WARPS': 2},

@@ -89,7 +89,21 @@ TUNED = {'NVIDIA H100 80GB HBM3': {'prefill': {'T131072xB2': {'BC': 64,
                                                       'SCAN_WARPS': 2,
                                                       'num_stages': 4,
                                                       'num_warps': 8}},
-                           'train': {'T16384xB16': {'BC': 128,
+                           'train': {'T131072xB2': {'BC': 64,
+                                                    'BT': 64,
+                                                    'BWD_BC': 128,
+                                                    'BWD_BT': 64,
+                                                    'DQ_BC': 128,
+                                                    'DQ_BT': 64,
+                                                    'SCAN_BK': 16,
+                                                    'SCAN_WARPS': 4,
+                                                    'bwd_num_stages': 3,
+                                                    'bwd_num_warps': 8,
+                                                    'dq_num_stages': 3,
+                                                    'dq_num_warps': 8,
+                                                    'num_stages': 3,
+                                                    'num_warps': 4},
+                                     'T16384xB16': {'BC': 128,
                                                     'BT': 64,
                                                     'BWD_BC': 128,
                                                     'BWD_BT': 64,
@@ -874,7 +888,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_76937daacdd8"
+OP_NAMESPACE = "ratc_rat_5c250540787e"
 
 
 def _config_arg(config):
