@@ -20,7 +20,7 @@ LIMIT=${LIMIT:-470}
 
 tests_stream() {
   export CUDA_VISIBLE_DEVICES=0
-  timeout -s INT 220 python3 -m pytest -q -n 8 -p no:cacheprovider tests/test_compile.py \
+  timeout -s INT 300 python3 -m pytest -q -n 8 -p no:cacheprovider tests/test_compile.py \
     tests/test_grad_rat_rnn.py tests/test_grad_attention.py tests/test_rms_norm.py \
     tests/test_decode.py tests/test_kernels_rat.py -m gpu -rfE --junitxml="$R/junit.xml" \
     >"$R/tests.log" 2>&1
