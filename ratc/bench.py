@@ -70,38 +70,36 @@ def rel_err(out, ref) -> float:
     return ((out.float() - ref.float()).norm() / ref.float().norm()).item()
 
 
-def build_package(ir: ModelIR, records_dir: str | Path = "autotune"):
-    """Build the spec's package into a temporary folder, with the tuning records of records_dir
-    baked in as `ratc build` bakes them, and import it. Returns (package, tuned): tuned is
-    build.tuned_for's {layer: {device: {mode: {bucket: config}}}}. Raises RecordError for a bad
-    record file (nothing applied)."""
-    from .build import import_built, tuned_for, write
+def build_package(ir: ModelIR, tuned: dict | None = None):
+    """Build the spec's package into a temporary folder, with `tuned` (build.tuned_for's
+    {layer: {device: {mode: {bucket: config}}}}: the records `ratc build` would bake in) baked
+    in, and import it."""
+    from .build import import_built, write
     from .codegen.emit import emit
 
-    tuned = tuned_for(ir, records_dir)
     tmp = Path(tempfile.mkdtemp(prefix="ratc_bench_"))
     write(emit(ir, tuned), tmp / ir.name)
-    return import_built(tmp / ir.name), tuned
+    return import_built(tmp / ir.name)
 
 
 def tuned_here(tuned: dict, device: str) -> dict:
-    """{layer: {mode: [buckets]}} of the records in `tuned` (build_package's) for `device`: what
+    """{layer: {mode: [buckets]}} of the records in `tuned` (build.tuned_for's) for `device`: what
     steers this run's launches."""
     return {layer: {mode: sorted(buckets) for mode, buckets in sorted(by_device[device].items())}
             for layer, by_device in sorted(tuned.items()) if device in by_device}
 
 
 def run_bench(ir: ModelIR, layers: list[str], sizes: list[tuple[int, int]], mode: str,
-              progress=None, rep: int = 100, checkpoint=None,
-              records_dir: str | Path = "autotune") -> dict:
+              progress=None, rep: int = 100, checkpoint=None, tuned: dict | None = None) -> dict:
     """Bench `layers` of `ir` at every (T, batch) of `sizes` in `mode` (prefill, train, decode),
-    the package built with records_dir's tuning records as `ratc build` would.
+    the package built with the tuning records `tuned` (build.tuned_for's; None: none).
     Returns {device, torch, mode, ceilings, tuned, rows: [Row as dict]} (tuned: tuned_here);
     `checkpoint(result so far)` is called before every (layer, size), so a run cut short still
     leaves its finished rows."""
     import torch
 
-    pkg, tuned = build_package(ir, records_dir)
+    tuned = tuned or {}
+    pkg = build_package(ir, tuned)
     flops_peak, bw_peak = measure_ceilings()
     rows: list[Row] = []
 
@@ -531,10 +529,11 @@ def generation_plan(ir: ModelIR, free_bytes: int, prompt: int, new: int,
 
 
 def run_generate(ir: ModelIR, prompt: int, new: int, batch: int | None, progress=None,
-                 records_dir: str | Path = "autotune") -> dict:
+                 tuned: dict | None = None) -> dict:
     """Greedy Model.generate of `new` tokens after random `prompt`-token prompts (random-init
     weights, bf16, CUDA-graph steps), at `batch` rows or (None) the largest that fits, halving
-    the batch on out-of-memory; the package built with records_dir's tuning records. Returns
+    the batch on out-of-memory; the package built with the tuning records `tuned` (as in
+    run_bench). Returns
     {device, torch, mode, tuned, rows: [one dict]} (tuned: tuned_here)."""
     import gc
 
@@ -542,7 +541,8 @@ def run_generate(ir: ModelIR, prompt: int, new: int, batch: int | None, progress
 
     if progress:
         progress(f"generate {ir.name}: building the package and the model")
-    pkg, tuned = build_package(ir, records_dir)
+    tuned = tuned or {}
+    pkg = build_package(ir, tuned)
     torch.manual_seed(0)
     model = pkg.Model(device="cuda", dtype=torch.bfloat16).eval()
     weights = sum(p.numel() * p.element_size() for p in model.parameters())

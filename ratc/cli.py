@@ -353,7 +353,7 @@ def bench(spec, layers, mode, seq, batch, prompt, new, rep, json_path, plot_path
     from .tune.records import RecordError
 
     try:  # every record file checked whole before anything runs (the bench bakes them in)
-        tuned_for(ir, records_dir)
+        tuned = tuned_for(ir, records_dir)
     except RecordError as e:
         raise UserError(str(e)) from None
     if not torch.cuda.is_available():
@@ -372,7 +372,7 @@ def bench(spec, layers, mode, seq, batch, prompt, new, rep, json_path, plot_path
     if mode == "generate":
         with out.status("generating") as status:
             result = run_generate(ir, prompt or 3072, new or 1024, gen_batch,
-                                  progress=progress_to(status), records_dir=records_dir)
+                                  progress=progress_to(status), tuned=tuned)
         _generate_table(result)
         _tuned_line(result, records_dir)
         if json_path:
@@ -381,7 +381,7 @@ def bench(spec, layers, mode, seq, batch, prompt, new, rep, json_path, plot_path
     with out.status("benchmarking") as status:
         result = run_bench(ir, names, sizes, mode, progress=progress_to(status), rep=rep,
                            checkpoint=(lambda r: save_json(r, json_path)) if json_path else None,
-                           records_dir=records_dir)
+                           tuned=tuned)
     ceil = (f"ceilings {result['ceilings']['bf16_matmul_tflops']:.0f} TFLOP/s, "
             f"{result['ceilings']['copy_tb_s']:.2f} TB/s")
     t = Table(title=f"{ir.name} {mode} on {result['device']} (bf16; {ceil})")

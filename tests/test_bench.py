@@ -219,6 +219,7 @@ def test_generation_plan_fits_in_80_gib(name):
 
 
 def test_bench_package_bakes_records(tmp_path):
+    from ratc.build import tuned_for
     from ratc.codegen.render import signature_of
     from ratc.tune.records import save_record
 
@@ -227,13 +228,14 @@ def test_bench_package_bakes_records(tmp_path):
     config = {"DECODE_BC": 16, "DECODE_WARPS": 2, "DECODE_STAGES": 2, "DECODE_SPLIT_ROWS": 64}
     save_record(tmp_path / "Fake_GPU.json", "Fake GPU", signature_of(rat, "decode"), "rat",
                 "decode", "T4096xB2", {"config": config, "ms": 0.05})
-    pkg, tuned = bench.build_package(ir, tmp_path)
+    tuned = tuned_for(ir, tmp_path)
+    pkg = bench.build_package(ir, tuned)
     assert pkg.MIXERS["rat"].decode_kernels.TUNED == {"Fake GPU": {"decode": {"T4096xB2": config}}}
     assert pkg.MIXERS["rat"].kernels.TUNED == {}  # no prefill or train record
     assert bench.tuned_here(tuned, "Fake GPU") == {"rat": {"decode": ["T4096xB2"]}}
     assert bench.tuned_here(tuned, "Other GPU") == {}
-    bare, none = bench.build_package(ir, tmp_path / "empty")
-    assert none == {} and bare.MIXERS["rat"].decode_kernels.TUNED == {}
+    none = tuned_for(ir, tmp_path / "empty")
+    assert none == {} and bench.build_package(ir, none).MIXERS["rat"].decode_kernels.TUNED == {}
 
 
 def test_bench_bad_record_file_exits_2_one_line(tmp_path):
