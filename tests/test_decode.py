@@ -507,6 +507,44 @@ def test_decode_kernel_matches_torch_path_at_scale_on_gpu(name, layer):
 
 
 @pytest.mark.gpu
+def test_rat_decode_many_splits_replayed_on_gpu():
+    """The one-launch RAT step with many splits per head (the last program of each (row, head)
+    merges, then resets its count), eager and replayed from a CUDA graph, against the PyTorch step
+    for consecutive tokens at ragged positions past 4000 chunk rows (chunks closing among them)."""
+    ir, pkg = load("rat_swa")
+    torch.manual_seed(0)
+    block = pkg.MIXERS["rat"](device="cuda", dtype=torch.bfloat16)
+    kernels, D = block.decode_kernels, ir.d_model
+    B, capacity = 3, 65536
+    cache = block.init_cache(B, capacity)
+    for t in cache.tensors.values():
+        t.normal_()
+    cache.pos.copy_(torch.tensor([64000, 65005, 40009], device="cuda"))  # l = 0, 13, 9
+    proj = torch.empty(B, block.in_proj.out_features, device="cuda", dtype=torch.bfloat16)
+    bias = block._gate_bias()
+    for split_rows in (32, 0):  # 32 rows: about 2000 splits per (row, head); 0: auto
+        config = dict(DECODE_SPLIT_ROWS=split_rows)
+        out = torch.empty(B, D, device="cuda", dtype=torch.bfloat16)
+        run = lambda: kernels.rat_decode(proj, bias, cache.tensors, cache.pos, config, out=out)
+        proj.normal_()
+        run()  # compile outside the capture
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            run()
+        for i in range(6):
+            proj.normal_()
+            want_cache = {k: v.clone() for k, v in cache.tensors.items()}
+            want = kernels.step_torch(proj, bias, want_cache, cache.pos)
+            run() if i % 2 else graph.replay()
+            assert_close(out, want, 1e-2, f"split rows {split_rows}, step {i}")
+            rows = (torch.arange(B, device="cuda"), cache.pos // 16)  # row 1 closes at i = 2
+            for k, v in cache.tensors.items():
+                got, exp = (v[rows], want_cache[k][rows]) if v.dim() == 3 else (v, want_cache[k])
+                assert_close(got, exp, 1e-2, f"cache {k} after step {i}")
+            cache.advance()
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("name", ["tiny_hybrid", "tiny_rat"])
 def test_cuda_graph_generate_equals_eager(name):
     ir, pkg = load(name)

@@ -313,10 +313,12 @@ def _merge_partials(b_m, b_l, b_acc, p_m, p_l, p_acc, o_part, SPLITS, o_j, m_j,
     o_s = tl.arange(0, BS)
     for s0 in range(0, SPLITS, BS):
         m_s = s0 + o_s < SPLITS
-        b_ms = tl.load(p_m + o_part + s0 + o_s, mask=m_s, other=float("-inf"))
-        b_ls = tl.load(p_l + o_part + s0 + o_s, mask=m_s, other=0.0)
+        b_ms = tl.load(p_m + o_part + s0 + o_s, mask=m_s, other=float("-inf"),
+                       cache_modifier=".cg")
+        b_ls = tl.load(p_l + o_part + s0 + o_s, mask=m_s, other=0.0, cache_modifier=".cg")
         o_acc = (o_part + s0 + o_s)[:, None, None] * d + o_j[None, :, :]
-        b_as = tl.load(p_acc + o_acc, mask=m_s[:, None, None] & m_j[None, :, :], other=0.0)
+        b_as = tl.load(p_acc + o_acc, mask=m_s[:, None, None] & m_j[None, :, :], other=0.0,
+                       cache_modifier=".cg")
         b_mn = tl.maximum(b_m, tl.max(b_ms, axis=0))
         b_ws = tl.where(b_ms > float("-inf"), tl.exp2(b_ms - b_mn), 0.0)
         b_alpha = tl.exp2(b_m - b_mn)

@@ -19,13 +19,15 @@
 #   y  = softmax([q.K~_0 .. q.K~_{c-1}, q.k~] / sqrt(d)) . [V~_0 .. V~_{c-1}; v~]
 #   when l == L - 1 (the chunk closes): K~_c, V~_c = k~, v~
 #
-# Triton path: two launches per token (split-K, "flash-decoding"); both read the row's position
-# from pos on the device (no host synchronisation: a CUDA graph can capture the step).
-#   rat_decode_partial_kernel, grid (B*H, SPLITS): program (b*h, s) streams chunk rows
+# Triton path: one launch per token (split-K, "flash-decoding"); it reads the row's position from
+# pos on the device (no host synchronisation: a CUDA graph can capture the step).
+#   rat_decode_kernel, grid (B*H, SPLITS): program (b*h, s) streams chunk rows
 #     [s*SPAN, min((s+1)*SPAN, c)) and writes its softmax partials m, l [B, H, SPLITS] and
-#     acc [B, H, SPLITS, d] (fp32 scratch; an empty range writes m = -inf, l = 0, acc = 0)
-#   rat_decode_combine_kernel, grid (B*H,): the in-chunk update, the self term, the log-sum-exp
-#     merge of the partials, the output, and the chunk close (row c, which no partial reads)
+#     acc [B, H, SPLITS, d] (fp32 scratch; an empty range writes m = -inf, l = 0, acc = 0), then
+#     counts itself in done [B*H] (int32, zero before the launch). The program that counts last
+#     for its (row, head) resets the count and finishes: the in-chunk update, the self term, the
+#     log-sum-exp merge of the partials, the output, and the chunk close (row c, which no partial
+#     reads).
 # SPAN and SPLITS come from static shapes only (R, B, H, the device's SM count), never from pos.
 
 import os
@@ -61,7 +63,7 @@ CONFIG = {
     "DECODE_SPLIT_ROWS": 0,
 }
 SPLIT_WAVES = 4  # auto split: B*H*SPLITS about this many times the SM count
-MERGE_BLOCK = 32  # partials the combine kernel merges per step (power of two)
+MERGE_BLOCK = 32  # partials the finishing program merges per step (power of two)
 
 # -------------------------------------------------------------------------------------------------
 # tuned launch configs, baked in by `ratc build` from autotune/<GPU name>.json
@@ -252,59 +254,6 @@ def _tanh(x):
 
 
 @triton.jit
-def rat_decode_partial_kernel(
-    p_proj, p_kc, p_vc, p_pos, p_freq, p_m, p_l, p_acc,
-    SPAN, stride_pb, stride_pc, stride_cb, qk_scale,
-    OFF_Q: tl.constexpr, H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
-    D1: tl.constexpr, BLOCK_DH: tl.constexpr, BC: tl.constexpr,
-):
-    # over this split's chunk rows r in [s*SPAN, min((s+1)*SPAN, c)), in base 2 with
-    # s_r = q.K~_r log2(e)/sqrt(d): m = max s_r, l = sum 2^(s_r - m), acc = sum 2^(s_r - m) V~_r
-    tl.static_assert(2 * D1 >= d)
-    D: tl.constexpr = H * d
-    i_bh, i_s = tl.program_id(0), tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    c = tl.load(p_pos + i_b) // L  # complete chunk rows
-    r_lo = i_s * SPAN
-    r_hi = tl.minimum(r_lo + SPAN, c)
-    o_i = tl.arange(0, BLOCK_DH)
-    o_j = o_i[:, None] + tl.arange(0, 2)[None, :] * D1  # [BLOCK_DH, 2] channel within the head
-    m_j = (o_i[:, None] < D1) & (o_j < d)
-    o_h = i_h * d + o_j  # model channel
-    o_g = (i_h % G) * d + o_j  # channel of q/k's group
-
-    p_row = p_proj + i_b.to(tl.int64) * stride_pb
-    b_q = tl.load(p_row + (OFF_Q + o_g) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
-    b_m = tl.full([], float("-inf"), tl.float32)
-    b_l = tl.full([], 0.0, tl.float32)
-    b_acc = tl.zeros([BLOCK_DH, 2], dtype=tl.float32)
-    o_r = tl.arange(0, BC)
-    p_kc = p_kc + i_b.to(tl.int64) * stride_cb
-    p_vc = p_vc + i_b.to(tl.int64) * stride_cb
-    # every block holds a row r < r_hi, so b_mn is finite from the first block on
-    for r0 in range(r_lo, r_hi, BC):
-        o_row = r0 + o_r
-        m_row = o_row < r_hi
-        o_kv = o_row[:, None, None] * D + o_h[None, :, :]
-        m_kv = m_row[:, None, None] & m_j[None, :, :]
-        b_kc = tl.load(p_kc + o_kv, mask=m_kv, other=0.0).to(tl.float32)  # [BC, BLOCK_DH, 2]
-        # V~ issued with K~ (not after the score reductions): both tiles in flight at once
-        b_vc = tl.load(p_vc + o_kv, mask=m_kv, other=0.0).to(tl.float32)
-        b_s = tl.sum(tl.sum(b_kc * b_q[None, :, :], axis=2), axis=1) * qk_scale
-        b_s = tl.where(m_row, b_s, float("-inf"))
-        b_mn = tl.maximum(b_m, tl.max(b_s, axis=0))
-        b_p = tl.exp2(b_s - b_mn)
-        b_alpha = tl.exp2(b_m - b_mn)
-        b_l = b_l * b_alpha + tl.sum(b_p, axis=0)
-        b_acc = b_acc * b_alpha + tl.sum(b_p[:, None, None] * b_vc, axis=0)
-        b_m = b_mn
-    o_part = i_bh.to(tl.int64) * tl.num_programs(1) + i_s
-    tl.store(p_m + o_part, b_m)
-    tl.store(p_l + o_part, b_l)
-    tl.store(p_acc + o_part * d + o_j, b_acc, mask=m_j)
-
-
-@triton.jit
 def _merge_partials(b_m, b_l, b_acc, p_m, p_l, p_acc, o_part, SPLITS, o_j, m_j,
                     d: tl.constexpr, BS: tl.constexpr):
     """(m, l, acc) of one (row, head) with its SPLITS partials at o_part merged in, BS at a time.
@@ -313,10 +262,12 @@ def _merge_partials(b_m, b_l, b_acc, p_m, p_l, p_acc, o_part, SPLITS, o_j, m_j,
     o_s = tl.arange(0, BS)
     for s0 in range(0, SPLITS, BS):
         m_s = s0 + o_s < SPLITS
-        b_ms = tl.load(p_m + o_part + s0 + o_s, mask=m_s, other=float("-inf"))
-        b_ls = tl.load(p_l + o_part + s0 + o_s, mask=m_s, other=0.0)
+        b_ms = tl.load(p_m + o_part + s0 + o_s, mask=m_s, other=float("-inf"),
+                       cache_modifier=".cg")
+        b_ls = tl.load(p_l + o_part + s0 + o_s, mask=m_s, other=0.0, cache_modifier=".cg")
         o_acc = (o_part + s0 + o_s)[:, None, None] * d + o_j[None, :, :]
-        b_as = tl.load(p_acc + o_acc, mask=m_s[:, None, None] & m_j[None, :, :], other=0.0)
+        b_as = tl.load(p_acc + o_acc, mask=m_s[:, None, None] & m_j[None, :, :], other=0.0,
+                       cache_modifier=".cg")
         b_mn = tl.maximum(b_m, tl.max(b_ms, axis=0))
         b_ws = tl.where(b_ms > float("-inf"), tl.exp2(b_ms - b_mn), 0.0)
         b_alpha = tl.exp2(b_m - b_mn)
@@ -327,21 +278,17 @@ def _merge_partials(b_m, b_l, b_acc, p_m, p_l, p_acc, o_part, SPLITS, o_j, m_j,
 
 
 @triton.jit
-def rat_decode_combine_kernel(
-    p_proj, p_bias, p_kc, p_vc, p_ks, p_vs, p_pos, p_freq, p_m, p_l, p_acc, p_y,
-    R, SPLITS, stride_pb, stride_pc, stride_cb, qk_scale,
+def _rat_decode_finish(
+    p_proj, p_bias, p_kc, p_vc, p_ks, p_vs, p_freq, p_m, p_l, p_acc, p_y, o_part, SPLITS,
+    i_b, i_h, t, R, stride_pb, stride_pc, stride_cb, qk_scale,
     OFF_X: tl.constexpr, OFF_A: tl.constexpr, OFF_Q: tl.constexpr, OFF_K: tl.constexpr,
     H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
     D1: tl.constexpr, BLOCK_DH: tl.constexpr, BS: tl.constexpr,
 ):
     # y = softmax([q.K~_0 .. q.K~_{c-1}, q.k~]/sqrt(d)) . [V~_0 .. V~_{c-1}; v~] for the token of
     # row b at t = pos[b], head h, after the in-chunk update of k~, v~: the self term merged with
-    # the SPLITS partials by log-sum-exp; closes chunk c if l == L-1
-    tl.static_assert(2 * D1 >= d)
+    # the SPLITS partials at o_part by log-sum-exp; closes chunk c if l == L-1
     D: tl.constexpr = H * d
-    i_bh = tl.program_id(0)
-    i_b, i_h = i_bh // H, i_bh % H
-    t = tl.load(p_pos + i_b)
     c = t // L
     l = t - c * L
     o_i = tl.arange(0, BLOCK_DH)
@@ -373,8 +320,8 @@ def rat_decode_combine_kernel(
     b_m = tl.sum(tl.sum(b_q * b_ks, axis=1), axis=0) * qk_scale
     b_l = b_m * 0.0 + 1.0
     b_acc = b_vs
-    b_m, b_l, b_acc = _merge_partials(
-        b_m, b_l, b_acc, p_m, p_l, p_acc, i_bh.to(tl.int64) * SPLITS, SPLITS, o_j, m_j, d, BS)
+    b_m, b_l, b_acc = _merge_partials(b_m, b_l, b_acc, p_m, p_l, p_acc, o_part, SPLITS, o_j, m_j,
+                                      d, BS)
     b_y = b_acc / b_l
     tl.store(p_y + i_b.to(tl.int64) * D + o_h, b_y.to(p_y.dtype.element_ty), mask=m_j)
 
@@ -385,6 +332,75 @@ def rat_decode_combine_kernel(
     p_vc = p_vc + i_b.to(tl.int64) * stride_cb
     tl.store(p_kc + c * D + o_h, b_ks.to(p_kc.dtype.element_ty), mask=m_close)
     tl.store(p_vc + c * D + o_h, b_vs.to(p_vc.dtype.element_ty), mask=m_close)
+
+
+@triton.jit
+def rat_decode_kernel(
+    p_proj, p_bias, p_kc, p_vc, p_ks, p_vs, p_pos, p_freq, p_m, p_l, p_acc, p_done, p_y,
+    R, SPAN, stride_pb, stride_pc, stride_cb, qk_scale,
+    OFF_X: tl.constexpr, OFF_A: tl.constexpr, OFF_Q: tl.constexpr, OFF_K: tl.constexpr,
+    H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
+    D1: tl.constexpr, BLOCK_DH: tl.constexpr, BC: tl.constexpr, BS: tl.constexpr,
+):
+    # over this split's chunk rows r in [s*SPAN, min((s+1)*SPAN, c)), in base 2 with
+    # s_r = q.K~_r log2(e)/sqrt(d): m = max s_r, l = sum 2^(s_r - m), acc = sum 2^(s_r - m) V~_r;
+    # then the (row, head)'s last program to finish merges every split's partials
+    tl.static_assert(2 * D1 >= d)
+    D: tl.constexpr = H * d
+    i_bh, i_s = tl.program_id(0), tl.program_id(1)
+    SPLITS = tl.num_programs(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    t = tl.load(p_pos + i_b)
+    c = t // L  # complete chunk rows
+    r_lo = i_s * SPAN
+    r_hi = tl.minimum(r_lo + SPAN, c)
+    o_i = tl.arange(0, BLOCK_DH)
+    o_j = o_i[:, None] + tl.arange(0, 2)[None, :] * D1  # [BLOCK_DH, 2] channel within the head
+    m_j = (o_i[:, None] < D1) & (o_j < d)
+    o_h = i_h * d + o_j  # model channel
+    o_g = (i_h % G) * d + o_j  # channel of q/k's group
+
+    p_row = p_proj + i_b.to(tl.int64) * stride_pb
+    b_q = tl.load(p_row + (OFF_Q + o_g) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
+    b_m = tl.full([], float("-inf"), tl.float32)
+    b_l = tl.full([], 0.0, tl.float32)
+    b_acc = tl.zeros([BLOCK_DH, 2], dtype=tl.float32)
+    o_r = tl.arange(0, BC)
+    p_kr = p_kc + i_b.to(tl.int64) * stride_cb
+    p_vr = p_vc + i_b.to(tl.int64) * stride_cb
+    # every block holds a row r < r_hi, so b_mn is finite from the first block on
+    for r0 in range(r_lo, r_hi, BC):
+        o_row = r0 + o_r
+        m_row = o_row < r_hi
+        o_kv = o_row[:, None, None] * D + o_h[None, :, :]
+        m_kv = m_row[:, None, None] & m_j[None, :, :]
+        b_kc = tl.load(p_kr + o_kv, mask=m_kv, other=0.0).to(tl.float32)  # [BC, BLOCK_DH, 2]
+        # V~ issued with K~ (not after the score reductions): both tiles in flight at once
+        b_vc = tl.load(p_vr + o_kv, mask=m_kv, other=0.0).to(tl.float32)
+        b_s = tl.sum(tl.sum(b_kc * b_q[None, :, :], axis=2), axis=1) * qk_scale
+        b_s = tl.where(m_row, b_s, float("-inf"))
+        b_mn = tl.maximum(b_m, tl.max(b_s, axis=0))
+        b_p = tl.exp2(b_s - b_mn)
+        b_alpha = tl.exp2(b_m - b_mn)
+        b_l = b_l * b_alpha + tl.sum(b_p, axis=0)
+        b_acc = b_acc * b_alpha + tl.sum(b_p[:, None, None] * b_vc, axis=0)
+        b_m = b_mn
+    o_first = i_bh.to(tl.int64) * SPLITS
+    tl.store(p_m + o_first + i_s, b_m)
+    tl.store(p_l + o_first + i_s, b_l)
+    tl.store(p_acc + (o_first + i_s) * d + o_j, b_acc, mask=m_j)
+
+    # every thread's partial stores come before the count (the barrier), and the count releases
+    # them to the program that counts last, which acquires them (acq_rel, device scope): the
+    # pattern of CUDA's threadFenceReduction sample, its loads bypassing L1 (_merge_partials)
+    tl.debug_barrier()
+    done = tl.atomic_add(p_done + i_bh, 1, sem="acq_rel", scope="gpu")
+    if done == SPLITS - 1:
+        tl.store(p_done + i_bh, 0)  # every split has counted: ready for the next launch
+        _rat_decode_finish(
+            p_proj, p_bias, p_kc, p_vc, p_ks, p_vs, p_freq, p_m, p_l, p_acc, p_y, o_first, SPLITS,
+            i_b, i_h, t, R, stride_pb, stride_pc, stride_cb, qk_scale,
+            OFF_X, OFF_A, OFF_Q, OFF_K, H, G, d, L, D1, BLOCK_DH, BS)
 
 
 _SMS = {}  # device -> streaming multiprocessors
@@ -417,7 +433,7 @@ def decode_split(rows, programs, block, span, device):
 
 
 def rat_decode(proj, gate_bias, cache, pos, config=None, out=None):
-    """Launch rat_decode_partial_kernel, then rat_decode_combine_kernel: one token per row.
+    """Launch rat_decode_kernel: one token per row.
 
     Args:
         proj: [B, 256] in_proj output (CUDA, or CPU under TRITON_INTERPRET=1), fp16/bf16/fp32,
@@ -440,29 +456,23 @@ def rat_decode(proj, gate_bias, cache, pos, config=None, out=None):
     y = torch.empty(B, D, device=dev, dtype=proj.dtype) if out is None else out
     assert y.shape == (B, D) and y.is_contiguous()
     span, splits = decode_split(R, B * H, cfg["DECODE_BC"], cfg["DECODE_SPLIT_ROWS"], dev)
-    # softmax partials per (row, head, split), fp32 (under a CUDA graph: its private pool)
+    # softmax partials per (row, head, split), fp32, and the finished-split counts (under a CUDA
+    # graph: its private pool, the counts zeroed by a memset node of each replay)
     part_m = torch.empty(B, H, splits, device=dev, dtype=torch.float32)
     part_l = torch.empty(B, H, splits, device=dev, dtype=torch.float32)
     part_acc = torch.empty(B, H, splits, HEAD_DIM, device=dev, dtype=torch.float32)
+    done = torch.zeros(B * H, device=dev, dtype=torch.int32)
     # with no chunk rows (capacity < L) nothing reads them: point at the state instead
     p_kc, p_vc = (kc, vc) if R else (ks, vs)
-    p_freq = pos
-    rat_decode_partial_kernel[(B * H, splits)](
-        p_proj=proj, p_kc=p_kc, p_vc=p_vc, p_pos=pos, p_freq=p_freq, p_m=part_m, p_l=part_l,
-        p_acc=part_acc, SPAN=span, stride_pb=proj.stride(0), stride_pc=proj.stride(1),
-        stride_cb=R * D, qk_scale=SM_SCALE * LOG2E, OFF_Q=OFF_Q, H=H, G=GROUPS, d=HEAD_DIM,
-        L=CHUNK, D1=D1, BLOCK_DH=BLOCK_DH, BC=cfg["DECODE_BC"],
-        num_warps=cfg["DECODE_WARPS"], num_stages=cfg["DECODE_STAGES"],
-    )
-    rat_decode_combine_kernel[(B * H,)](
+    rat_decode_kernel[(B * H, splits)](
         p_proj=proj, p_bias=gate_bias, p_kc=p_kc, p_vc=p_vc, p_ks=ks, p_vs=vs, p_pos=pos,
-        p_freq=p_freq, p_m=part_m, p_l=part_l, p_acc=part_acc, p_y=y,
-        R=R, SPLITS=splits, stride_pb=proj.stride(0), stride_pc=proj.stride(1), stride_cb=R * D,
-        qk_scale=SM_SCALE * LOG2E,
+        p_freq=pos, p_m=part_m, p_l=part_l, p_acc=part_acc,
+        p_done=done, p_y=y, R=R, SPAN=span, stride_pb=proj.stride(0), stride_pc=proj.stride(1),
+        stride_cb=R * D, qk_scale=SM_SCALE * LOG2E,
         OFF_X=OFF_X, OFF_A=OFF_A, OFF_Q=OFF_Q, OFF_K=OFF_K,
-        H=H, G=GROUPS, d=HEAD_DIM, L=CHUNK, D1=D1, BLOCK_DH=BLOCK_DH,
+        H=H, G=GROUPS, d=HEAD_DIM, L=CHUNK, D1=D1, BLOCK_DH=BLOCK_DH, BC=cfg["DECODE_BC"],
         BS=min(MERGE_BLOCK, triton.next_power_of_2(splits)),
-        num_warps=4,  # a few KB of work per program: not worth tuning
+        num_warps=cfg["DECODE_WARPS"], num_stages=cfg["DECODE_STAGES"],
     )
     return y
 
