@@ -355,9 +355,16 @@ def test_model_decode_through_kernels_matches_reference_lm(monkeypatch):
         assert_close(model.step(ids[:, t].to(device), cache), ref.step(ids[:, t], want_cache),
                      TOL[torch.float32], f"step t={t}")
 
+    for layer in cache.layers:  # the RAT step's split counts: its own, reset by every step
+        assert layer.nbytes() == sum(t.numel() * t.element_size() for t in layer.tensors.values())
+        for k, v in layer.workspace.items():
+            assert layer.kind == "rat" and k == "split_done" and v.shape == (2, ir.mixer(
+                "rat_nope").heads) and not v.any(), f"{layer.kind} workspace {k}: {v}"
+    assert [bool(c.workspace) for c in cache.layers] == [c.kind == "rat" for c in cache.layers]
+
 
 # -------------------------------------------------------------------------------------------------
-# split-K decode (TRITON_INTERPRET=1 on CPU): partial programs over row ranges, then the combine
+# split-K decode (TRITON_INTERPRET=1 on CPU): partial programs over row ranges, then the merge
 
 
 def _row_block(m):

@@ -65,7 +65,8 @@ class Mixer(nn.Module):
                                                  state_dtype=state_dtype)
         if pos is None:
             pos = torch.zeros(batch, dtype=torch.long, device=w.device)
-        return LayerCache(self.kind, tensors, capacity, pos)
+        return LayerCache(self.kind, tensors, capacity, pos,
+                          workspace=self.decode_kernels.init_workspace(batch, device=w.device))
 
     @torch.no_grad()
     def prefill(self, h, lengths=None, capacity=None, cache=None, state_dtype=None):
@@ -117,7 +118,7 @@ class Mixer(nn.Module):
     def decode(self, h, cache):
         """step's device work alone: no capacity check, pos not advanced, no host sync."""
         y = self.decode_kernels.step(self.in_proj(self.input_norm(h)), self._gate_bias(),
-                                     cache.tensors, cache.pos)
+                                     cache.step_tensors, cache.pos)
         return h + self.out_proj(y)
 
 

@@ -26,14 +26,23 @@ class LayerCache:
             CACHE_FIELDS and read as attributes too (cache.chunk_keys, cache.keys, cache.state).
         pos: [B] int64, tokens seen by each row (shared by every layer of a ModelCache).
         capacity: tokens a row may hold; seen: max(pos), kept on the host.
+        workspace: {name: tensor}, one row per sequence: what the decode step keeps between
+            launches that is not cached state (the RAT step's split counts, the decode module's
+            init_workspace); not counted by nbytes.
     """
 
-    def __init__(self, kind, tensors, capacity, pos, seen=0):
+    def __init__(self, kind, tensors, capacity, pos, seen=0, workspace=None):
         self.kind = kind
         self.tensors = dict(tensors)
         self.capacity = capacity
         self.pos = pos
         self.seen = seen
+        self.workspace = dict(workspace or {})
+
+    @property
+    def step_tensors(self):
+        """What the decode module's step takes: the cache tensors and the workspace."""
+        return self.tensors | self.workspace
 
     def __getattr__(self, name):
         tensors = self.__dict__.get("tensors", {})
@@ -62,7 +71,8 @@ class LayerCache:
     def rows(self, index):
         """The same cache for the rows `index` (a slice): views, so writes reach this cache."""
         return LayerCache(self.kind, {k: v[index] for k, v in self.tensors.items()},
-                          self.capacity, self.pos[index], self.seen)
+                          self.capacity, self.pos[index], self.seen,
+                          {k: v[index] for k, v in self.workspace.items()})
 
     def __repr__(self):
         shapes = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self.tensors.items())
@@ -102,7 +112,8 @@ class ModelCache:
         (Model.prefill's micro-batches fill one cache this way)."""
         pos = self.pos[index]
         layers = [LayerCache(c.kind, {k: v[index] for k, v in c.tensors.items()}, c.capacity,
-                             pos, c.seen) for c in self.layers]
+                             pos, c.seen, {k: v[index] for k, v in c.workspace.items()})
+                  for c in self.layers]
         return ModelCache(layers, self.capacity, pos)
 
     def advance(self, n=1):

@@ -107,6 +107,12 @@ def slots(capacity):
     return capacity
 
 
+def init_workspace(batch, device=None):
+    """What a step keeps between launches besides the cache: nothing for this layer (the RAT
+    step's split counts are the one workspace)."""
+    return {}
+
+
 def init_cache(batch, capacity, device=None, dtype=None, state_dtype=None):
     """An empty cache: {"keys", "values"} zero tensors [batch, slots(capacity), 2048].
     state_dtype is accepted for a uniform signature; attention has no recurrent state."""

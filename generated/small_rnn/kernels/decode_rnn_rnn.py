@@ -74,6 +74,12 @@ _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 FILL_ELEMENTS = 1 << 24  # prefill_cache: B * tokens * D per slab (64 MiB per fp32 temporary)
 
 
+def init_workspace(batch, device=None):
+    """What a step keeps between launches besides the cache: nothing for this layer (the RAT
+    step's split counts are the one workspace)."""
+    return {}
+
+
 def init_cache(batch, capacity, device=None, dtype=None, state_dtype=None):
     """An empty cache: {"state": zeros [batch, 384]} in state_dtype (default dtype; torch.float32
     keeps the recurrence unrounded over long generations). capacity does not change its size."""

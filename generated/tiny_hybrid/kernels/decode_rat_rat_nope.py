@@ -109,6 +109,14 @@ _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 FILL_ELEMENTS = 1 << 24  # prefill_cache: B * tokens * D per slab (64 MiB per fp32 temporary)
 
 
+def init_workspace(batch, device=None):
+    """What a step keeps between launches besides the cache: per (row, head), the count of split
+    programs done, int32 [batch, H], zero between steps (the finishing program resets it). Not
+    cached state (LayerCache keeps it apart, and nbytes does not count it); rat_decode zeroes a
+    fresh one per call when it is not given."""
+    return {"split_done": torch.zeros(batch, H, device=device, dtype=torch.int32)}
+
+
 def init_cache(batch, capacity, device=None, dtype=None, state_dtype=None):
     """An empty cache for `batch` sequences of up to `capacity` tokens.
 
@@ -278,60 +286,28 @@ def _merge_partials(b_m, b_l, b_acc, p_m, p_l, p_acc, o_part, SPLITS, o_j, m_j,
 
 
 @triton.jit
-def _rat_decode_finish(
-    p_proj, p_bias, p_kc, p_vc, p_ks, p_vs, p_freq, p_m, p_l, p_acc, p_y, o_part, SPLITS,
-    i_b, i_h, t, R, stride_pb, stride_pc, stride_cb, qk_scale,
-    OFF_X: tl.constexpr, OFF_A: tl.constexpr, OFF_Q: tl.constexpr, OFF_K: tl.constexpr,
-    H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
-    D1: tl.constexpr, BLOCK_DH: tl.constexpr, BS: tl.constexpr,
+def _rat_decode_token(
+    p_row, p_bias, p_ks, p_vs, b_q, i_b, l, stride_pc, qk_scale, o_j, m_j, o_h, o_g,
+    OFF_X: tl.constexpr, OFF_A: tl.constexpr, OFF_K: tl.constexpr, D: tl.constexpr,
 ):
-    # y = softmax([q.K~_0 .. q.K~_{c-1}, q.k~]/sqrt(d)) . [V~_0 .. V~_{c-1}; v~] for the token of
-    # row b at t = pos[b], head h, after the in-chunk update of k~, v~: the self term merged with
-    # the SPLITS partials at o_part by log-sum-exp; closes chunk c if l == L-1
-    D: tl.constexpr = H * d
-    c = t // L
-    l = t - c * L
-    o_i = tl.arange(0, BLOCK_DH)
-    o_j = o_i[:, None] + tl.arange(0, 2)[None, :] * D1  # [BLOCK_DH, 2] channel within the head
-    m_j = (o_i[:, None] < D1) & (o_j < d)
-    o_h = i_h * d + o_j  # model channel
-    o_g = (i_h % G) * d + o_j  # channel of q/k's group
-
-    p_row = p_proj + i_b.to(tl.int64) * stride_pb
+    """The token's own terms for row b's head (channels o_h; q/k group channels o_g; its proj
+    row at p_row, its q, unrotated, in b_q), fp32: the updated k~, v~ (from zero when l == 0: a
+    chunk opens), the self score q.k~ (q and k~ share chunk c, so RoPE cancels) in the softmax's
+    base-2 units, and the output gate."""
     b_x = tl.load(p_row + (OFF_X + o_h) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
     b_a = tl.load(p_row + (OFF_A + o_h) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
     b_a += tl.load(p_bias + o_h, mask=m_j, other=0.0).to(tl.float32)
-    b_q = tl.load(p_row + (OFF_Q + o_g) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
     b_kin = tl.load(p_row + (OFF_K + o_g) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
     b_g = tl.exp((-1.0 * _softplus(b_a)))
     b_w = 1.0
-
-    # in-chunk update; a token that opens a chunk starts from zero
     o_state = i_b.to(tl.int64) * D + o_h
     b_ks = tl.load(p_ks + o_state, mask=m_j, other=0.0).to(tl.float32)
     b_vs = tl.load(p_vs + o_state, mask=m_j, other=0.0).to(tl.float32)
     b_ks = tl.where(l == 0, 0.0, b_g * b_ks) + b_w * b_kin
     b_vs = tl.where(l == 0, 0.0, b_g * b_vs) + b_w * b_x
-    tl.store(p_ks + o_state, b_ks.to(p_ks.dtype.element_ty), mask=m_j)
-    tl.store(p_vs + o_state, b_vs.to(p_vs.dtype.element_ty), mask=m_j)
-
-    # the self term opens the merge (q and k~ share chunk c, so RoPE cancels in q.k~); it is
-    # finite, so b_m stays finite and an empty split (m = -inf, l = 0) weighs exactly 0
-    b_m = tl.sum(tl.sum(b_q * b_ks, axis=1), axis=0) * qk_scale
-    b_l = b_m * 0.0 + 1.0
-    b_acc = b_vs
-    b_m, b_l, b_acc = _merge_partials(b_m, b_l, b_acc, p_m, p_l, p_acc, o_part, SPLITS, o_j, m_j,
-                                      d, BS)
-    b_y = b_acc / b_l
-    tl.store(p_y + i_b.to(tl.int64) * D + o_h, b_y.to(p_y.dtype.element_ty), mask=m_j)
-
-    # the token closes chunk c: K~_c, V~_c = k~, v~ (the partials
-    # read rows < c only)
-    m_close = m_j & (l == L - 1) & (c < R)
-    p_kc = p_kc + i_b.to(tl.int64) * stride_cb
-    p_vc = p_vc + i_b.to(tl.int64) * stride_cb
-    tl.store(p_kc + c * D + o_h, b_ks.to(p_kc.dtype.element_ty), mask=m_close)
-    tl.store(p_vc + c * D + o_h, b_vs.to(p_vc.dtype.element_ty), mask=m_close)
+    b_self = tl.sum(tl.sum(b_q * b_ks, axis=1), axis=0) * qk_scale
+    b_gz = 1.0
+    return b_ks, b_vs, b_self, b_gz
 
 
 @triton.jit
@@ -344,7 +320,9 @@ def rat_decode_kernel(
 ):
     # over this split's chunk rows r in [s*SPAN, min((s+1)*SPAN, c)), in base 2 with
     # s_r = q.K~_r log2(e)/sqrt(d): m = max s_r, l = sum 2^(s_r - m), acc = sum 2^(s_r - m) V~_r;
-    # then the (row, head)'s last program to finish merges every split's partials
+    # then the last program of the (row, head) to finish merges them with the token's own term:
+    # y = softmax([q.K~_0 .. q.K~_{c-1}, q.k~]/sqrt(d)) . [V~_0 .. V~_{c-1}; v~], stores k~, v~,
+    # and closes chunk c if l == L-1
     tl.static_assert(2 * D1 >= d)
     D: tl.constexpr = H * d
     i_bh, i_s = tl.program_id(0), tl.program_id(1)
@@ -352,6 +330,7 @@ def rat_decode_kernel(
     i_b, i_h = i_bh // H, i_bh % H
     t = tl.load(p_pos + i_b)
     c = t // L  # complete chunk rows
+    l = t - c * L
     r_lo = i_s * SPAN
     r_hi = tl.minimum(r_lo + SPAN, c)
     o_i = tl.arange(0, BLOCK_DH)
@@ -360,23 +339,28 @@ def rat_decode_kernel(
     o_h = i_h * d + o_j  # model channel
     o_g = (i_h % G) * d + o_j  # channel of q/k's group
 
+    # every program computes the token's terms up front (a few KB from L2), so the finishing
+    # program's work after the count is the merge alone
     p_row = p_proj + i_b.to(tl.int64) * stride_pb
     b_q = tl.load(p_row + (OFF_Q + o_g) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
+    b_ks, b_vs, b_self, b_gz = _rat_decode_token(
+        p_row, p_bias, p_ks, p_vs, b_q, i_b, l, stride_pc, qk_scale, o_j, m_j, o_h, o_g,
+        OFF_X, OFF_A, OFF_K, D)
     b_m = tl.full([], float("-inf"), tl.float32)
     b_l = tl.full([], 0.0, tl.float32)
     b_acc = tl.zeros([BLOCK_DH, 2], dtype=tl.float32)
     o_r = tl.arange(0, BC)
-    p_kr = p_kc + i_b.to(tl.int64) * stride_cb
-    p_vr = p_vc + i_b.to(tl.int64) * stride_cb
+    p_kc = p_kc + i_b.to(tl.int64) * stride_cb
+    p_vc = p_vc + i_b.to(tl.int64) * stride_cb
     # every block holds a row r < r_hi, so b_mn is finite from the first block on
     for r0 in range(r_lo, r_hi, BC):
         o_row = r0 + o_r
         m_row = o_row < r_hi
         o_kv = o_row[:, None, None] * D + o_h[None, :, :]
         m_kv = m_row[:, None, None] & m_j[None, :, :]
-        b_kc = tl.load(p_kr + o_kv, mask=m_kv, other=0.0).to(tl.float32)  # [BC, BLOCK_DH, 2]
+        b_kc = tl.load(p_kc + o_kv, mask=m_kv, other=0.0).to(tl.float32)  # [BC, BLOCK_DH, 2]
         # V~ issued with K~ (not after the score reductions): both tiles in flight at once
-        b_vc = tl.load(p_vr + o_kv, mask=m_kv, other=0.0).to(tl.float32)
+        b_vc = tl.load(p_vc + o_kv, mask=m_kv, other=0.0).to(tl.float32)
         b_s = tl.sum(tl.sum(b_kc * b_q[None, :, :], axis=2), axis=1) * qk_scale
         b_s = tl.where(m_row, b_s, float("-inf"))
         b_mn = tl.maximum(b_m, tl.max(b_s, axis=0))
@@ -397,10 +381,20 @@ def rat_decode_kernel(
     done = tl.atomic_add(p_done + i_bh, 1, sem="acq_rel", scope="gpu")
     if done == SPLITS - 1:
         tl.store(p_done + i_bh, 0)  # every split has counted: ready for the next launch
-        _rat_decode_finish(
-            p_proj, p_bias, p_kc, p_vc, p_ks, p_vs, p_freq, p_m, p_l, p_acc, p_y, o_first, SPLITS,
-            i_b, i_h, t, R, stride_pb, stride_pc, stride_cb, qk_scale,
-            OFF_X, OFF_A, OFF_Q, OFF_K, H, G, d, L, D1, BLOCK_DH, BS)
+        o_state = i_b.to(tl.int64) * D + o_h
+        tl.store(p_ks + o_state, b_ks.to(p_ks.dtype.element_ty), mask=m_j)
+        tl.store(p_vs + o_state, b_vs.to(p_vs.dtype.element_ty), mask=m_j)
+        # the self term opens the merge: it is finite, so b_m stays finite and an empty split
+        # (m = -inf, l = 0) weighs exactly 0
+        b_m, b_l, b_acc = _merge_partials(b_self, b_self * 0.0 + 1.0, b_vs, p_m, p_l, p_acc,
+                                          o_first, SPLITS, o_j, m_j, d, BS)
+        b_y = b_acc / b_l * b_gz
+        tl.store(p_y + i_b.to(tl.int64) * D + o_h, b_y.to(p_y.dtype.element_ty), mask=m_j)
+        # the token closes chunk c: K~_c, V~_c = k~, v~ (the partials
+        # read rows < c only)
+        m_close = m_j & (l == L - 1) & (c < R)
+        tl.store(p_kc + c * D + o_h, b_ks.to(p_kc.dtype.element_ty), mask=m_close)
+        tl.store(p_vc + c * D + o_h, b_vs.to(p_vc.dtype.element_ty), mask=m_close)
 
 
 _SMS = {}  # device -> streaming multiprocessors
@@ -439,7 +433,9 @@ def rat_decode(proj, gate_bias, cache, pos, config=None, out=None):
         proj: [B, 256] in_proj output (CUDA, or CPU under TRITON_INTERPRET=1), fp16/bf16/fp32,
             unit channel stride.
         gate_bias: [64] contiguous.
-        cache: init_cache's dict (contiguous tensors, B rows), updated in place.
+        cache: init_cache's dict (contiguous tensors, B rows), updated in place; with
+            init_workspace's split_done in it too, the step uses that (zero, and left zero)
+            instead of zeroing a fresh count per call.
         pos: [B] int64, each row's position; not advanced here.
         config: launch parameters, CONFIG's keys (default: CONFIG, then this device's decode
             record for the cache's R * L tokens and B rows).
@@ -456,12 +452,14 @@ def rat_decode(proj, gate_bias, cache, pos, config=None, out=None):
     y = torch.empty(B, D, device=dev, dtype=proj.dtype) if out is None else out
     assert y.shape == (B, D) and y.is_contiguous()
     span, splits = decode_split(R, B * H, cfg["DECODE_BC"], cfg["DECODE_SPLIT_ROWS"], dev)
-    # softmax partials per (row, head, split), fp32, and the finished-split counts (under a CUDA
-    # graph: its private pool, the counts zeroed by a memset node of each replay)
+    # softmax partials per (row, head, split), fp32 (under a CUDA graph: its private pool)
     part_m = torch.empty(B, H, splits, device=dev, dtype=torch.float32)
     part_l = torch.empty(B, H, splits, device=dev, dtype=torch.float32)
     part_acc = torch.empty(B, H, splits, HEAD_DIM, device=dev, dtype=torch.float32)
-    done = torch.zeros(B * H, device=dev, dtype=torch.int32)
+    done = cache.get("split_done")
+    if done is None:
+        done = init_workspace(B, dev)["split_done"]
+    assert done.shape == (B, H) and done.dtype == torch.int32 and done.is_contiguous()
     # with no chunk rows (capacity < L) nothing reads them: point at the state instead
     p_kc, p_vc = (kc, vc) if R else (ks, vs)
     rat_decode_kernel[(B * H, splits)](
