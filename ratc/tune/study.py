@@ -125,6 +125,9 @@ class Objective:
             for v in self.cache0.values():
                 v.copy_(self._randn(*v.shape))
             self.cache = {k: v.clone() for k, v in self.cache0.items()}  # timing steps update it
+            # what the step keeps between launches besides the cache (the RAT step's split
+            # counts), as the generated layers pass it: zero before and after every step
+            self.workspace = self.mod.init_workspace(target.batch, device=self.dev)
             self.pos = torch.full((target.batch,), target.seq - 1, dtype=torch.long,
                                   device=self.dev)
         else:
@@ -164,8 +167,8 @@ class Objective:
         if kind is LayerKind.RNN:
             return self.launch(proj, self.bias, cache, config=cfg)
         if kind in ATTENTION_KINDS:
-            return self.launch(proj, cache, self.pos, config=cfg)
-        return self.launch(proj, self.bias, cache, self.pos, config=cfg)
+            return self.launch(proj, cache | self.workspace, self.pos, config=cfg)
+        return self.launch(proj, self.bias, cache | self.workspace, self.pos, config=cfg)
 
     def _outputs(self, cfg) -> list:
         """Everything a config must reproduce: y (and gradients, or the updated cache)."""

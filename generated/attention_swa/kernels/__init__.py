@@ -1,2 +1,3 @@
 """Rendered kernel modules: <kind>_<name> (forward) and decode_<kind>_<name> (decode) of each
-layer definition; rms_norm, the fused RMSNorm of every norm."""
+layer definition; rms_norm, the fused RMSNorm of every norm; small_linear, the decode step's
+projections for a few rows."""

@@ -294,8 +294,9 @@ def attention_decode_partial_kernel(
 def _merge_partials(b_m, b_l, b_acc, p_m, p_l, p_acc, o_part, SPLITS, o_j, m_j,
                     d: tl.constexpr, BS: tl.constexpr):
     """(m, l, acc) of one (row, head) with its SPLITS partials at o_part merged in, BS at a time.
-    b_m must be finite (the self / own-token term opens the merge): an empty split (m = -inf,
-    l = 0) then weighs exactly 0. acc is [BLOCK_DH, 2] (o_j, m_j: the head's channel layout)."""
+    An empty split (m = -inf, l = 0) weighs exactly 0, and so does the running (m, l, acc) while
+    b_m is -inf (nothing merged yet): the result is (-inf, 0, 0) when every split is empty. acc
+    is [BLOCK_DH, 2] (o_j, m_j: the head's channel layout)."""
     o_s = tl.arange(0, BS)
     for s0 in range(0, SPLITS, BS):
         m_s = s0 + o_s < SPLITS
@@ -306,8 +307,9 @@ def _merge_partials(b_m, b_l, b_acc, p_m, p_l, p_acc, o_part, SPLITS, o_j, m_j,
         b_as = tl.load(p_acc + o_acc, mask=m_s[:, None, None] & m_j[None, :, :], other=0.0,
                        cache_modifier=".cg")
         b_mn = tl.maximum(b_m, tl.max(b_ms, axis=0))
-        b_ws = tl.where(b_ms > float("-inf"), tl.exp2(b_ms - b_mn), 0.0)
-        b_alpha = tl.exp2(b_m - b_mn)
+        b_ref = tl.where(b_mn > float("-inf"), b_mn, 0.0)  # no -inf - -inf: -inf weighs 2^-inf = 0
+        b_ws = tl.exp2(b_ms - b_ref)
+        b_alpha = tl.exp2(b_m - b_ref)
         b_l = b_l * b_alpha + tl.sum(b_ws * b_ls, axis=0)
         b_acc = b_acc * b_alpha + tl.sum(b_ws[:, None, None] * b_as, axis=0)
         b_m = b_mn

@@ -308,8 +308,9 @@ def _rotate(x, cos, sin):
 def _merge_partials(b_m, b_l, b_acc, p_m, p_l, p_acc, o_part, SPLITS, o_j, m_j,
                     d: tl.constexpr, BS: tl.constexpr):
     """(m, l, acc) of one (row, head) with its SPLITS partials at o_part merged in, BS at a time.
-    b_m must be finite (the self / own-token term opens the merge): an empty split (m = -inf,
-    l = 0) then weighs exactly 0. acc is [BLOCK_DH, 2] (o_j, m_j: the head's channel layout)."""
+    An empty split (m = -inf, l = 0) weighs exactly 0, and so does the running (m, l, acc) while
+    b_m is -inf (nothing merged yet): the result is (-inf, 0, 0) when every split is empty. acc
+    is [BLOCK_DH, 2] (o_j, m_j: the head's channel layout)."""
     o_s = tl.arange(0, BS)
     for s0 in range(0, SPLITS, BS):
         m_s = s0 + o_s < SPLITS
@@ -320,38 +321,13 @@ def _merge_partials(b_m, b_l, b_acc, p_m, p_l, p_acc, o_part, SPLITS, o_j, m_j,
         b_as = tl.load(p_acc + o_acc, mask=m_s[:, None, None] & m_j[None, :, :], other=0.0,
                        cache_modifier=".cg")
         b_mn = tl.maximum(b_m, tl.max(b_ms, axis=0))
-        b_ws = tl.where(b_ms > float("-inf"), tl.exp2(b_ms - b_mn), 0.0)
-        b_alpha = tl.exp2(b_m - b_mn)
+        b_ref = tl.where(b_mn > float("-inf"), b_mn, 0.0)  # no -inf - -inf: -inf weighs 2^-inf = 0
+        b_ws = tl.exp2(b_ms - b_ref)
+        b_alpha = tl.exp2(b_m - b_ref)
         b_l = b_l * b_alpha + tl.sum(b_ws * b_ls, axis=0)
         b_acc = b_acc * b_alpha + tl.sum(b_ws[:, None, None] * b_as, axis=0)
         b_m = b_mn
     return b_m, b_l, b_acc
-
-
-@triton.jit
-def _rat_decode_token(
-    p_row, p_bias, p_ks, p_vs, b_q, i_b, l, stride_pc, qk_scale, o_j, m_j, o_h, o_g,
-    OFF_Z: tl.constexpr,
-    OFF_X: tl.constexpr, OFF_A: tl.constexpr, OFF_K: tl.constexpr, D: tl.constexpr,
-):
-    """The token's own terms for row b's head (channels o_h; q/k group channels o_g; its proj
-    row at p_row, its q, unrotated, in b_q), fp32: the updated k~, v~ (from zero when l == 0: a
-    chunk opens), the self score q.k~ (q and k~ share chunk c, so RoPE cancels) in the softmax's
-    base-2 units, and the output gate."""
-    b_x = tl.load(p_row + (OFF_X + o_h) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
-    b_a = tl.load(p_row + (OFF_A + o_h) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
-    b_a += tl.load(p_bias + o_h, mask=m_j, other=0.0).to(tl.float32)
-    b_kin = tl.load(p_row + (OFF_K + o_g) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
-    b_g = tl.sigmoid(b_a)
-    b_w = 1.0 - b_g
-    o_state = i_b.to(tl.int64) * D + o_h
-    b_ks = tl.load(p_ks + o_state, mask=m_j, other=0.0).to(tl.float32)
-    b_vs = tl.load(p_vs + o_state, mask=m_j, other=0.0).to(tl.float32)
-    b_ks = tl.where(l == 0, 0.0, b_g * b_ks) + b_w * b_kin
-    b_vs = tl.where(l == 0, 0.0, b_g * b_vs) + b_w * b_x
-    b_self = tl.sum(tl.sum(b_q * b_ks, axis=1), axis=0) * qk_scale
-    b_gz = tl.sigmoid(tl.load(p_row + (OFF_Z + o_h) * stride_pc, mask=m_j, other=0.0).to(tl.float32))
-    return b_ks, b_vs, b_self, b_gz
 
 
 @triton.jit
@@ -365,9 +341,7 @@ def rat_decode_kernel(
 ):
     # over this split's chunk rows r in [s*SPAN, min((s+1)*SPAN, c)), in base 2 with
     # s_r = q.K~_r log2(e)/sqrt(d): m = max s_r, l = sum 2^(s_r - m), acc = sum 2^(s_r - m) V~_r;
-    # then the last program of the (row, head) to finish merges them with the token's own term:
-    # y = softmax([q.K~_0 .. q.K~_{c-1}, q.k~]/sqrt(d)) . [V~_0 .. V~_{c-1}; v~], stores k~, v~,
-    # and closes chunk c if l == L-1
+    # then the last program of the (row, head) to finish merges them with the token's own term
     tl.static_assert(2 * D1 >= d)
     D: tl.constexpr = H * d
     i_bh, i_s = tl.program_id(0), tl.program_id(1)
@@ -375,7 +349,6 @@ def rat_decode_kernel(
     i_b, i_h = i_bh // H, i_bh % H
     t = tl.load(p_pos + i_b)
     c = t // L  # complete chunk rows
-    l = t - c * L
     r_lo = i_s * SPAN
     r_hi = tl.minimum(r_lo + SPAN, c)
     o_i = tl.arange(0, BLOCK_DH)
@@ -384,15 +357,10 @@ def rat_decode_kernel(
     o_h = i_h * d + o_j  # model channel
     o_g = (i_h % G) * d + o_j  # channel of q/k's group
 
-    # every program computes the token's terms up front (a few KB from L2), so the finishing
-    # program's work after the count is the merge alone
     p_row = p_proj + i_b.to(tl.int64) * stride_pb
     b_q = tl.load(p_row + (OFF_Q + o_g) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
-    b_ks, b_vs, b_self, b_gz = _rat_decode_token(
-        p_row, p_bias, p_ks, p_vs, b_q, i_b, l, stride_pc, qk_scale, o_j, m_j, o_h, o_g,
-        OFF_Z, OFF_X, OFF_A, OFF_K, D)
     b_cos, b_sin = _rope_cos_sin(c, p_freq, o_i, o_i < D1, D1)
-    b_q = _rotate(b_q, b_cos, b_sin)
+    b_qr = _rotate(b_q, b_cos, b_sin)
     b_m = tl.full([], float("-inf"), tl.float32)
     b_l = tl.full([], 0.0, tl.float32)
     b_acc = tl.zeros([BLOCK_DH, 2], dtype=tl.float32)
@@ -408,7 +376,7 @@ def rat_decode_kernel(
         b_kc = tl.load(p_kc + o_kv, mask=m_kv, other=0.0).to(tl.float32)  # [BC, BLOCK_DH, 2]
         # V~ issued with K~ (not after the score reductions): both tiles in flight at once
         b_vc = tl.load(p_vc + o_kv, mask=m_kv, other=0.0).to(tl.float32)
-        b_s = tl.sum(tl.sum(b_kc * b_q[None, :, :], axis=2), axis=1) * qk_scale
+        b_s = tl.sum(tl.sum(b_kc * b_qr[None, :, :], axis=2), axis=1) * qk_scale
         b_s = tl.where(m_row, b_s, float("-inf"))
         b_mn = tl.maximum(b_m, tl.max(b_s, axis=0))
         b_p = tl.exp2(b_s - b_mn)
@@ -428,14 +396,37 @@ def rat_decode_kernel(
     done = tl.atomic_add(p_done + i_bh, 1, sem="acq_rel", scope="gpu")
     if done == SPLITS - 1:
         tl.store(p_done + i_bh, 0)  # every split has counted: ready for the next launch
+        # the token's inputs first, so their loads fly with the partials' (nothing waits on them
+        # before the merge)
+        l = t - c * L
+        b_x = tl.load(p_row + (OFF_X + o_h) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
+        b_a = tl.load(p_row + (OFF_A + o_h) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
+        b_a += tl.load(p_bias + o_h, mask=m_j, other=0.0).to(tl.float32)
+        b_kin = tl.load(p_row + (OFF_K + o_g) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
         o_state = i_b.to(tl.int64) * D + o_h
+        b_ks = tl.load(p_ks + o_state, mask=m_j, other=0.0).to(tl.float32)
+        b_vs = tl.load(p_vs + o_state, mask=m_j, other=0.0).to(tl.float32)
+        b_z = tl.load(p_row + (OFF_Z + o_h) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
+        b_m, b_l, b_acc = _merge_partials(
+            tl.full([], float("-inf"), tl.float32), tl.full([], 0.0, tl.float32),
+            tl.zeros([BLOCK_DH, 2], dtype=tl.float32), p_m, p_l, p_acc, o_first, SPLITS, o_j, m_j,
+            d, BS)
+
+        # in-chunk update; a token that opens a chunk starts from zero
+        b_g = tl.sigmoid(b_a)
+        b_w = 1.0 - b_g
+        b_ks = tl.where(l == 0, 0.0, b_g * b_ks) + b_w * b_kin
+        b_vs = tl.where(l == 0, 0.0, b_g * b_vs) + b_w * b_x
         tl.store(p_ks + o_state, b_ks.to(p_ks.dtype.element_ty), mask=m_j)
         tl.store(p_vs + o_state, b_vs.to(p_vs.dtype.element_ty), mask=m_j)
-        # the self term opens the merge: it is finite, so b_m stays finite and an empty split
-        # (m = -inf, l = 0) weighs exactly 0
-        b_m, b_l, b_acc = _merge_partials(b_self, b_self * 0.0 + 1.0, b_vs, p_m, p_l, p_acc,
-                                          o_first, SPLITS, o_j, m_j, d, BS)
-        b_y = b_acc / b_l * b_gz
+        # the self term, merged last (q and k~ share chunk c, so RoPE cancels in q.k~); it is
+        # finite, so the total is too
+        b_self = tl.sum(tl.sum(b_q * b_ks, axis=1), axis=0) * qk_scale
+        b_mn = tl.maximum(b_m, b_self)
+        b_alpha = tl.exp2(b_m - b_mn)  # 0 when no chunk row came before (b_m = -inf)
+        b_ws = tl.exp2(b_self - b_mn)
+        b_y = (b_acc * b_alpha + b_ws * b_vs) / (b_l * b_alpha + b_ws)
+        b_y = b_y * tl.sigmoid(b_z)
         tl.store(p_y + i_b.to(tl.int64) * D + o_h, b_y.to(p_y.dtype.element_ty), mask=m_j)
         # the token closes chunk c: K~_c, V~_c = rope_c(k~), v~ (the partials
         # read rows < c only)
