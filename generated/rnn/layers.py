@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from .cache import LayerCache, as_lengths, check_room
-from .kernels import small_linear
 from .kernels.rms_norm import rms_norm
 from .kernels import rnn_rnn, decode_rnn_rnn
 
@@ -117,17 +116,9 @@ class Mixer(nn.Module):
 
     @torch.no_grad()
     def decode(self, h, cache):
-        """step's device work alone: no capacity check, pos not advanced, no host sync. For a few
-        rows the norm rides in in_proj's launch and the residual in out_proj's
-        (kernels/small_linear.py)."""
-        norm, w_in, w_out = self.input_norm, self.in_proj.weight, self.out_proj.weight
-        if small_linear.fits(h, w_in) and norm.weight.dtype == h.dtype:
-            proj = small_linear.norm_linear(h, norm.weight, norm.eps, w_in)
-        else:
-            proj = self.in_proj(norm(h))
-        y = self.decode_kernels.step(proj, self._gate_bias(), cache.step_tensors, cache.pos)
-        if small_linear.fits(y, w_out) and h.dtype == y.dtype and h.stride(1) == 1:
-            return small_linear.linear_residual(y, w_out, h)
+        """step's device work alone: no capacity check, pos not advanced, no host sync."""
+        y = self.decode_kernels.step(self.in_proj(self.input_norm(h)), self._gate_bias(),
+                                     cache.step_tensors, cache.pos)
         return h + self.out_proj(y)
 
 

@@ -12,9 +12,6 @@ Files (DESIGN.md §2 "The generated package"):
   kernels/decode_<kind>_<name>.py   rendered decode template (cache, prefill fill, fused step)
   kernels/rms_norm.py               rendered RMSNorm template (fused forward and backward), the
                                     same in every package
-  kernels/small_linear.py           the decode step's projections for a few rows (RMSNorm fused
-                                    into in_proj, the residual into out_proj), the same in every
-                                    package
   manifest.json      spec hash, ratc version, baked-in configs, file hashes (written by build)
 """
 
@@ -25,8 +22,7 @@ import pprint
 
 from .. import __version__
 from ..ir import Activation, LayerKind, MixerIR, ModelIR, to_jsonable
-from .render import (_env, kernel_context, load_module, render_kernel, render_rms_norm,
-                     render_small_linear)
+from .render import _env, kernel_context, load_module, render_kernel, render_rms_norm
 
 DECODE_TEMPLATE_OF = {
     LayerKind.RAT: "decode/rat.py.jinja",
@@ -133,10 +129,8 @@ def emit(ir: ModelIR, tuned: dict[str, dict] | None = None) -> dict[str, str]:
     )
     files["kernels/__init__.py"] = ('"""Rendered kernel modules: <kind>_<name> (forward) and '
                                     'decode_<kind>_<name> (decode) of each\nlayer definition; '
-                                    'rms_norm, the fused RMSNorm of every norm; small_linear, '
-                                    'the decode step\'s\nprojections for a few rows."""\n')
+                                    'rms_norm, the fused RMSNorm of every norm."""\n')
     files["kernels/rms_norm.py"] = render_rms_norm()
-    files["kernels/small_linear.py"] = render_small_linear()
     for m in ir.mixers:
         table = tuned.get(m.name, {})
         files[f"kernels/{kernel_module_name(m)}.py"] = render_kernel(

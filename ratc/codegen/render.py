@@ -105,15 +105,6 @@ def render_rms_norm() -> str:
     return _render_with_ops("rms_norm.py.jinja", "rms_norm", "<rms_norm kernels>")
 
 
-def render_small_linear() -> str:
-    """The decode step's small-row projections (templates/small_linear.py.jinja), the same for every
-    spec: `norm_linear` (RMSNorm then in_proj) and `linear_residual` (out_proj plus the residual),
-    each one launch for at most a few rows."""
-    text = _env.get_template("small_linear.py.jinja").render()
-    ast.parse(text, filename="<small_linear kernels>")
-    return text
-
-
 def _render_with_ops(template_name: str, prefix: str, filename: str, **context) -> str:
     """A module template rendered with its custom-op namespace `ratc_<prefix>_<hash>`, the hash of
     the text rendered with an empty namespace: identical modules share ops, different ones never
@@ -171,11 +162,6 @@ def load_module(text: str, name: str):
     sys.modules[mod_name] = mod
     spec.loader.exec_module(mod)
     return mod
-
-
-def load_small_linear():
-    """Render and import the small-row projection module (tests use this)."""
-    return load_module(render_small_linear(), "small_linear")
 
 
 def load_rms_norm():

@@ -1,3 +1,2 @@
 """Rendered kernel modules: <kind>_<name> (forward) and decode_<kind>_<name> (decode) of each
-layer definition; rms_norm, the fused RMSNorm of every norm; small_linear, the decode step's
-projections for a few rows."""
+layer definition; rms_norm, the fused RMSNorm of every norm."""
