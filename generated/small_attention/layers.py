@@ -117,10 +117,8 @@ class Mixer(nn.Module):
     @torch.no_grad()
     def decode(self, h, cache):
         """step's device work alone: no capacity check, pos not advanced, no host sync."""
-        # the RAT step asks out_proj's weight into L2 during its tail (kernels/decode_rat_*.py)
-        kw = dict(prefetch=self.out_proj.weight) if self.kind == "rat" else {}
         y = self.decode_kernels.step(self.in_proj(self.input_norm(h)), self._gate_bias(),
-                                     cache.step_tensors, cache.pos, **kw)
+                                     cache.step_tensors, cache.pos)
         return h + self.out_proj(y)
 
 

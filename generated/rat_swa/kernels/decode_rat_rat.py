@@ -351,13 +351,12 @@ def _merge_partials(b_m, b_l, b_acc, p_m, p_l, p_acc, o_part, SPLITS, o_j, m_j,
 
 @triton.jit
 def rat_decode_kernel(
-    p_proj, p_bias, p_kc, p_vc, p_ks, p_vs, p_pos, p_freq, p_m, p_l, p_acc, p_done, p_y, p_pf,
-    R, SPAN, stride_pb, stride_pc, stride_cb, qk_scale, PF_LINES,
+    p_proj, p_bias, p_kc, p_vc, p_ks, p_vs, p_pos, p_freq, p_m, p_l, p_acc, p_done, p_y,
+    R, SPAN, stride_pb, stride_pc, stride_cb, qk_scale,
     OFF_Z: tl.constexpr,
     OFF_X: tl.constexpr, OFF_A: tl.constexpr, OFF_Q: tl.constexpr, OFF_K: tl.constexpr,
     H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
     D1: tl.constexpr, BLOCK_DH: tl.constexpr, BC: tl.constexpr, BS: tl.constexpr,
-    PF_BLOCK: tl.constexpr,
 ):
     # over this split's chunk rows r in [s*SPAN, min((s+1)*SPAN, c)), in base 2 with
     # s_r = q.K~_r log2(e)/sqrt(d): m = max s_r, l = sum 2^(s_r - m), acc = sum 2^(s_r - m) V~_r;
@@ -408,15 +407,6 @@ def rat_decode_kernel(
     tl.store(p_m + o_first + i_s, b_m)
     tl.store(p_l + o_first + i_s, b_l)
     tl.store(p_acc + (o_first + i_s) * d + o_j, b_acc, mask=m_j)
-    if PF_BLOCK > 0:
-        # this program's share of PF_LINES 128-byte lines at p_pf (the weights the next launch
-        # reads: out_proj's), asked into L2 now, so they stream in while the step's tail (the
-        # merges) leaves DRAM idle
-        o_pf = (i_bh * SPLITS + i_s) * PF_BLOCK + tl.arange(0, PF_BLOCK)
-        tl.inline_asm_elementwise(
-            "{ .reg .pred p; setp.ne.b32 p, $2, 0; @p prefetch.global.L2 [$1]; mov.b32 $0, 0; }",
-            "=r,l,r", [p_pf + o_pf.to(tl.int64) * 128, (o_pf < PF_LINES).to(tl.int32)],
-            dtype=tl.int32, is_pure=False, pack=1)
 
     # every thread's partial stores come before the count (the barrier), and the count releases
     # them to the program that counts last, which acquires them (acq_rel, device scope): the
@@ -507,7 +497,7 @@ def decode_split(rows, programs, block, span, device):
     return span, max(1, -(-rows // span))
 
 
-def rat_decode(proj, gate_bias, cache, pos, config=None, out=None, prefetch=None):
+def rat_decode(proj, gate_bias, cache, pos, config=None, out=None):
     """Launch rat_decode_kernel: one token per row.
 
     Args:
@@ -521,8 +511,6 @@ def rat_decode(proj, gate_bias, cache, pos, config=None, out=None, prefetch=None
         config: launch parameters, CONFIG's keys (default: CONFIG, then this device's decode
             record for the cache's R * L tokens and B rows).
         out: optional [B, 2048] contiguous tensor of proj's dtype to write y into.
-        prefetch: optional contiguous CUDA tensor that the next launch reads (the layer passes
-            out_proj's weight): the programs ask its bytes into L2 as they finish their rows.
     Returns:
         y: [B, 2048] in proj's dtype.
     """
@@ -545,20 +533,14 @@ def rat_decode(proj, gate_bias, cache, pos, config=None, out=None, prefetch=None
     assert done.shape == (B, H) and done.dtype == torch.int32 and done.is_contiguous()
     # with no chunk rows (capacity < L) nothing reads them: point at the state instead
     p_kc, p_vc = (kc, vc) if R else (ks, vs)
-    pf_lines = 0  # 128-byte lines to prefetch (PTX: CUDA only, not the interpreter)
-    if prefetch is not None and proj.is_cuda:
-        assert prefetch.is_contiguous() and prefetch.device == dev
-        pf_lines = -(-prefetch.numel() * prefetch.element_size() // 128)
-    pf_block = triton.next_power_of_2(-(-pf_lines // (B * H * splits))) if pf_lines else 0
     rat_decode_kernel[(B * H, splits)](
         p_proj=proj, p_bias=gate_bias, p_kc=p_kc, p_vc=p_vc, p_ks=ks, p_vs=vs, p_pos=pos,
         p_freq=_freq_table(dev), p_m=part_m, p_l=part_l, p_acc=part_acc,
-        p_done=done, p_y=y, p_pf=prefetch.view(torch.uint8)[::128] if pf_lines else y,
-        R=R, SPAN=span, PF_LINES=pf_lines, stride_pb=proj.stride(0), stride_pc=proj.stride(1),
+        p_done=done, p_y=y, R=R, SPAN=span, stride_pb=proj.stride(0), stride_pc=proj.stride(1),
         stride_cb=R * D, qk_scale=SM_SCALE * LOG2E,
         OFF_Z=OFF_Z, OFF_X=OFF_X, OFF_A=OFF_A, OFF_Q=OFF_Q, OFF_K=OFF_K,
         H=H, G=GROUPS, d=HEAD_DIM, L=CHUNK, D1=D1, BLOCK_DH=BLOCK_DH, BC=cfg["DECODE_BC"],
-        BS=min(MERGE_BLOCK, triton.next_power_of_2(splits)), PF_BLOCK=pf_block,
+        BS=min(MERGE_BLOCK, triton.next_power_of_2(splits)),
         num_warps=cfg["DECODE_WARPS"], num_stages=cfg["DECODE_STAGES"],
     )
     return y
@@ -568,21 +550,21 @@ def rat_decode(proj, gate_bias, cache, pos, config=None, out=None, prefetch=None
 # public entry points
 
 
-def step_triton(proj, gate_bias, cache, pos, prefetch=None):
+def step_triton(proj, gate_bias, cache, pos):
     """The step through rat_decode: proj [B, 6656] fp16/bf16/fp32 -> y [B, 2048]."""
     if proj.dtype not in _TRITON_DTYPES:
         raise TypeError(f"step_triton takes fp16, bf16 or fp32, got {proj.dtype}")
     if gate_bias is None:
         gate_bias = torch.zeros(D, device=proj.device, dtype=torch.float32)
-    return rat_decode(proj, gate_bias.contiguous(), cache, pos, prefetch=prefetch)
+    return rat_decode(proj, gate_bias.contiguous(), cache, pos)
 
 
-def step(proj, gate_bias, cache, pos, prefetch=None):
+def step(proj, gate_bias, cache, pos):
     """y [B, 2048] for one token per row, proj [B, 6656] at positions pos [B]; updates the cache.
 
     Triton on CUDA tensors or with TRITON_INTERPRET=1 (fp16/bf16/fp32), plain PyTorch otherwise.
-    No host synchronisation on either path. prefetch: see rat_decode (the Triton path on CUDA).
+    No host synchronisation on either path.
     """
     if (proj.is_cuda or os.environ.get("TRITON_INTERPRET") == "1") and proj.dtype in _TRITON_DTYPES:
-        return step_triton(proj, gate_bias, cache, pos, prefetch)
+        return step_triton(proj, gate_bias, cache, pos)
     return step_torch(proj, gate_bias, cache, pos)
