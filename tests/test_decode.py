@@ -432,7 +432,12 @@ def test_split_decode_matches_torch_step(name, layer, block, span, monkeypatch, 
         want = kernels.step_torch(proj.double(), None if bias is None else bias.double().cpu(),
                                   want_cache, pos.cpu())
         args = (proj.to(device),) + ((bias,) if m.kind is LayerKind.RAT else ())
-        got = launch(*args, cache, pos, config=cfg)
+        if m.kind is LayerKind.RAT:  # the kernel also copies the layer's input (a strided view)
+            h = torch.randn(B, ir.d_model + 3, generator=gen).to(device)[:, 3:]
+            got, h_copy = launch(*args, cache, pos, config=cfg, residual=h)
+            assert h_copy.is_contiguous() and torch.equal(h_copy, h)
+        else:
+            got = launch(*args, cache, pos, config=cfg)
         for b in range(B):
             assert_close(got[b], want[b], TOL[torch.float32],
                          f"{layer} {cfg} row {b} at t={int(pos[b])}, step {i}")

@@ -118,8 +118,14 @@ class Mixer(nn.Module):
     @torch.no_grad()
     def decode(self, h, cache):
         """step's device work alone: no capacity check, pos not advanced, no host sync."""
-        y = self.decode_kernels.step(self.in_proj(self.input_norm(h)), self._gate_bias(),
-                                     cache.step_tensors, cache.pos)
+        proj = self.in_proj(self.input_norm(h))
+        if self.kind == "rat":
+            # the step's kernel also copies h, and out_proj's GEMM adds into that copy in place
+            # (beta = 1): the residual needs no launch of its own
+            y, out = self.decode_kernels.step(proj, self._gate_bias(), cache.step_tensors,
+                                              cache.pos, residual=h)
+            return out.addmm_(y, self.out_proj.weight.t())
+        y = self.decode_kernels.step(proj, self._gate_bias(), cache.step_tensors, cache.pos)
         return h + self.out_proj(y)
 
 

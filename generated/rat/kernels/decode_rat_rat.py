@@ -351,12 +351,13 @@ def _merge_partials(b_m, b_l, b_acc, p_m, p_l, p_acc, o_part, SPLITS, o_j, m_j,
 
 @triton.jit
 def rat_decode_kernel(
-    p_proj, p_bias, p_kc, p_vc, p_ks, p_vs, p_pos, p_freq, p_m, p_l, p_acc, p_done, p_y,
-    R, SPAN, stride_pb, stride_pc, stride_cb, qk_scale,
+    p_proj, p_bias, p_kc, p_vc, p_ks, p_vs, p_pos, p_freq, p_m, p_l, p_acc, p_done, p_y, p_h, p_hc,
+    R, SPAN, stride_pb, stride_pc, stride_cb, stride_hb, qk_scale,
     OFF_Z: tl.constexpr,
     OFF_X: tl.constexpr, OFF_A: tl.constexpr, OFF_Q: tl.constexpr, OFF_K: tl.constexpr,
     H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
     D1: tl.constexpr, BLOCK_DH: tl.constexpr, BC: tl.constexpr, BS: tl.constexpr,
+    COPY_H: tl.constexpr,
 ):
     # over this split's chunk rows r in [s*SPAN, min((s+1)*SPAN, c)), in base 2 with
     # s_r = q.K~_r log2(e)/sqrt(d): m = max s_r, l = sum 2^(s_r - m), acc = sum 2^(s_r - m) V~_r;
@@ -426,6 +427,9 @@ def rat_decode_kernel(
         b_ks = tl.load(p_ks + o_state, mask=m_j, other=0.0).to(tl.float32)
         b_vs = tl.load(p_vs + o_state, mask=m_j, other=0.0).to(tl.float32)
         b_z = tl.load(p_row + (OFF_Z + o_h) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
+        if COPY_H:  # the residual's copy, which out_proj's GEMM then adds into
+            b_h = tl.load(p_h + i_b.to(tl.int64) * stride_hb + o_h, mask=m_j, other=0.0)
+            tl.store(p_hc + i_b.to(tl.int64) * D + o_h, b_h, mask=m_j)
         b_m, b_l, b_acc = _merge_partials(
             tl.full([], float("-inf"), tl.float32), tl.full([], 0.0, tl.float32),
             tl.zeros([BLOCK_DH, 2], dtype=tl.float32), p_m, p_l, p_acc, o_first, SPLITS, o_j, m_j,
@@ -497,7 +501,7 @@ def decode_split(rows, programs, block, span, device):
     return span, max(1, -(-rows // span))
 
 
-def rat_decode(proj, gate_bias, cache, pos, config=None, out=None):
+def rat_decode(proj, gate_bias, cache, pos, config=None, out=None, residual=None):
     """Launch rat_decode_kernel: one token per row.
 
     Args:
@@ -511,8 +515,10 @@ def rat_decode(proj, gate_bias, cache, pos, config=None, out=None):
         config: launch parameters, CONFIG's keys (default: CONFIG, then this device's decode
             record for the cache's R * L tokens and B rows).
         out: optional [B, 2048] contiguous tensor of proj's dtype to write y into.
+        residual: optional [B, 2048] tensor (unit channel stride), copied by the kernel: the
+            layer's input h, which out_proj's GEMM then adds into in place (no add kernel).
     Returns:
-        y: [B, 2048] in proj's dtype.
+        y: [B, 2048] in proj's dtype; with residual, (y, a contiguous copy of residual).
     """
     B = proj.shape[0]
     dev = proj.device
@@ -533,38 +539,46 @@ def rat_decode(proj, gate_bias, cache, pos, config=None, out=None):
     assert done.shape == (B, H) and done.dtype == torch.int32 and done.is_contiguous()
     # with no chunk rows (capacity < L) nothing reads them: point at the state instead
     p_kc, p_vc = (kc, vc) if R else (ks, vs)
+    if residual is not None:
+        assert residual.shape == (B, D) and residual.stride(1) == 1
+        copy = torch.empty(B, D, device=dev, dtype=residual.dtype)
     rat_decode_kernel[(B * H, splits)](
         p_proj=proj, p_bias=gate_bias, p_kc=p_kc, p_vc=p_vc, p_ks=ks, p_vs=vs, p_pos=pos,
         p_freq=_freq_table(dev), p_m=part_m, p_l=part_l, p_acc=part_acc,
-        p_done=done, p_y=y, R=R, SPAN=span, stride_pb=proj.stride(0), stride_pc=proj.stride(1),
-        stride_cb=R * D, qk_scale=SM_SCALE * LOG2E,
+        p_done=done, p_y=y, p_h=y if residual is None else residual,
+        p_hc=y if residual is None else copy, R=R, SPAN=span, stride_pb=proj.stride(0),
+        stride_pc=proj.stride(1), stride_cb=R * D,
+        stride_hb=0 if residual is None else residual.stride(0), qk_scale=SM_SCALE * LOG2E,
         OFF_Z=OFF_Z, OFF_X=OFF_X, OFF_A=OFF_A, OFF_Q=OFF_Q, OFF_K=OFF_K,
         H=H, G=GROUPS, d=HEAD_DIM, L=CHUNK, D1=D1, BLOCK_DH=BLOCK_DH, BC=cfg["DECODE_BC"],
-        BS=min(MERGE_BLOCK, triton.next_power_of_2(splits)),
+        BS=min(MERGE_BLOCK, triton.next_power_of_2(splits)), COPY_H=residual is not None,
         num_warps=cfg["DECODE_WARPS"], num_stages=cfg["DECODE_STAGES"],
     )
-    return y
+    return y if residual is None else (y, copy)
 
 
 # -------------------------------------------------------------------------------------------------
 # public entry points
 
 
-def step_triton(proj, gate_bias, cache, pos):
+def step_triton(proj, gate_bias, cache, pos, residual=None):
     """The step through rat_decode: proj [B, 6656] fp16/bf16/fp32 -> y [B, 2048]."""
     if proj.dtype not in _TRITON_DTYPES:
         raise TypeError(f"step_triton takes fp16, bf16 or fp32, got {proj.dtype}")
     if gate_bias is None:
         gate_bias = torch.zeros(D, device=proj.device, dtype=torch.float32)
-    return rat_decode(proj, gate_bias.contiguous(), cache, pos)
+    return rat_decode(proj, gate_bias.contiguous(), cache, pos, residual=residual)
 
 
-def step(proj, gate_bias, cache, pos):
+def step(proj, gate_bias, cache, pos, residual=None):
     """y [B, 2048] for one token per row, proj [B, 6656] at positions pos [B]; updates the cache.
+    With residual [B, 2048] (the layer's input): (y, a contiguous copy of residual), made by the
+    step's own kernel on the Triton path.
 
     Triton on CUDA tensors or with TRITON_INTERPRET=1 (fp16/bf16/fp32), plain PyTorch otherwise.
     No host synchronisation on either path.
     """
     if (proj.is_cuda or os.environ.get("TRITON_INTERPRET") == "1") and proj.dtype in _TRITON_DTYPES:
-        return step_triton(proj, gate_bias, cache, pos)
-    return step_torch(proj, gate_bias, cache, pos)
+        return step_triton(proj, gate_bias, cache, pos, residual)
+    y = step_torch(proj, gate_bias, cache, pos)
+    return y if residual is None else (y, residual.contiguous().clone())
