@@ -28,7 +28,8 @@
 #     counts itself in done [B*H] (int32, zero before the launch). The program that counts last
 #     for its (row, head) resets the count and finishes: the in-chunk update, the self term, the
 #     log-sum-exp merge of the partials, the output, and the chunk close (row c, which no partial
-#     reads).
+#     reads). With one split per (row, head) (large batches) every program finishes its own
+#     partial from registers: no scratch, no count.
 # SPAN and SPLITS come from static shapes only (R, B, H, the device's SM count), never from pos.
 
 import os
@@ -385,18 +386,21 @@ def rat_decode_kernel(
         b_l = b_l * b_alpha + tl.sum(b_p, axis=0)
         b_acc = b_acc * b_alpha + tl.sum(b_p[:, None, None] * b_vc, axis=0)
         b_m = b_mn
+    # the (row, head)'s last program to finish merges; with one split that is every program,
+    # and its own partial needs no round trip through memory
+    last = SPLITS == 1
     o_first = i_bh.to(tl.int64) * SPLITS
-    tl.store(p_m + o_first + i_s, b_m)
-    tl.store(p_l + o_first + i_s, b_l)
-    tl.store(p_acc + (o_first + i_s) * d + o_j, b_acc, mask=m_j)
-
-    # every thread's partial stores come before the count (the barrier), and the count releases
-    # them to the program that counts last, which acquires them (acq_rel, device scope): the
-    # pattern of CUDA's threadFenceReduction sample, its loads bypassing L1 (_merge_partials)
-    tl.debug_barrier()
-    done = tl.atomic_add(p_done + i_bh, 1, sem="acq_rel", scope="gpu")
-    if done == SPLITS - 1:
-        tl.store(p_done + i_bh, 0)  # every split has counted: ready for the next launch
+    if SPLITS > 1:
+        tl.store(p_m + o_first + i_s, b_m)
+        tl.store(p_l + o_first + i_s, b_l)
+        tl.store(p_acc + (o_first + i_s) * d + o_j, b_acc, mask=m_j)
+        # every thread's partial stores come before the count (the barrier), and the count
+        # releases them to the program that counts last, which acquires them (acq_rel, device
+        # scope): the pattern of CUDA's threadFenceReduction sample, its loads bypassing L1
+        # (_merge_partials)
+        tl.debug_barrier()
+        last = tl.atomic_add(p_done + i_bh, 1, sem="acq_rel", scope="gpu") == SPLITS - 1
+    if last:
         # the token's inputs first, so their loads fly with the partials' (nothing waits on them
         # before the merge)
         l = t - c * L
@@ -411,10 +415,12 @@ def rat_decode_kernel(
         if COPY_H:  # the residual's copy, which out_proj's GEMM then adds into
             b_h = tl.load(p_h + i_b.to(tl.int64) * stride_hb + o_h, mask=m_j, other=0.0)
             tl.store(p_hc + i_b.to(tl.int64) * D + o_h, b_h, mask=m_j)
-        b_m, b_l, b_acc = _merge_partials(
-            tl.full([], float("-inf"), tl.float32), tl.full([], 0.0, tl.float32),
-            tl.zeros([BLOCK_DH, 2], dtype=tl.float32), p_m, p_l, p_acc, o_first, SPLITS, o_j, m_j,
-            d, BS)
+        if SPLITS > 1:
+            tl.store(p_done + i_bh, 0)  # every split has counted: ready for the next launch
+            b_m, b_l, b_acc = _merge_partials(
+                tl.full([], float("-inf"), tl.float32), tl.full([], 0.0, tl.float32),
+                tl.zeros([BLOCK_DH, 2], dtype=tl.float32), p_m, p_l, p_acc, o_first, SPLITS,
+                o_j, m_j, d, BS)
 
         # in-chunk update; a token that opens a chunk starts from zero
         b_g = tl.sigmoid(b_a)
