@@ -97,7 +97,7 @@ def shared_memory_estimate(c: dict, m: MixerIR) -> int:
     d = _pow2_ceil(m.head_dim)
     if any(k.startswith("DECODE") for k in c):
         # a partial program streams [B*, d] key and value rows, as if pipelined through shared
-        # memory (the split does not change a program's tiles; the combine kernel holds none).
+        # memory (the split does not change a program's tiles; the merge holds none).
         # An upper bound: Triton 3.6 keeps these tiles in registers (sm_90 compile: 2-4 KB of
         # reduction scratch), so it prunes nothing in decode_space
         rows = c.get("DECODE_BC", c.get("DECODE_BN", 0))
