@@ -521,8 +521,9 @@ def rat_decode(proj, gate_bias, cache, pos, config=None, out=None, residual=None
     part_l = torch.empty(B, H, splits, device=dev, dtype=torch.float32)
     part_acc = torch.empty(B, H, splits, HEAD_DIM, device=dev, dtype=torch.float32)
     done = cache.get("split_done")
-    if done is None:
-        done = init_workspace(B, dev)["split_done"]
+    if done is None:  # a fresh count; one split never reads it (no zeroing launch then)
+        done = init_workspace(B, dev)["split_done"] if splits > 1 else \
+            torch.empty(B, H, device=dev, dtype=torch.int32)
     assert done.shape == (B, H) and done.dtype == torch.int32 and done.is_contiguous()
     # with no chunk rows (capacity < L) nothing reads them: point at the state instead
     p_kc, p_vc = (kc, vc) if R else (ks, vs)
@@ -568,4 +569,4 @@ def step(proj, gate_bias, cache, pos, residual=None):
     if (proj.is_cuda or os.environ.get("TRITON_INTERPRET") == "1") and proj.dtype in _TRITON_DTYPES:
         return step_triton(proj, gate_bias, cache, pos, residual)
     y = step_torch(proj, gate_bias, cache, pos)
-    return y if residual is None else (y, residual.contiguous().clone())
+    return y if residual is None else (y, residual.clone(memory_format=torch.contiguous_format))
