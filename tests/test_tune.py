@@ -431,3 +431,39 @@ def test_gpu_list_maps_indices_through_cuda_visible_devices(monkeypatch):
     assert gpu_list("all") == ["2", "3"] and gpu_list("1") == ["3"]
     with pytest.raises(ValueError, match="--gpus: no GPU 2 \\(this machine has 2\\)"):
         gpu_list("0,2")
+
+
+def test_rekey_records_moves_one_mode_unchanged(tmp_path, capsys):
+    """scripts/rekey_records.py: the layer's decode records under an old signature move, config
+    and time unchanged, to the current signature (buckets already there win); the old
+    signature keeps its other modes; other kinds and modes stay put; twice is a no-op."""
+    sys.path.insert(0, "scripts")
+    try:
+        import rekey_records
+    finally:
+        sys.path.remove("scripts")
+    from ratc.codegen.render import signature_of
+
+    m = lower(load_spec("specs/tiny_rat.yaml")).mixer("rat")
+    new = signature_of(m, "decode")
+    entry = {"config": {"DECODE_BC": 16, "DECODE_WARPS": 2, "DECODE_STAGES": 2,
+                        "DECODE_SPLIT_ROWS": 0}, "ms": 0.5}
+    p = tmp_path / "GPU.json"
+    save_record(p, "GPU", "rat-old", "rat", "decode", "T1024xB2", entry)
+    save_record(p, "GPU", "rat-old", "rat", "decode", "T2048xB2", entry)
+    save_record(p, "GPU", "rat-old", "rat", "prefill", "T1024xB2",
+                {"config": {"BT": 64}, "ms": 1.0})
+    save_record(p, "GPU", new, "rat", "decode", "T2048xB2", entry | {"ms": 0.25})
+    save_record(p, "GPU", "rnn-x", "rnn", "prefill", "T8xB1", good_entry())
+    before = load_records(p)["records"]
+    for _ in range(2):
+        rekey_records.main(["specs/tiny_rat.yaml", "--layer", "rat", "--mode", "decode",
+                            "--dir", str(tmp_path)])
+    after = load_records(p)["records"]
+    assert after[new]["modes"]["decode"] == {"T1024xB2": entry, "T2048xB2": entry | {"ms": 0.25}}
+    assert after["rat-old"]["modes"] == {"prefill": before["rat-old"]["modes"]["prefill"]}
+    assert after["rnn-x"] == before["rnn-x"]
+    assert capsys.readouterr().out == f"GPU.json: decode rat-old -> {new}: T1024xB2, T2048xB2\n"
+    with pytest.raises(SystemExit, match="no layer 'nope'"):
+        rekey_records.main(["specs/tiny_rat.yaml", "--layer", "nope", "--mode", "decode",
+                            "--dir", str(tmp_path)])
