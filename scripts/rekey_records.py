@@ -12,16 +12,13 @@ to the current signature (existing buckets there are kept) and the old signature
 Prints each move; autotune/README.md should say why it was done.
 """
 import argparse
-import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from ratc.codegen.render import signature_of
 from ratc.lower import lower
 from ratc.spec import load_spec
-from ratc.tune.records import load_records, validate
+from ratc.tune.records import load_records, write_records
 
 
 def main(argv=None):
@@ -53,11 +50,7 @@ def main(argv=None):
         target["modes"].setdefault(args.mode, {})
         for bucket, entry in moved.items():
             target["modes"][args.mode].setdefault(bucket, entry)
-        validate(data, path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        write_records(path, data)
         print(f"{path.name}: {args.mode} {old[0]} -> {new}: {', '.join(sorted(moved))}")
 
 

@@ -194,6 +194,12 @@ def save_record(path: str | Path, device: str, signature: str, kind: str, mode: 
         raise _bad(path, f"holds records for {data['device']!r}, not {device!r}")
     rec = data["records"].setdefault(signature, {"kind": kind, "modes": {}})
     rec["modes"].setdefault(mode, {})[bucket] = entry
+    write_records(path, data)
+
+
+def write_records(path: str | Path, data: dict) -> None:
+    """Validate a whole device file's data, then write it atomically (temp file, then replace)."""
+    path = Path(path)
     validate(data, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
