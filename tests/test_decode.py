@@ -448,6 +448,70 @@ def test_split_decode_matches_torch_step(name, layer, block, span, monkeypatch, 
         pos = pos + 1
 
 
+@pytest.mark.interpreter
+@pytest.mark.parametrize("rows,K,N,cfg", [
+    (2, 64, 256, {}),  # the defaults at the tiny width: 4 splits of one 16-wide block
+    (1, 40, 200, {"PROJ_SPLIT_K": 4, "PROJ_BK": 16, "PROJ_BN": 64}),  # 3 splits, the last ragged
+    (16, 48, 37, {"PROJ_SPLIT_K": 1, "PROJ_BK": 32, "PROJ_BN": 16}),  # one split, 2 blocks in it
+], ids=["defaults", "ragged-split", "one-split-16rows"])
+def test_fused_norm_projection_matches_norm_then_in_proj(rows, K, N, cfg, monkeypatch):
+    """decode's project (RMSNorm and in_proj as split-K partial sums, one launch) against
+    rms_norm(h) * g @ W^T in float64: partial sums finished as the step kernel finishes them,
+    h a strided view, widths that no block divides."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    ir, pkg = load("tiny_rat")
+    kernels = pkg.MIXERS["rat"].decode_kernels
+    gen = torch.Generator().manual_seed(5)
+    h = (3 * torch.randn(rows, K + 5, generator=gen))[:, 5:]
+    g, w, eps = torch.rand(K, generator=gen) + 0.5, torch.randn(N, K, generator=gen), 1e-5
+    assert kernels.fuses_projection(h, w)
+    got = kernels.project(h, g, eps, w, config=cfg)
+    assert got.part.shape[1:] == (rows, N) and got.dtype == torch.float32 and got.eps == eps
+    rstd = (got.sumsq.double().sum(0) / K + eps).rsqrt()
+    want = torch.nn.functional.rms_norm(h.double(), (K,), eps=eps) * g.double() @ w.double().T
+    assert_close(rstd[:, None] * got.part.double().sum(0), want, 1e-6, f"proj {cfg}")
+    assert_close(rstd, h.double().pow(2).mean(1).add(eps).rsqrt(), 1e-6, "rstd")
+
+
+@pytest.mark.interpreter
+def test_rat_step_finishes_a_projection_as_it_reads_a_proj(monkeypatch):
+    """rat_decode given a Projection (partial sums: their splits added and 1/rms applied in the
+    kernel) equals rat_decode given the finished proj, output and cache, split-K and one split;
+    Mixer.decode takes the fused path up to PROJ_MAX_ROWS rows and cuBLAS's beyond (and on the
+    CPU path)."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    ir, pkg = load("tiny_rat")
+    block = pkg.MIXERS["rat"](dtype=torch.float32)
+    kernels = block.decode_kernels
+    B, gen = 3, torch.Generator().manual_seed(6)
+    h = torch.randn(B, ir.d_model, generator=gen)
+    fused = kernels.project(h, block.input_norm.weight.detach().uniform_(0.5, 1.5),
+                            block.input_norm.eps, block.in_proj.weight.detach(),
+                            config={"PROJ_SPLIT_K": 2})
+    assert fused.part.shape[0] == 2
+    proj = (fused.part.sum(0) * (fused.sumsq.sum(0) / ir.d_model + fused.eps).rsqrt()[:, None])
+    bias = torch.randn(ir.d_model, generator=gen)
+    pos = torch.tensor([1, 23, 40])
+    for cfg in ({"DECODE_BC": 2, "DECODE_SPLIT_ROWS": 2}, {"DECODE_SPLIT_ROWS": 64}):
+        caches = [kernels.init_cache(B, 48, dtype=torch.float32) for _ in range(2)]
+        for v, u in zip(*(c.values() for c in caches)):
+            v.copy_(torch.randn(v.shape, generator=gen))
+            u.copy_(v)
+        (got, copy), want = (kernels.rat_decode(p, bias, c, pos, cfg, residual=h)
+                             for p, c in ((fused, caches[0]), (proj, caches[1])))
+        assert torch.equal(copy, h)
+        assert_close(got, want[0], 1e-6, f"y {cfg}")
+        for k in kernels.CACHE_FIELDS:
+            assert_close(caches[0][k], caches[1][k], 1e-6, f"cache {k} {cfg}")
+    rows = kernels.PROJ_CONFIG["PROJ_MAX_ROWS"]
+    w = block.in_proj.weight
+    assert kernels.fuses_projection(torch.zeros(rows, ir.d_model), w)
+    assert not kernels.fuses_projection(torch.zeros(rows + 1, ir.d_model), w)
+    assert not kernels.fuses_projection(torch.zeros(2, ir.d_model, dtype=torch.float64), w)
+    monkeypatch.delenv("TRITON_INTERPRET")
+    assert not kernels.fuses_projection(torch.zeros(2, ir.d_model), w)
+
+
 def test_decode_split_is_static_and_whole_blocks(monkeypatch):
     """SPAN and SPLITS from shapes alone: auto fills about 4 programs per SM (H100: 132 SMs),
     SPAN whole row blocks and one block at least, an explicit SPAN rounded up to whole blocks."""
@@ -518,6 +582,38 @@ def test_decode_kernel_matches_torch_path_at_scale_on_gpu(name, layer):
         for k, v in cache.tensors.items():
             assert_close(v, want_cache[k], 1e-2, f"{layer} cache {k} after step {i}")
         cache.advance()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
+@pytest.mark.parametrize("rows", [2, 16])
+def test_fused_norm_projection_at_scale_on_gpu(dtype, rows):
+    """decode's fused RMSNorm + in_proj, compiled, at the 1.3B RAT layer's width (2048 -> 6656)
+    against the unfused layer (the norm kernel, then cuBLAS), and the step on it against the step
+    on the unfused proj."""
+    ir, pkg = load("rat_swa")
+    torch.manual_seed(0)
+    block = pkg.MIXERS["rat"](device="cuda", dtype=dtype)
+    kernels = block.decode_kernels
+    with torch.no_grad():
+        block.input_norm.weight.uniform_(0.5, 1.5)
+    h = torch.randn(rows, ir.d_model, device="cuda", dtype=dtype)
+    fused = kernels.project(h, block.input_norm.weight, block.input_norm.eps, block.in_proj.weight)
+    want = block.in_proj(block.input_norm(h))
+    proj = fused.part.sum(0) * (fused.sumsq.sum(0) / ir.d_model + fused.eps).rsqrt()[:, None]
+    assert_close(proj, want, 1e-2 if dtype == torch.bfloat16 else 1e-5, f"proj {dtype}")
+    caches = [block.init_cache(rows, 4096) for _ in range(2)]
+    for c in caches:
+        c.pos.fill_(3007)  # l = 15: the token closes its chunk
+    for u, v in zip(caches[0].tensors.values(), caches[1].tensors.values()):
+        u.normal_()
+        v.copy_(u)
+    got = kernels.step(fused, block._gate_bias(), caches[0].step_tensors, caches[0].pos)
+    ref = kernels.step(want, block._gate_bias(), caches[1].step_tensors, caches[1].pos)
+    assert_close(got, ref, 2e-2 if dtype == torch.bfloat16 else 1e-5, f"step {dtype}")
+    for k in kernels.CACHE_FIELDS:
+        assert_close(caches[0].tensors[k], caches[1].tensors[k],
+                     2e-2 if dtype == torch.bfloat16 else 1e-5, f"cache {k} {dtype}")
 
 
 @pytest.mark.gpu

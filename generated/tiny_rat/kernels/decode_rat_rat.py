@@ -33,6 +33,7 @@
 # SPAN and SPLITS come from static shapes only (R, B, H, the device's SM count), never from pos.
 
 import os
+from typing import NamedTuple
 
 import torch
 import triton
@@ -66,6 +67,12 @@ CONFIG = {
     "DECODE_STAGES": 3,
     "DECODE_SPLIT_ROWS": 0,
 }
+# The step's input norm and in_proj fused (decode/_proj.py.jinja: Mixer.decode takes it for up to
+# PROJ_MAX_ROWS rows, cuBLAS after the norm kernel beyond): PROJ_BN outputs and about 1/PROJ_SPLIT_K
+# of the inputs per program, PROJ_BK inputs per inner step (measured on H100 at the 1.3B layer's
+# 2 x 2048 -> 6656, in the step after the cache stream: 11.7 us against cuBLAS's 12.5)
+PROJ_CONFIG = {"PROJ_MAX_ROWS": 16, "PROJ_BN": 64, "PROJ_SPLIT_K": 4, "PROJ_BK": 128,
+               "PROJ_WARPS": 4, "PROJ_STAGES": 2}
 SPLIT_WAVES = 4  # auto split: B*H*SPLITS about this many times the SM count
 MERGE_BLOCK = 32  # partials the finishing program merges per step (power of two)
 
@@ -331,15 +338,122 @@ def _merge_partials(b_m, b_l, b_acc, p_m, p_l, p_acc, o_part, SPLITS, o_j, m_j,
     return b_m, b_l, b_acc
 
 
+class Projection(NamedTuple):
+    """in_proj(input_norm(h)) for a few rows, as split-K partial sums the step kernel finishes:
+    proj[b] = rstd[b] * sum over s of part[s, b], rstd[b] = (sum over s of sumsq[s, b] / D + eps)^-1/2.
+
+    part: [S, B, IN_FEATURES] fp32, sum_k W[n, k] * round(h[b, k] * g[k]) over split s's k;
+    sumsq: [S, B] fp32, sum of h[b, k]^2 over the same k; eps: the norm's; dtype: the model's.
+    """
+
+    part: torch.Tensor
+    sumsq: torch.Tensor
+    eps: float
+    dtype: torch.dtype
+
+
+@triton.jit
+def norm_proj_kernel(p_h, p_g, p_w, p_part, p_ss, M, N, K, KS, stride_hb, stride_wn,
+                     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                     PRECISION: tl.constexpr):
+    # program (n-block, s): part[s, :, n-block] over k in [s*KS, min((s+1)*KS, K)), and the
+    # rows' sums of squares over the same k (stored by the first n-block); the normalisation's
+    # 1/rms is a per-row factor, so the step kernel applies it after summing the splits
+    i_n, i_s = tl.program_id(0), tl.program_id(1)
+    o_m = tl.arange(0, BM)
+    m_m = o_m < M
+    o_n = i_n * BN + tl.arange(0, BN)
+    m_n = o_n < N
+    k_lo = i_s * KS
+    k_hi = tl.minimum(k_lo + KS, K)
+    b_acc = tl.zeros([BM, BN], dtype=tl.float32)
+    b_ss = tl.zeros([BM], dtype=tl.float32)
+    for k0 in range(k_lo, k_hi, BK):
+        o_k = k0 + tl.arange(0, BK)
+        m_k = o_k < k_hi
+        b_w = tl.load(p_w + o_n[:, None].to(tl.int64) * stride_wn + o_k[None, :],
+                      mask=m_n[:, None] & m_k[None, :], other=0.0)
+        b_x = tl.load(p_h + o_m[:, None] * stride_hb + o_k[None, :],
+                      mask=m_m[:, None] & m_k[None, :], other=0.0).to(tl.float32)
+        b_g = tl.load(p_g + o_k, mask=m_k, other=0.0).to(tl.float32)
+        b_ss += tl.sum(b_x * b_x, axis=1)
+        b_xg = (b_x * b_g[None, :]).to(b_w.dtype)
+        b_acc = tl.dot(b_xg, tl.trans(b_w), b_acc, input_precision=PRECISION)
+    tl.store(p_part + (i_s * M + o_m[:, None]) * N + o_n[None, :], b_acc,
+             mask=m_m[:, None] & m_n[None, :])
+    tl.store(p_ss + i_s * M + o_m, b_ss, mask=m_m & (i_n == 0))
+
+
+@triton.jit
+def _proj_rstd(p_ss, i_b, B, eps, inv_d, PS: tl.constexpr):
+    """Row i_b's 1/rms from its Projection's PS partial sums of squares (1 for a plain proj)."""
+    b_rstd = 1.0
+    if PS > 0:
+        b_ss = tl.load(p_ss + i_b)
+        for s in tl.static_range(1, PS):
+            b_ss += tl.load(p_ss + s * B + i_b)
+        b_rstd = 1.0 / tl.sqrt(b_ss * inv_d + eps)
+    return b_rstd
+
+
+@triton.jit
+def _proj_load(p_row, o_c, mask, stride_pc, stride_ps, rstd, PS: tl.constexpr):
+    """proj channels o_c of one row in fp32: a plain proj row (PS = 0), or a Projection's PS
+    partial sums (p_row its split 0) added and scaled by the row's rstd."""
+    b = tl.load(p_row + o_c * stride_pc, mask=mask, other=0.0).to(tl.float32)
+    if PS > 0:
+        for s in tl.static_range(1, PS):
+            b += tl.load(p_row + s * stride_ps + o_c * stride_pc, mask=mask, other=0.0)
+        b = b * rstd
+    return b
+
+
+def fuses_projection(h, weight):
+    """Whether `project` takes these rows: the Triton path (CUDA, or TRITON_INTERPRET=1), a
+    Triton dtype, at most PROJ_CONFIG's PROJ_MAX_ROWS rows (more rows are a GEMM's work: cuBLAS)."""
+    return ((h.is_cuda or os.environ.get("TRITON_INTERPRET") == "1")
+            and h.dtype in _TRITON_DTYPES and weight.dtype == h.dtype
+            and 0 < h.shape[0] <= PROJ_CONFIG["PROJ_MAX_ROWS"])
+
+
+def project(h, norm_weight, eps, weight, config=None):
+    """in_proj(input_norm(h)) for a few rows as a Projection: one launch of norm_proj_kernel,
+    finished by the step kernel.
+
+    Args:
+        h: [B, D] the layer's input (unit channel stride), B <= PROJ_MAX_ROWS (fuses_projection).
+        norm_weight: [D] the input norm's weight; eps: its epsilon.
+        weight: [IN_FEATURES, D] in_proj's weight, unit stride along D, h's dtype.
+        config: PROJ_CONFIG's keys to override.
+    """
+    cfg = PROJ_CONFIG | dict(config or {})
+    B, K = h.shape
+    N = weight.shape[0]
+    assert h.stride(1) == 1 and weight.stride(1) == 1 and weight.shape[1] == K
+    assert norm_weight.shape == (K,) and norm_weight.is_contiguous()
+    BK = min(cfg["PROJ_BK"], max(16, triton.next_power_of_2(-(-K // cfg["PROJ_SPLIT_K"]))))
+    ks = -(-K // (cfg["PROJ_SPLIT_K"] * BK)) * BK  # k per split: whole BK blocks
+    splits = -(-K // ks)
+    BN = min(cfg["PROJ_BN"], max(16, triton.next_power_of_2(N)))
+    part = torch.empty(splits, B, N, device=h.device, dtype=torch.float32)
+    sumsq = torch.empty(splits, B, device=h.device, dtype=torch.float32)
+    norm_proj_kernel[(triton.cdiv(N, BN), splits)](
+        h, norm_weight, weight, part, sumsq, B, N, K, ks, h.stride(0), weight.stride(0),
+        BM=max(16, triton.next_power_of_2(B)), BN=BN, BK=BK,
+        PRECISION="ieee" if h.dtype == torch.float32 else "tf32",
+        num_warps=cfg["PROJ_WARPS"], num_stages=cfg["PROJ_STAGES"])
+    return Projection(part, sumsq, float(eps), h.dtype)
+
+
 @triton.jit
 def rat_decode_kernel(
-    p_proj, p_bias, p_kc, p_vc, p_ks, p_vs, p_pos, p_freq, p_m, p_l, p_acc, p_done, p_y, p_h, p_hc,
-    R, SPAN, stride_pb, stride_pc, stride_cb, stride_hb, qk_scale,
+    p_proj, p_ss, p_bias, p_kc, p_vc, p_ks, p_vs, p_pos, p_freq, p_m, p_l, p_acc, p_done, p_y, p_h,
+    p_hc, R, SPAN, stride_ps, stride_pb, stride_pc, stride_cb, stride_hb, qk_scale, eps, inv_d,
     OFF_Z: tl.constexpr,
     OFF_X: tl.constexpr, OFF_A: tl.constexpr, OFF_Q: tl.constexpr, OFF_K: tl.constexpr,
     H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
     D1: tl.constexpr, BLOCK_DH: tl.constexpr, BC: tl.constexpr, BS: tl.constexpr,
-    COPY_H: tl.constexpr,
+    COPY_H: tl.constexpr, PS: tl.constexpr,
 ):
     # over this split's chunk rows r in [s*SPAN, min((s+1)*SPAN, c)), in base 2 with
     # s_r = q.K~_r log2(e)/sqrt(d): m = max s_r, l = sum 2^(s_r - m), acc = sum 2^(s_r - m) V~_r;
@@ -359,8 +473,10 @@ def rat_decode_kernel(
     o_h = i_h * d + o_j  # model channel
     o_g = (i_h % G) * d + o_j  # channel of q/k's group
 
+    # proj: a plain row (PS = 0) or a Projection's PS partial sums, finished here (_proj_load)
     p_row = p_proj + i_b.to(tl.int64) * stride_pb
-    b_q = tl.load(p_row + (OFF_Q + o_g) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
+    b_rstd = _proj_rstd(p_ss, i_b, tl.num_programs(0) // H, eps, inv_d, PS)
+    b_q = _proj_load(p_row, OFF_Q + o_g, m_j, stride_pc, stride_ps, b_rstd, PS)
     b_cos, b_sin = _rope_cos_sin(c, p_freq, o_i, o_i < D1, D1)
     b_qr = _rotate(b_q, b_cos, b_sin)
     b_m = tl.full([], float("-inf"), tl.float32)
@@ -404,14 +520,14 @@ def rat_decode_kernel(
         # the token's inputs first, so their loads fly with the partials' (nothing waits on them
         # before the merge)
         l = t - c * L
-        b_x = tl.load(p_row + (OFF_X + o_h) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
-        b_a = tl.load(p_row + (OFF_A + o_h) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
+        b_x = _proj_load(p_row, OFF_X + o_h, m_j, stride_pc, stride_ps, b_rstd, PS)
+        b_a = _proj_load(p_row, OFF_A + o_h, m_j, stride_pc, stride_ps, b_rstd, PS)
         b_a += tl.load(p_bias + o_h, mask=m_j, other=0.0).to(tl.float32)
-        b_kin = tl.load(p_row + (OFF_K + o_g) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
+        b_kin = _proj_load(p_row, OFF_K + o_g, m_j, stride_pc, stride_ps, b_rstd, PS)
         o_state = i_b.to(tl.int64) * D + o_h
         b_ks = tl.load(p_ks + o_state, mask=m_j, other=0.0).to(tl.float32)
         b_vs = tl.load(p_vs + o_state, mask=m_j, other=0.0).to(tl.float32)
-        b_z = tl.load(p_row + (OFF_Z + o_h) * stride_pc, mask=m_j, other=0.0).to(tl.float32)
+        b_z = _proj_load(p_row, OFF_Z + o_h, m_j, stride_pc, stride_ps, b_rstd, PS)
         if COPY_H:  # the residual's copy, which out_proj's GEMM then adds into
             b_h = tl.load(p_h + i_b.to(tl.int64) * stride_hb + o_h, mask=m_j, other=0.0)
             tl.store(p_hc + i_b.to(tl.int64) * D + o_h, b_h, mask=m_j)
@@ -493,7 +609,8 @@ def rat_decode(proj, gate_bias, cache, pos, config=None, out=None, residual=None
 
     Args:
         proj: [B, 256] in_proj output (CUDA, or CPU under TRITON_INTERPRET=1), fp16/bf16/fp32,
-            unit channel stride.
+            unit channel stride; or a Projection (`project`: the input norm and in_proj as
+            partial sums, which this kernel finishes).
         gate_bias: [64] contiguous.
         cache: init_cache's dict (contiguous tensors, B rows), updated in place; with
             init_workspace's split_done in it too, the step uses that (zero, and left zero)
@@ -501,19 +618,25 @@ def rat_decode(proj, gate_bias, cache, pos, config=None, out=None, residual=None
         pos: [B] int64, each row's position; not advanced here.
         config: launch parameters, CONFIG's keys (default: CONFIG, then this device's decode
             record for the cache's R * L tokens and B rows).
-        out: optional [B, 64] contiguous tensor of proj's dtype to write y into.
+        out: optional [B, 64] contiguous tensor of proj's (the model's) dtype to write y into.
         residual: optional [B, 64] tensor (unit channel stride), copied by the kernel: the
             layer's input h, which out_proj's GEMM then adds into in place (no add kernel).
     Returns:
         y: [B, 64] in proj's dtype; with residual, (y, a contiguous copy of residual).
     """
-    B = proj.shape[0]
-    dev = proj.device
+    if isinstance(proj, Projection):
+        rows, dtype, sumsq, eps = proj.part[0], proj.dtype, proj.sumsq, proj.eps
+        n_part, stride_ps = proj.part.shape[0], proj.part.stride(0)
+        assert proj.part.is_contiguous() and sumsq.shape == proj.part.shape[:2]
+    else:
+        rows, dtype, sumsq, eps, n_part, stride_ps = proj, proj.dtype, proj, 0.0, 0, 0
+    B = rows.shape[0]
+    dev = rows.device
     kc, vc, ks, vs = (cache[f] for f in CACHE_FIELDS)
     R = kc.shape[1]
-    cfg = _launch_config(proj, config, mode="decode", T=R * CHUNK)
+    cfg = _launch_config(rows, config, mode="decode", T=R * CHUNK)
     assert all(u.is_contiguous() for u in (kc, vc, ks, vs)) and pos.dtype == torch.int64
-    y = torch.empty(B, D, device=dev, dtype=proj.dtype) if out is None else out
+    y = torch.empty(B, D, device=dev, dtype=dtype) if out is None else out
     assert y.shape == (B, D) and y.is_contiguous()
     span, splits = decode_split(R, B * H, cfg["DECODE_BC"], cfg["DECODE_SPLIT_ROWS"], dev)
     # softmax partials per (row, head, split), fp32 (under a CUDA graph: its private pool)
@@ -531,15 +654,17 @@ def rat_decode(proj, gate_bias, cache, pos, config=None, out=None, residual=None
         assert residual.shape == (B, D) and residual.stride(1) == 1
         copy = torch.empty(B, D, device=dev, dtype=residual.dtype)
     rat_decode_kernel[(B * H, splits)](
-        p_proj=proj, p_bias=gate_bias, p_kc=p_kc, p_vc=p_vc, p_ks=ks, p_vs=vs, p_pos=pos,
+        p_proj=rows, p_ss=sumsq, p_bias=gate_bias, p_kc=p_kc, p_vc=p_vc, p_ks=ks, p_vs=vs, p_pos=pos,
         p_freq=_freq_table(dev), p_m=part_m, p_l=part_l, p_acc=part_acc,
         p_done=done, p_y=y, p_h=y if residual is None else residual,
-        p_hc=y if residual is None else copy, R=R, SPAN=span, stride_pb=proj.stride(0),
-        stride_pc=proj.stride(1), stride_cb=R * D,
+        p_hc=y if residual is None else copy, R=R, SPAN=span, stride_ps=stride_ps,
+        stride_pb=rows.stride(0), stride_pc=rows.stride(1), stride_cb=R * D,
         stride_hb=0 if residual is None else residual.stride(0), qk_scale=SM_SCALE * LOG2E,
+        eps=eps, inv_d=1.0 / D,
         OFF_Z=OFF_Z, OFF_X=OFF_X, OFF_A=OFF_A, OFF_Q=OFF_Q, OFF_K=OFF_K,
         H=H, G=GROUPS, d=HEAD_DIM, L=CHUNK, D1=D1, BLOCK_DH=BLOCK_DH, BC=cfg["DECODE_BC"],
         BS=min(MERGE_BLOCK, triton.next_power_of_2(splits)), COPY_H=residual is not None,
+        PS=n_part,
         num_warps=cfg["DECODE_WARPS"], num_stages=cfg["DECODE_STAGES"],
     )
     return y if residual is None else (y, copy)
@@ -550,11 +675,12 @@ def rat_decode(proj, gate_bias, cache, pos, config=None, out=None, residual=None
 
 
 def step_triton(proj, gate_bias, cache, pos, residual=None):
-    """The step through rat_decode: proj [B, 256] fp16/bf16/fp32 -> y [B, 64]."""
+    """The step through rat_decode: proj [B, 256] fp16/bf16/fp32, or a Projection -> y [B, 64]."""
     if proj.dtype not in _TRITON_DTYPES:
         raise TypeError(f"step_triton takes fp16, bf16 or fp32, got {proj.dtype}")
     if gate_bias is None:
-        gate_bias = torch.zeros(D, device=proj.device, dtype=torch.float32)
+        dev = proj.part.device if isinstance(proj, Projection) else proj.device
+        gate_bias = torch.zeros(D, device=dev, dtype=torch.float32)
     return rat_decode(proj, gate_bias.contiguous(), cache, pos, residual=residual)
 
 
@@ -563,10 +689,12 @@ def step(proj, gate_bias, cache, pos, residual=None):
     With residual [B, 64] (the layer's input): (y, a contiguous copy of residual), made by the
     step's own kernel on the Triton path.
 
-    Triton on CUDA tensors or with TRITON_INTERPRET=1 (fp16/bf16/fp32), plain PyTorch otherwise.
-    No host synchronisation on either path.
+    Triton on CUDA tensors or with TRITON_INTERPRET=1 (fp16/bf16/fp32), plain PyTorch otherwise;
+    always Triton for a Projection (which only the Triton path makes). No host synchronisation
+    on either path.
     """
-    if (proj.is_cuda or os.environ.get("TRITON_INTERPRET") == "1") and proj.dtype in _TRITON_DTYPES:
+    if isinstance(proj, Projection) or (proj.is_cuda or os.environ.get("TRITON_INTERPRET") == "1") \
+            and proj.dtype in _TRITON_DTYPES:
         return step_triton(proj, gate_bias, cache, pos, residual)
     y = step_torch(proj, gate_bias, cache, pos)
     return y if residual is None else (y, residual.clone(memory_format=torch.contiguous_format))
