@@ -41,8 +41,10 @@ def main():
             saved = dict(dk.PROJ_CONFIG)
             configs = [("cuBLAS (norm kernel)", {"PROJ_MAX_ROWS": 0}), ("default", {})]
             grid = itertools.product((32, 64, 128), (2, 4, 8), (64, 128), (4,), (2, 3, 4)) \
-                if full else [(64, 4, 128, 4, 2), (128, 2, 128, 4, 4), (32, 2, 64, 4, 4),
-                              (64, 8, 64, 4, 2), (64, 4, 128, 8, 2), (128, 4, 128, 4, 3)]
+                if full else [(128, 4, 64, 4, 3), (128, 4, 128, 4, 3), (128, 2, 64, 4, 4),
+                              (128, 8, 64, 4, 3), (64, 4, 64, 4, 3), (64, 8, 64, 4, 3),
+                              (256, 4, 64, 4, 3), (256, 4, 64, 8, 3), (128, 4, 32, 4, 4),
+                              (128, 4, 64, 8, 4), (256, 2, 64, 8, 4), (128, 16, 32, 4, 4)]
             configs += [(str(c), dict(zip(("PROJ_BN", "PROJ_SPLIT_K", "PROJ_BK", "PROJ_WARPS",
                                            "PROJ_STAGES"), c))) for c in grid]
             want = None
