@@ -474,6 +474,26 @@ def test_fused_norm_projection_matches_norm_then_in_proj(rows, K, N, cfg, monkey
 
 
 @pytest.mark.interpreter
+@pytest.mark.parametrize("rows,K,N,cfg", [
+    (2, 64, 64, {}),
+    (3, 40, 37, {"OUT_BN": 16, "OUT_BK": 16}),  # neither width a multiple of its block
+    (16, 48, 100, {"OUT_BN": 32, "OUT_BK": 32}),
+], ids=["defaults", "ragged", "16rows"])
+def test_fused_out_projection_adds_the_residual(rows, K, N, cfg, monkeypatch):
+    """decode's out_project (out_proj and the residual, one launch) against h + y W^T in float64,
+    h a strided view."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    ir, pkg = load("tiny_rat")
+    kernels = pkg.MIXERS["rat"].decode_kernels
+    gen = torch.Generator().manual_seed(7)
+    y, w = torch.randn(rows, K, generator=gen), torch.randn(N, K, generator=gen)
+    h = torch.randn(rows, N + 2, generator=gen)[:, 2:]
+    got = kernels.out_project(y, h, w, config=cfg)
+    assert got.shape == (rows, N) and got.is_contiguous()
+    assert_close(got, h.double() + y.double() @ w.double().T, 1e-6, f"out {cfg}")
+
+
+@pytest.mark.interpreter
 def test_rat_step_finishes_a_projection_as_it_reads_a_proj(monkeypatch):
     """rat_decode given a Projection (partial sums: their splits added and 1/rms applied in the
     kernel) equals rat_decode given the finished proj, output and cache, split-K and one split;
@@ -505,9 +525,10 @@ def test_rat_step_finishes_a_projection_as_it_reads_a_proj(monkeypatch):
             assert_close(caches[0][k], caches[1][k], 1e-6, f"cache {k} {cfg}")
     rows = kernels.PROJ_CONFIG["PROJ_MAX_ROWS"]
     w = block.in_proj.weight
-    assert kernels.fuses_projection(torch.zeros(rows, ir.d_model), w)
+    assert kernels.fuses_projection(torch.zeros(rows, ir.d_model), w, w)
     assert not kernels.fuses_projection(torch.zeros(rows + 1, ir.d_model), w)
     assert not kernels.fuses_projection(torch.zeros(2, ir.d_model, dtype=torch.float64), w)
+    assert not kernels.fuses_projection(torch.zeros(2, ir.d_model), w, w.t())  # not contiguous
     monkeypatch.delenv("TRITON_INTERPRET")
     assert not kernels.fuses_projection(torch.zeros(2, ir.d_model), w)
 
@@ -614,6 +635,55 @@ def test_fused_norm_projection_at_scale_on_gpu(dtype, rows):
     for k in kernels.CACHE_FIELDS:
         assert_close(caches[0].tensors[k], caches[1].tensors[k],
                      2e-2 if dtype == torch.bfloat16 else 1e-5, f"cache {k} {dtype}")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("T,B", [(8192, 2), (2048, 16)])
+def test_fused_decode_step_replayed_equals_cublas_step_on_gpu(T, B):
+    """The layer's fused step (norm + in_proj, the step kernel, out_proj + residual: three
+    launches chained by PDL on Hopper), eager and replayed from a CUDA graph over consecutive
+    tokens, against the same layer's step through the norm kernel and cuBLAS (PROJ_MAX_ROWS = 0)
+    on a copy of the cache: outputs and caches agree at bf16 rounding."""
+    ir, pkg = load("rat_swa")
+    torch.manual_seed(1)
+    block = pkg.MIXERS["rat"](device="cuda", dtype=torch.bfloat16)
+    kernels = block.decode_kernels
+    with torch.no_grad():
+        block.input_norm.weight.uniform_(0.5, 1.5)
+    caches = [block.init_cache(B, T + 64) for _ in range(2)]
+    for u, v in zip(caches[0].tensors.values(), caches[1].tensors.values()):
+        u.normal_()
+        v.copy_(u)
+    for c in caches:
+        c.pos.copy_(T - 3 + torch.arange(B, device="cuda") % 5)  # ragged, chunks closing
+    h = torch.randn(B, ir.d_model, device="cuda", dtype=torch.bfloat16)
+    out = torch.empty_like(h)
+    run = lambda: out.copy_(block.decode(h, caches[0]))
+
+    def unfused():
+        saved = kernels.PROJ_CONFIG["PROJ_MAX_ROWS"]
+        kernels.PROJ_CONFIG["PROJ_MAX_ROWS"] = 0
+        try:
+            return block.decode(h, caches[1])
+        finally:
+            kernels.PROJ_CONFIG["PROJ_MAX_ROWS"] = saved
+
+    assert kernels.fuses_projection(h, block.in_proj.weight, block.out_proj.weight)
+    with torch.no_grad():
+        for i in range(8):
+            h.normal_()
+            if i == 2:  # steps 0, 1 eager (compiling), then captured: the graph replays at 2, 4, 6
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    run()
+            graph.replay() if i % 2 == 0 and i >= 2 else run()
+            want = unfused()
+            assert_close(out, want, 1e-2, f"step {i}")
+            for k in kernels.CACHE_FIELDS:
+                assert_close(caches[0].tensors[k], caches[1].tensors[k], 1e-2,
+                             f"cache {k}, step {i}")
+            for c in caches:
+                c.advance()
 
 
 @pytest.mark.gpu

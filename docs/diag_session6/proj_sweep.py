@@ -1,6 +1,7 @@
-"""Session 6 diagnostic: the RAT decode step with its input norm and in_proj fused (one split-K
-GEMV launch whose partial sums the step kernel finishes) against the session 5 step (RMSNorm
-kernel, then cuBLAS), in situ: one RAT layer of the 1.3B spec, bf16, replayed from a CUDA graph,
+"""Session 6 diagnostic: the RAT decode step with its projections in Triton (the input norm and
+in_proj in one split-K GEMV launch whose partial sums the step kernel finishes; out_proj with the
+residual; PDL between the three on Hopper) against the session 5 step (RMSNorm kernel, cuBLAS
+in_proj, the step kernel copying h, cuBLAS out_proj adding into it), in situ: one RAT layer of the 1.3B spec, bf16, replayed from a CUDA graph,
 at 131072 x 2 and 16384 x 16. Per PROJ config: the wall clock per replay (what `ratc bench
 --mode decode` reports) and each kernel's time (torch.profiler)."""
 import importlib
@@ -47,6 +48,10 @@ def main():
                               (128, 4, 64, 8, 4), (256, 2, 64, 8, 4), (128, 16, 32, 4, 4)]
             configs += [(str(c), dict(zip(("PROJ_BN", "PROJ_SPLIT_K", "PROJ_BK", "PROJ_WARPS",
                                            "PROJ_STAGES"), c))) for c in grid]
+            out_grid = itertools.product((16, 32), (128, 256, 512), (4, 8), (3, 4)) if full else \
+                [(16, 128, 4, 4), (16, 512, 4, 3), (32, 256, 4, 4), (16, 256, 8, 4)]
+            configs += [(f"out {c}", dict(zip(("OUT_BN", "OUT_BK", "OUT_WARPS", "OUT_STAGES"), c)))
+                        for c in out_grid]
             want = None
             for name, cfg in configs:
                 dk.PROJ_CONFIG.clear()

@@ -117,12 +117,14 @@ class Mixer(nn.Module):
     @torch.no_grad()
     def decode(self, h, cache):
         """step's device work alone: no capacity check, pos not advanced, no host sync."""
-        if self.kind == "rat" and self.decode_kernels.fuses_projection(h, self.in_proj.weight):
-            # a few rows: the norm and in_proj in one launch, as partial sums the step finishes
-            proj = self.decode_kernels.project(h, self.input_norm.weight, self.input_norm.eps,
-                                               self.in_proj.weight)
-        else:
-            proj = self.in_proj(self.input_norm(h))
+        k = self.decode_kernels
+        if self.kind == "rat" and k.fuses_projection(h, self.in_proj.weight, self.out_proj.weight):
+            # a few rows: three launches, chained by PDL on Hopper: the norm and in_proj (partial
+            # sums the step finishes), the step, out_proj with the residual
+            proj = k.project(h, self.input_norm.weight, self.input_norm.eps, self.in_proj.weight)
+            y = k.step(proj, self._gate_bias(), cache.step_tensors, cache.pos)
+            return k.out_project(y, h, self.out_proj.weight)
+        proj = self.in_proj(self.input_norm(h))
         if self.kind == "rat":
             # the step's kernel also copies h, and out_proj's GEMM adds into that copy in place
             # (beta = 1): the residual needs no launch of its own
