@@ -494,6 +494,42 @@ def test_fused_out_projection_adds_the_residual(rows, K, N, cfg, monkeypatch):
 
 
 @pytest.mark.interpreter
+@pytest.mark.parametrize("out_triton", [1, 0], ids=["triton-out", "cublas-out"])
+def test_layer_step_equals_the_unfused_step(out_triton, monkeypatch):
+    """Mixer.decode through layer_step (the three launches; out_proj in Triton, or cuBLAS adding
+    into the step kernel's copy of h) against the same block through the norm, in_proj, the step
+    kernel and out_proj as the forward runs them (PROJ_MAX_ROWS = 0), on copies of one cache."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    ir, pkg = load("tiny_rat")
+    torch.manual_seed(3)
+    block = pkg.MIXERS["rat"](dtype=torch.float32)
+    kernels = block.decode_kernels
+    with torch.no_grad():
+        block.input_norm.weight.uniform_(0.5, 1.5)
+    caches = [block.init_cache(2, 40) for _ in range(2)]
+    for u, v in zip(caches[0].tensors.values(), caches[1].tensors.values()):
+        u.normal_()
+        v.copy_(u)
+    for c in caches:
+        c.pos.copy_(torch.tensor([7, 30]))  # row 0 closes its chunk
+    monkeypatch.setitem(kernels.PROJ_CONFIG, "OUT_TRITON", out_triton)
+    calls, layer_step = [], kernels.layer_step
+    monkeypatch.setattr(kernels, "layer_step", lambda *a: calls.append(1) or layer_step(*a))
+    for i in range(3):
+        h = torch.randn(2, ir.d_model)
+        got = block.decode(h, caches[0])
+        with monkeypatch.context() as m:
+            m.setitem(kernels.PROJ_CONFIG, "PROJ_MAX_ROWS", 0)
+            want = block.decode(h, caches[1])
+        assert_close(got, want, 1e-5, f"step {i}")
+        for k in kernels.CACHE_FIELDS:
+            assert_close(caches[0].tensors[k], caches[1].tensors[k], 1e-5, f"cache {k} step {i}")
+        for c in caches:
+            c.advance()
+    assert len(calls) == 3
+
+
+@pytest.mark.interpreter
 def test_rat_step_finishes_a_projection_as_it_reads_a_proj(monkeypatch):
     """rat_decode given a Projection (partial sums: their splits added and 1/rms applied in the
     kernel) equals rat_decode given the finished proj, output and cache, split-K and one split;

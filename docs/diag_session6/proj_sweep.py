@@ -40,16 +40,19 @@ def main():
             cache.pos.fill_(T)
             h = torch.randn(B, 2048, device="cuda", dtype=torch.bfloat16)
             saved = dict(dk.PROJ_CONFIG)
-            configs = [("cuBLAS (norm kernel)", {"PROJ_MAX_ROWS": 0}), ("default", {})]
-            grid = itertools.product((32, 64, 128), (2, 4, 8), (64, 128), (4,), (2, 3, 4)) \
-                if full else [(128, 4, 64, 4, 3), (128, 4, 128, 4, 3), (128, 2, 64, 4, 4),
-                              (128, 8, 64, 4, 3), (64, 4, 64, 4, 3), (64, 8, 64, 4, 3),
-                              (256, 4, 64, 4, 3), (256, 4, 64, 8, 3), (128, 4, 32, 4, 4),
-                              (128, 4, 64, 8, 4), (256, 2, 64, 8, 4), (128, 16, 32, 4, 4)]
-            configs += [(str(c), dict(zip(("PROJ_BN", "PROJ_SPLIT_K", "PROJ_BK", "PROJ_WARPS",
-                                           "PROJ_STAGES"), c))) for c in grid]
+            configs = [("cuBLAS (norm kernel)", {"PROJ_MAX_ROWS": 0}), ("default", {}),
+                       ("cuBLAS out, no PDL", {"OUT_TRITON": 0, "PDL": 0}),
+                       ("cuBLAS out, PDL", {"OUT_TRITON": 0, "PDL": 1}),
+                       ("Triton out, no PDL", {"OUT_TRITON": 1, "PDL": 0}),
+                       ("Triton out, PDL, no prefetch", {"OUT_PREFETCH": 0})]
+            grid = itertools.product((64, 128, 256), (2, 4, 8), (64, 128), (4, 8), (3, 4)) \
+                if full else [(256, 4, 64, 4, 3), (128, 4, 64, 4, 3), (128, 2, 64, 4, 4)]
+            for out in ({"OUT_TRITON": 0, "PDL": 1}, {}):
+                configs += [(f"{c} {out}", out | dict(zip(
+                    ("PROJ_BN", "PROJ_SPLIT_K", "PROJ_BK", "PROJ_WARPS", "PROJ_STAGES"), c)))
+                    for c in grid]
             out_grid = itertools.product((16, 32), (128, 256, 512), (4, 8), (3, 4)) if full else \
-                [(16, 128, 4, 4), (16, 512, 4, 3), (32, 256, 4, 4), (16, 256, 8, 4)]
+                [(16, 512, 4, 3), (32, 256, 4, 4), (32, 512, 4, 3), (16, 1024, 4, 2)]
             configs += [(f"out {c}", dict(zip(("OUT_BN", "OUT_BK", "OUT_WARPS", "OUT_STAGES"), c)))
                         for c in out_grid]
             want = None
@@ -64,7 +67,7 @@ def main():
                 wall = wall_ms_per_call(g) * 1e3
                 ks = kernel_times(g) if not full or name in ("default", "cuBLAS (norm kernel)") \
                     else []
-                print(f"T={T} B={B} {name:22s} wall {wall:6.1f} us (rel. diff {err:.1e}) "
+                print(f"T={T} B={B} {name:44s} wall {wall:6.1f} us (rel. diff {err:.1e}) "
                       + "; ".join(f"{k} {us:.1f}" for k, us in ks), flush=True)
             dk.PROJ_CONFIG.clear()
             dk.PROJ_CONFIG.update(saved)

@@ -120,11 +120,11 @@ class Mixer(nn.Module):
         """step's device work alone: no capacity check, pos not advanced, no host sync."""
         k = self.decode_kernels
         if self.kind == "rat" and k.fuses_projection(h, self.in_proj.weight, self.out_proj.weight):
-            # a few rows: three launches, chained by PDL on Hopper: the norm and in_proj (partial
-            # sums the step finishes), the step, out_proj with the residual
-            proj = k.project(h, self.input_norm.weight, self.input_norm.eps, self.in_proj.weight)
-            y = k.step(proj, self._gate_bias(), cache.step_tensors, cache.pos)
-            return k.out_project(y, h, self.out_proj.weight)
+            # a few rows: the norm and in_proj (partial sums the step finishes), the step, and
+            # out_proj with the residual, in three launches (chained by PDL on Hopper)
+            return k.layer_step(h, self.input_norm.weight, self.input_norm.eps,
+                                self.in_proj.weight, self._gate_bias(), self.out_proj.weight,
+                                cache.step_tensors, cache.pos)
         proj = self.in_proj(self.input_norm(h))
         if self.kind == "rat":
             # the step's kernel also copies h, and out_proj's GEMM adds into that copy in place

@@ -72,11 +72,14 @@ CONFIG = {
 # PROJ_MAX_ROWS rows, cuBLAS after the norm kernel beyond): PROJ_BN outputs and about 1/PROJ_SPLIT_K
 # of the inputs per program, PROJ_BK inputs per inner step. The best whole-step wall clock of a
 # sweep at the 1.3B layer's 131072 x 2 and 16384 x 16 (docs/diag_session6/proj_sweep.py).
-# out_proj (with the residual, a dependent launch of the step kernel's): OUT_BN outputs per
-# program over every input, OUT_BK per inner step, its weights asked into L2 before y is ready.
+# out_proj with the residual (OUT_TRITON; else cuBLAS adds into the step kernel's copy of h):
+# OUT_BN outputs per program over every input, OUT_BK per inner step; as the step kernel's
+# dependent launch it asks its weights into L2 before y is ready (OUT_PREFETCH). PDL: chain the
+# launches by programmatic dependent launch where the GPU has it (Hopper on).
 PROJ_CONFIG = {"PROJ_MAX_ROWS": 16, "PROJ_BN": 128, "PROJ_SPLIT_K": 4, "PROJ_BK": 64,
                "PROJ_WARPS": 4, "PROJ_STAGES": 4,
-               "OUT_BN": 16, "OUT_BK": 256, "OUT_WARPS": 4, "OUT_STAGES": 4}
+               "OUT_BN": 16, "OUT_BK": 256, "OUT_WARPS": 4, "OUT_STAGES": 4,
+               "OUT_TRITON": 1, "OUT_PREFETCH": 1, "PDL": 1}
 SPLIT_WAVES = 4  # auto split: B*H*SPLITS about this many times the SM count
 MERGE_BLOCK = 32  # partials the finishing program merges per step (power of two)
 
@@ -347,13 +350,16 @@ class Projection(NamedTuple):
     proj[b] = rstd[b] * sum over s of part[s, b], rstd[b] = (sum over s of sumsq[s, b] / D + eps)^-1/2.
 
     part: [S, B, IN_FEATURES] fp32, sum_k W[n, k] * round(h[b, k] * g[k]) over split s's k;
-    sumsq: [S, B] fp32, sum of h[b, k]^2 over the same k; eps: the norm's; dtype: the model's.
+    sumsq: [S, B] fp32, sum of h[b, k]^2 over the same k; eps: the norm's; dtype: the model's;
+    pdl: whether the launch that wrote them lets a dependent launch start early (its reader must
+    then be launched as one, and wait before reading them).
     """
 
     part: torch.Tensor
     sumsq: torch.Tensor
     eps: float
     dtype: torch.dtype
+    pdl: bool = False
 
 
 @triton.jit
@@ -398,18 +404,19 @@ def out_proj_kernel(p_y, p_h, p_w, p_out, M, N, stride_hb, K: tl.constexpr,
     # program n-block: out[:, n-block] = h[:, n-block] + y W[n-block]^T (fp32, rounded once);
     # W contiguous [N, K]. Launched as the step kernel's dependent, it first asks its weight rows
     # into L2 (they do not depend on the step), then waits for the step's y. LINE: elements of a
-    # 128-byte line; PF: the program's BN*K/LINE lines, padded to a power of two
+    # 128-byte line; PF: the program's BN*K/LINE lines, padded to a power of two (0: none)
     i_n = tl.program_id(0)
     o_m = tl.arange(0, BM)
     m_m = o_m < M
     o_n = i_n * BN + tl.arange(0, BN)
     m_n = o_n < N
-    if PDL:
+    if PF > 0:
         o_pf = i_n * BN * K + tl.arange(0, PF) * LINE
         tl.inline_asm_elementwise(
             "{ .reg .pred p; setp.ne.b32 p, $2, 0; @p prefetch.global.L2 [$1]; mov.b32 $0, 0; }",
             "=r,l,r", [p_w + o_pf.to(tl.int64), (o_pf < N * K).to(tl.int32)],
             dtype=tl.int32, is_pure=False, pack=1)
+    if PDL:
         gdc_wait()
     b_acc = tl.zeros([BM, BN], dtype=tl.float32)
     for k0 in range(0, K, BK):
@@ -494,19 +501,22 @@ def project(h, norm_weight, eps, weight, config=None):
     ks = -(-K // (cfg["PROJ_SPLIT_K"] * BK)) * BK  # k per split: whole BK blocks
     splits = -(-K // ks)
     BN = min(cfg["PROJ_BN"], max(16, triton.next_power_of_2(N)))
+    pdl = bool(cfg["PDL"]) and uses_pdl(h)
     part = torch.empty(splits, B, N, device=h.device, dtype=torch.float32)
     sumsq = torch.empty(splits, B, device=h.device, dtype=torch.float32)
     norm_proj_kernel[(triton.cdiv(N, BN), splits)](
         h, norm_weight, weight, part, sumsq, B, N, K, ks, h.stride(0), weight.stride(0),
         BM=max(16, triton.next_power_of_2(B)), BN=BN, BK=BK,
-        PRECISION="ieee" if h.dtype == torch.float32 else "tf32", PDL=uses_pdl(h),
+        PRECISION="ieee" if h.dtype == torch.float32 else "tf32", PDL=pdl,
         num_warps=cfg["PROJ_WARPS"], num_stages=cfg["PROJ_STAGES"])
-    return Projection(part, sumsq, float(eps), h.dtype)
+    return Projection(part, sumsq, float(eps), h.dtype, pdl)
 
 
-def out_project(y, h, weight, config=None):
+def out_project(y, h, weight, config=None, pdl=False):
     """h + y W^T for a few rows in one launch (out_proj and the residual), fp32 accumulation
-    rounded once. On Hopper a dependent launch of the step kernel that wrote y (see the header).
+    rounded once. pdl: launched as a dependent of the step kernel that writes y (which then must
+    have been launched as the projection's dependent, see the header); it asks its weights into
+    L2 first when PROJ_CONFIG's OUT_PREFETCH is set.
 
     Args:
         y: [B, K] contiguous, the step's output; h: [B, N] the layer's input (unit channel stride);
@@ -522,13 +532,13 @@ def out_project(y, h, weight, config=None):
     assert h.shape == (B, N) and h.stride(1) == 1
     out = torch.empty(B, N, device=y.device, dtype=h.dtype)
     BN = min(cfg["OUT_BN"], max(16, triton.next_power_of_2(N)))
-    pdl = uses_pdl(y)
     line = 128 // weight.element_size()
+    prefetch = pdl and bool(cfg["OUT_PREFETCH"])
     out_proj_kernel[(triton.cdiv(N, BN),)](
         y, h, weight, out, B, N, h.stride(0), K=K, BM=max(16, triton.next_power_of_2(B)), BN=BN,
         BK=min(cfg["OUT_BK"], max(16, triton.next_power_of_2(K))),
         PRECISION="ieee" if y.dtype == torch.float32 else "tf32", PDL=pdl, LINE=line,
-        PF=triton.next_power_of_2(-(-BN * K // line)),
+        PF=triton.next_power_of_2(-(-BN * K // line)) if prefetch else 0,
         num_warps=cfg["OUT_WARPS"], num_stages=cfg["OUT_STAGES"], **_pdl_launch(pdl))
     return out
 
@@ -727,7 +737,7 @@ def rat_decode(proj, gate_bias, cache, pos, config=None, out=None, residual=None
     pdl = False  # a dependent launch of the projection's (decode/_proj.py.jinja)
     if isinstance(proj, Projection):
         rows, dtype, sumsq, eps = proj.part[0], proj.dtype, proj.sumsq, proj.eps
-        pdl = uses_pdl(rows)
+        pdl = proj.pdl
         n_part, stride_ps = proj.part.shape[0], proj.part.stride(0)
         assert proj.part.is_contiguous() and sumsq.shape == proj.part.shape[:2]
     else:
@@ -774,6 +784,25 @@ def rat_decode(proj, gate_bias, cache, pos, config=None, out=None, residual=None
 
 # -------------------------------------------------------------------------------------------------
 # public entry points
+
+
+def layer_step(h, norm_weight, eps, in_weight, gate_bias, out_weight, cache, pos):
+    """The RAT block's whole step for a few rows (fuses_projection): h + out_proj(step(in_proj(
+    rms_norm(h)))) in three launches (see PROJ_CONFIG), the cache updated in place.
+
+    Args:
+        h: [B, 32] the block's input; norm_weight [32], eps: the input norm's; in_weight
+            [128, 32], out_weight [32, 32]: the projections' weights;
+        gate_bias, cache, pos: as `step`'s.
+    Returns:
+        [B, 32] in h's dtype.
+    """
+    proj = project(h, norm_weight, eps, in_weight)
+    if not PROJ_CONFIG["OUT_TRITON"]:
+        y, out = step_triton(proj, gate_bias, cache, pos, residual=h)
+        return out.addmm_(y, out_weight.t())
+    y = step_triton(proj, gate_bias, cache, pos)
+    return out_project(y, h, out_weight, pdl=proj.pdl)
 
 
 def step_triton(proj, gate_bias, cache, pos, residual=None):
