@@ -474,31 +474,11 @@ def test_fused_norm_projection_matches_norm_then_in_proj(rows, K, N, cfg, monkey
 
 
 @pytest.mark.interpreter
-@pytest.mark.parametrize("rows,K,N,cfg", [
-    (2, 64, 64, {}),
-    (3, 40, 37, {"OUT_BN": 16, "OUT_BK": 16}),  # neither width a multiple of its block
-    (16, 48, 100, {"OUT_BN": 32, "OUT_BK": 32}),
-], ids=["defaults", "ragged", "16rows"])
-def test_fused_out_projection_adds_the_residual(rows, K, N, cfg, monkeypatch):
-    """decode's out_project (out_proj and the residual, one launch) against h + y W^T in float64,
-    h a strided view."""
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    ir, pkg = load("tiny_rat")
-    kernels = pkg.MIXERS["rat"].decode_kernels
-    gen = torch.Generator().manual_seed(7)
-    y, w = torch.randn(rows, K, generator=gen), torch.randn(N, K, generator=gen)
-    h = torch.randn(rows, N + 2, generator=gen)[:, 2:]
-    got = kernels.out_project(y, h, w, config=cfg)
-    assert got.shape == (rows, N) and got.is_contiguous()
-    assert_close(got, h.double() + y.double() @ w.double().T, 1e-6, f"out {cfg}")
-
-
-@pytest.mark.interpreter
-@pytest.mark.parametrize("out_triton", [1, 0], ids=["triton-out", "cublas-out"])
-def test_layer_step_equals_the_unfused_step(out_triton, monkeypatch):
-    """Mixer.decode through layer_step (the three launches; out_proj in Triton, or cuBLAS adding
-    into the step kernel's copy of h) against the same block through the norm, in_proj, the step
-    kernel and out_proj as the forward runs them (PROJ_MAX_ROWS = 0), on copies of one cache."""
+def test_layer_step_equals_the_unfused_step(monkeypatch):
+    """Mixer.decode through layer_step (the fused norm and in_proj, the step kernel, out_proj
+    adding into the kernel's copy of h) against the same block through the norm, in_proj, the
+    step kernel and out_proj as the forward runs them (PROJ_MAX_ROWS = 0), on copies of one
+    cache."""
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     ir, pkg = load("tiny_rat")
     torch.manual_seed(3)
@@ -512,7 +492,6 @@ def test_layer_step_equals_the_unfused_step(out_triton, monkeypatch):
         v.copy_(u)
     for c in caches:
         c.pos.copy_(torch.tensor([7, 30]))  # row 0 closes its chunk
-    monkeypatch.setitem(kernels.PROJ_CONFIG, "OUT_TRITON", out_triton)
     calls, layer_step = [], kernels.layer_step
     monkeypatch.setattr(kernels, "layer_step", lambda *a: calls.append(1) or layer_step(*a))
     for i in range(3):
@@ -561,10 +540,10 @@ def test_rat_step_finishes_a_projection_as_it_reads_a_proj(monkeypatch):
             assert_close(caches[0][k], caches[1][k], 1e-6, f"cache {k} {cfg}")
     rows = kernels.PROJ_CONFIG["PROJ_MAX_ROWS"]
     w = block.in_proj.weight
-    assert kernels.fuses_projection(torch.zeros(rows, ir.d_model), w, w)
+    assert kernels.fuses_projection(torch.zeros(rows, ir.d_model), w)
     assert not kernels.fuses_projection(torch.zeros(rows + 1, ir.d_model), w)
     assert not kernels.fuses_projection(torch.zeros(2, ir.d_model, dtype=torch.float64), w)
-    assert not kernels.fuses_projection(torch.zeros(2, ir.d_model), w, w.t())  # not contiguous
+    assert not kernels.fuses_projection(torch.zeros(2, ir.d_model, dtype=torch.float16), w)
     monkeypatch.delenv("TRITON_INTERPRET")
     assert not kernels.fuses_projection(torch.zeros(2, ir.d_model), w)
 
@@ -676,10 +655,10 @@ def test_fused_norm_projection_at_scale_on_gpu(dtype, rows):
 @pytest.mark.gpu
 @pytest.mark.parametrize("T,B", [(8192, 2), (2048, 16)])
 def test_fused_decode_step_replayed_equals_cublas_step_on_gpu(T, B):
-    """The layer's fused step (norm + in_proj, the step kernel, out_proj + residual: three
-    launches chained by PDL on Hopper), eager and replayed from a CUDA graph over consecutive
-    tokens, against the same layer's step through the norm kernel and cuBLAS (PROJ_MAX_ROWS = 0)
-    on a copy of the cache: outputs and caches agree at bf16 rounding."""
+    """The layer's fused step (norm + in_proj in one launch, the step kernel finishing its partial
+    sums, out_proj), eager and replayed from a CUDA graph over consecutive tokens, against the
+    same layer's step through the norm kernel and cuBLAS (PROJ_MAX_ROWS = 0) on a copy of the
+    cache: outputs and caches agree at bf16 rounding."""
     ir, pkg = load("rat_swa")
     torch.manual_seed(1)
     block = pkg.MIXERS["rat"](device="cuda", dtype=torch.bfloat16)
@@ -704,7 +683,7 @@ def test_fused_decode_step_replayed_equals_cublas_step_on_gpu(T, B):
         finally:
             kernels.PROJ_CONFIG["PROJ_MAX_ROWS"] = saved
 
-    assert kernels.fuses_projection(h, block.in_proj.weight, block.out_proj.weight)
+    assert kernels.fuses_projection(h, block.in_proj.weight)
     with torch.no_grad():
         for i in range(8):
             h.normal_()

@@ -1,7 +1,6 @@
-"""Session 6 diagnostic: the RAT decode step with its projections in Triton (the input norm and
-in_proj in one split-K GEMV launch whose partial sums the step kernel finishes; out_proj with the
-residual; PDL between the three on Hopper) against the session 5 step (RMSNorm kernel, cuBLAS
-in_proj, the step kernel copying h, cuBLAS out_proj adding into it), in situ: one RAT layer of the 1.3B spec, bf16, replayed from a CUDA graph,
+"""Session 6 diagnostic: the RAT decode step with its input norm and in_proj in one split-K GEMV
+launch (whose partial sums the step kernel finishes) against the session 5 step (RMSNorm kernel,
+then cuBLAS's in_proj), in situ: one RAT layer of the 1.3B spec, bf16, replayed from a CUDA graph,
 at 131072 x 2 and 16384 x 16. Per PROJ config: the wall clock per replay (what `ratc bench
 --mode decode` reports) and each kernel's time (torch.profiler)."""
 import importlib
@@ -40,21 +39,16 @@ def main():
             cache.pos.fill_(T)
             h = torch.randn(B, 2048, device="cuda", dtype=torch.bfloat16)
             saved = dict(dk.PROJ_CONFIG)
-            configs = [("cuBLAS (norm kernel)", {"PROJ_MAX_ROWS": 0}), ("default", {}),
-                       ("cuBLAS out, no PDL", {"OUT_TRITON": 0, "PDL": 0}),
-                       ("cuBLAS out, PDL", {"OUT_TRITON": 0, "PDL": 1}),
-                       ("Triton out, no PDL", {"OUT_TRITON": 1, "PDL": 0}),
-                       ("Triton out, PDL, no prefetch", {"OUT_PREFETCH": 0})]
+            configs = [("cuBLAS (norm kernel)", {"PROJ_MAX_ROWS": 0}), ("default", {})]
+            # (PROJ_BN, PROJ_SPLIT_K, PROJ_BK, PROJ_WARPS, PROJ_STAGES); programs: N/BN * splits
             grid = itertools.product((64, 128, 256), (2, 4, 8), (64, 128), (4, 8), (3, 4)) \
-                if full else [(256, 4, 64, 4, 3), (128, 4, 64, 4, 3), (128, 2, 64, 4, 4)]
-            for out in ({"OUT_TRITON": 0, "PDL": 1}, {}):
-                configs += [(f"{c} {out}", out | dict(zip(
-                    ("PROJ_BN", "PROJ_SPLIT_K", "PROJ_BK", "PROJ_WARPS", "PROJ_STAGES"), c)))
-                    for c in grid]
-            out_grid = itertools.product((16, 32), (128, 256, 512), (4, 8), (3, 4)) if full else \
-                [(16, 512, 4, 3), (32, 256, 4, 4), (32, 512, 4, 3), (16, 1024, 4, 2)]
-            configs += [(f"out {c}", dict(zip(("OUT_BN", "OUT_BK", "OUT_WARPS", "OUT_STAGES"), c)))
-                        for c in out_grid]
+                if full else [(256, 4, 64, 4, 3), (256, 5, 64, 4, 3), (256, 5, 64, 4, 4),
+                              (128, 5, 64, 4, 4), (128, 5, 64, 4, 3), (256, 5, 32, 4, 4),
+                              (64, 2, 128, 4, 3), (64, 5, 64, 4, 4), (256, 10, 32, 4, 4),
+                              (128, 3, 64, 4, 4), (256, 3, 64, 4, 3), (256, 4, 32, 4, 4),
+                              (256, 5, 64, 8, 3), (512, 10, 32, 8, 3), (128, 10, 32, 4, 4)]
+            configs += [(str(c), dict(zip(("PROJ_BN", "PROJ_SPLIT_K", "PROJ_BK", "PROJ_WARPS",
+                                           "PROJ_STAGES"), c))) for c in grid]
             want = None
             for name, cfg in configs:
                 dk.PROJ_CONFIG.clear()
@@ -67,7 +61,7 @@ def main():
                 wall = wall_ms_per_call(g) * 1e3
                 ks = kernel_times(g) if not full or name in ("default", "cuBLAS (norm kernel)") \
                     else []
-                print(f"T={T} B={B} {name:44s} wall {wall:6.1f} us (rel. diff {err:.1e}) "
+                print(f"T={T} B={B} {name:22s} wall {wall:6.1f} us (rel. diff {err:.1e}) "
                       + "; ".join(f"{k} {us:.1f}" for k, us in ks), flush=True)
             dk.PROJ_CONFIG.clear()
             dk.PROJ_CONFIG.update(saved)

@@ -118,9 +118,8 @@ class Mixer(nn.Module):
     def decode(self, h, cache):
         """step's device work alone: no capacity check, pos not advanced, no host sync."""
         k = self.decode_kernels
-        if self.kind == "rat" and k.fuses_projection(h, self.in_proj.weight, self.out_proj.weight):
-            # a few rows: the norm and in_proj (partial sums the step finishes), the step, and
-            # out_proj with the residual, in three launches (chained by PDL on Hopper)
+        if self.kind == "rat" and k.fuses_projection(h, self.in_proj.weight):
+            # a few rows: the norm and in_proj in one launch (partial sums the step finishes)
             return k.layer_step(h, self.input_norm.weight, self.input_norm.eps,
                                 self.in_proj.weight, self._gate_bias(), self.out_proj.weight,
                                 cache.step_tensors, cache.pos)

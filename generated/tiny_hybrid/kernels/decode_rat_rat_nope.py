@@ -37,7 +37,6 @@ from typing import NamedTuple
 import torch
 import triton
 import triton.language as tl
-from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 D = 64
 H = 2
@@ -69,14 +68,8 @@ CONFIG = {
 # PROJ_MAX_ROWS rows, cuBLAS after the norm kernel beyond): PROJ_BN outputs and about 1/PROJ_SPLIT_K
 # of the inputs per program, PROJ_BK inputs per inner step. The best whole-step wall clock of a
 # sweep at the 1.3B layer's 131072 x 2 and 16384 x 16 (docs/diag_session6/proj_sweep.py).
-# out_proj with the residual (OUT_TRITON; else cuBLAS adds into the step kernel's copy of h):
-# OUT_BN outputs per program over every input, OUT_BK per inner step; as the step kernel's
-# dependent launch it asks its weights into L2 before y is ready (OUT_PREFETCH). PDL: chain the
-# launches by programmatic dependent launch where the GPU has it (Hopper on).
 PROJ_CONFIG = {"PROJ_MAX_ROWS": 16, "PROJ_BN": 128, "PROJ_SPLIT_K": 4, "PROJ_BK": 64,
-               "PROJ_WARPS": 4, "PROJ_STAGES": 4,
-               "OUT_BN": 16, "OUT_BK": 256, "OUT_WARPS": 4, "OUT_STAGES": 4,
-               "OUT_TRITON": 1, "OUT_PREFETCH": 1, "PDL": 1}
+               "PROJ_WARPS": 4, "PROJ_STAGES": 4}
 SPLIT_WAVES = 4  # auto split: B*H*SPLITS about this many times the SM count
 MERGE_BLOCK = 32  # partials the finishing program merges per step (power of two)
 
@@ -307,27 +300,22 @@ class Projection(NamedTuple):
     proj[b] = rstd[b] * sum over s of part[s, b], rstd[b] = (sum over s of sumsq[s, b] / D + eps)^-1/2.
 
     part: [S, B, IN_FEATURES] fp32, sum_k W[n, k] * round(h[b, k] * g[k]) over split s's k;
-    sumsq: [S, B] fp32, sum of h[b, k]^2 over the same k; eps: the norm's; dtype: the model's;
-    pdl: whether the launch that wrote them lets a dependent launch start early (its reader must
-    then be launched as one, and wait before reading them).
+    sumsq: [S, B] fp32, sum of h[b, k]^2 over the same k; eps: the norm's; dtype: the model's.
     """
 
     part: torch.Tensor
     sumsq: torch.Tensor
     eps: float
     dtype: torch.dtype
-    pdl: bool = False
 
 
 @triton.jit
 def norm_proj_kernel(p_h, p_g, p_w, p_part, p_ss, M, N, K, KS, stride_hb, stride_wn,
                      BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-                     PRECISION: tl.constexpr, PDL: tl.constexpr):
+                     PRECISION: tl.constexpr):
     # program (n-block, s): part[s, :, n-block] over k in [s*KS, min((s+1)*KS, K)), and the
     # rows' sums of squares over the same k (stored by the first n-block); the normalisation's
     # 1/rms is a per-row factor, so the step kernel applies it after summing the splits
-    if PDL:  # the step kernel's programs may start now: they wait for this launch's writes
-        gdc_launch_dependents()
     i_n, i_s = tl.program_id(0), tl.program_id(1)
     o_m = tl.arange(0, BM)
     m_m = o_m < M
@@ -354,44 +342,6 @@ def norm_proj_kernel(p_h, p_g, p_w, p_part, p_ss, M, N, K, KS, stride_hb, stride
 
 
 @triton.jit
-def out_proj_kernel(p_y, p_h, p_w, p_out, M, N, stride_hb, K: tl.constexpr,
-                    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-                    PRECISION: tl.constexpr, PDL: tl.constexpr, LINE: tl.constexpr,
-                    PF: tl.constexpr):
-    # program n-block: out[:, n-block] = h[:, n-block] + y W[n-block]^T (fp32, rounded once);
-    # W contiguous [N, K]. Launched as the step kernel's dependent, it first asks its weight rows
-    # into L2 (they do not depend on the step), then waits for the step's y. LINE: elements of a
-    # 128-byte line; PF: the program's BN*K/LINE lines, padded to a power of two (0: none)
-    i_n = tl.program_id(0)
-    o_m = tl.arange(0, BM)
-    m_m = o_m < M
-    o_n = i_n * BN + tl.arange(0, BN)
-    m_n = o_n < N
-    if PF > 0:
-        o_pf = i_n * BN * K + tl.arange(0, PF) * LINE
-        tl.inline_asm_elementwise(
-            "{ .reg .pred p; setp.ne.b32 p, $2, 0; @p prefetch.global.L2 [$1]; mov.b32 $0, 0; }",
-            "=r,l,r", [p_w + o_pf.to(tl.int64), (o_pf < N * K).to(tl.int32)],
-            dtype=tl.int32, is_pure=False, pack=1)
-    if PDL:
-        gdc_wait()
-    b_acc = tl.zeros([BM, BN], dtype=tl.float32)
-    for k0 in range(0, K, BK):
-        o_k = k0 + tl.arange(0, BK)
-        m_k = o_k < K
-        b_w = tl.load(p_w + o_n[:, None].to(tl.int64) * K + o_k[None, :],
-                      mask=m_n[:, None] & m_k[None, :], other=0.0)
-        b_y = tl.load(p_y + o_m[:, None] * K + o_k[None, :], mask=m_m[:, None] & m_k[None, :],
-                      other=0.0)
-        b_acc = tl.dot(b_y, tl.trans(b_w), b_acc, input_precision=PRECISION)
-    o_out = o_m[:, None] * N + o_n[None, :]
-    m_out = m_m[:, None] & m_n[None, :]
-    b_acc += tl.load(p_h + o_m[:, None] * stride_hb + o_n[None, :], mask=m_out,
-                     other=0.0).to(tl.float32)
-    tl.store(p_out + o_out, b_acc.to(p_out.dtype.element_ty), mask=m_out)
-
-
-@triton.jit
 def _proj_rstd(p_ss, i_b, B, eps, inv_d, PS: tl.constexpr):
     """Row i_b's 1/rms from its Projection's PS partial sums of squares (1 for a plain proj)."""
     b_rstd = 1.0
@@ -415,27 +365,11 @@ def _proj_load(p_row, o_c, mask, stride_pc, stride_ps, rstd, PS: tl.constexpr):
     return b
 
 
-def uses_pdl(t):
-    """Whether launches on t's device chain by programmatic dependent launch: CUDA (not the
-    interpreter) on compute capability 9.0 or newer."""
-    if not t.is_cuda or os.environ.get("TRITON_INTERPRET") == "1":
-        return False
-    index = t.device.index if t.device.index is not None else torch.cuda.current_device()
-    if index not in _PDL:
-        _PDL[index] = torch.cuda.get_device_capability(index)[0] >= 9
-    return _PDL[index]
-
-
-_PDL = {}
-
-
-def fuses_projection(h, *weights):
-    """Whether `project` and `out_project` take these rows: the Triton path (CUDA, or
-    TRITON_INTERPRET=1), a Triton dtype that the weights share, contiguous weights, at most
-    PROJ_CONFIG's PROJ_MAX_ROWS rows (more rows are a GEMM's work: cuBLAS)."""
+def fuses_projection(h, weight):
+    """Whether `project` takes these rows: the Triton path (CUDA, or TRITON_INTERPRET=1), a
+    Triton dtype that the weight shares, unit channel stride, at most PROJ_CONFIG's PROJ_MAX_ROWS rows (more rows are a GEMM's work: cuBLAS)."""
     return ((h.is_cuda or os.environ.get("TRITON_INTERPRET") == "1")
-            and h.dtype in _TRITON_DTYPES and h.stride(-1) == 1
-            and all(w.dtype == h.dtype and w.is_contiguous() for w in weights)
+            and h.dtype in _TRITON_DTYPES and weight.dtype == h.dtype and h.stride(-1) == 1
             and 0 < h.shape[0] <= PROJ_CONFIG["PROJ_MAX_ROWS"])
 
 
@@ -458,52 +392,14 @@ def project(h, norm_weight, eps, weight, config=None):
     ks = -(-K // (cfg["PROJ_SPLIT_K"] * BK)) * BK  # k per split: whole BK blocks
     splits = -(-K // ks)
     BN = min(cfg["PROJ_BN"], max(16, triton.next_power_of_2(N)))
-    pdl = bool(cfg["PDL"]) and uses_pdl(h)
     part = torch.empty(splits, B, N, device=h.device, dtype=torch.float32)
     sumsq = torch.empty(splits, B, device=h.device, dtype=torch.float32)
     norm_proj_kernel[(triton.cdiv(N, BN), splits)](
         h, norm_weight, weight, part, sumsq, B, N, K, ks, h.stride(0), weight.stride(0),
         BM=max(16, triton.next_power_of_2(B)), BN=BN, BK=BK,
-        PRECISION="ieee" if h.dtype == torch.float32 else "tf32", PDL=pdl,
+        PRECISION="ieee" if h.dtype == torch.float32 else "tf32",
         num_warps=cfg["PROJ_WARPS"], num_stages=cfg["PROJ_STAGES"])
-    return Projection(part, sumsq, float(eps), h.dtype, pdl)
-
-
-def out_project(y, h, weight, config=None, pdl=False):
-    """h + y W^T for a few rows in one launch (out_proj and the residual), fp32 accumulation
-    rounded once. pdl: launched as a dependent of the step kernel that writes y (which then must
-    have been launched as the projection's dependent, see the header); it asks its weights into
-    L2 first when PROJ_CONFIG's OUT_PREFETCH is set.
-
-    Args:
-        y: [B, K] contiguous, the step's output; h: [B, N] the layer's input (unit channel stride);
-        weight: [N, K] contiguous, out_proj's, y's dtype. B <= PROJ_MAX_ROWS.
-        config: PROJ_CONFIG's keys to override.
-    Returns:
-        [B, N] contiguous, h's dtype.
-    """
-    cfg = PROJ_CONFIG | dict(config or {})
-    B, K = y.shape
-    N = weight.shape[0]
-    assert y.is_contiguous() and weight.is_contiguous() and weight.shape[1] == K
-    assert h.shape == (B, N) and h.stride(1) == 1
-    out = torch.empty(B, N, device=y.device, dtype=h.dtype)
-    BN = min(cfg["OUT_BN"], max(16, triton.next_power_of_2(N)))
-    line = 128 // weight.element_size()
-    prefetch = pdl and bool(cfg["OUT_PREFETCH"])
-    out_proj_kernel[(triton.cdiv(N, BN),)](
-        y, h, weight, out, B, N, h.stride(0), K=K, BM=max(16, triton.next_power_of_2(B)), BN=BN,
-        BK=min(cfg["OUT_BK"], max(16, triton.next_power_of_2(K))),
-        PRECISION="ieee" if y.dtype == torch.float32 else "tf32", PDL=pdl, LINE=line,
-        PF=triton.next_power_of_2(-(-BN * K // line)) if prefetch else 0,
-        num_warps=cfg["OUT_WARPS"], num_stages=cfg["OUT_STAGES"], **_pdl_launch(pdl))
-    return out
-
-
-def _pdl_launch(pdl):
-    """The launch option of a dependent launch (none off CUDA: the interpreter takes no such
-    option)."""
-    return {"launch_pdl": True} if pdl else {}
+    return Projection(part, sumsq, float(eps), h.dtype)
 
 
 @triton.jit
@@ -513,7 +409,7 @@ def rat_decode_kernel(
     OFF_X: tl.constexpr, OFF_A: tl.constexpr, OFF_Q: tl.constexpr, OFF_K: tl.constexpr,
     H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
     D1: tl.constexpr, BLOCK_DH: tl.constexpr, BC: tl.constexpr, BS: tl.constexpr,
-    COPY_H: tl.constexpr, PS: tl.constexpr, PDL: tl.constexpr,
+    COPY_H: tl.constexpr, PS: tl.constexpr,
 ):
     # over this split's chunk rows r in [s*SPAN, min((s+1)*SPAN, c)), in base 2 with
     # s_r = q.K~_r log2(e)/sqrt(d): m = max s_r, l = sum 2^(s_r - m), acc = sum 2^(s_r - m) V~_r;
@@ -533,11 +429,7 @@ def rat_decode_kernel(
     o_h = i_h * d + o_j  # model channel
     o_g = (i_h % G) * d + o_j  # channel of q/k's group
 
-    # proj: a plain row (PS = 0) or a Projection's PS partial sums, finished here (_proj_load);
-    # launched as the projection's dependent (PDL), nothing before this wait reads what it wrote
-    # or writes anything
-    if PDL:
-        gdc_wait()
+    # proj: a plain row (PS = 0) or a Projection's PS partial sums, finished here (_proj_load)
     p_row = p_proj + i_b.to(tl.int64) * stride_pb
     b_rstd = _proj_rstd(p_ss, i_b, tl.num_programs(0) // H, eps, inv_d, PS)
     b_q = _proj_load(p_row, OFF_Q + o_g, m_j, stride_pc, stride_ps, b_rstd, PS)
@@ -565,8 +457,6 @@ def rat_decode_kernel(
         b_l = b_l * b_alpha + tl.sum(b_p, axis=0)
         b_acc = b_acc * b_alpha + tl.sum(b_p[:, None, None] * b_vc, axis=0)
         b_m = b_mn
-    if PDL:  # out_proj's programs may start (they fetch their weights, then wait for y)
-        gdc_launch_dependents()
     # the (row, head)'s last program to finish merges; with one split that is every program,
     # and its own partial needs no round trip through memory
     last = SPLITS == 1
@@ -673,10 +563,8 @@ def rat_decode(proj, gate_bias, cache, pos, config=None, out=None, residual=None
     Returns:
         y: [B, 64] in proj's dtype; with residual, (y, a contiguous copy of residual).
     """
-    pdl = False  # a dependent launch of the projection's (decode/_proj.py.jinja)
     if isinstance(proj, Projection):
         rows, dtype, sumsq, eps = proj.part[0], proj.dtype, proj.sumsq, proj.eps
-        pdl = proj.pdl
         n_part, stride_ps = proj.part.shape[0], proj.part.stride(0)
         assert proj.part.is_contiguous() and sumsq.shape == proj.part.shape[:2]
     else:
@@ -715,8 +603,8 @@ def rat_decode(proj, gate_bias, cache, pos, config=None, out=None, residual=None
         OFF_X=OFF_X, OFF_A=OFF_A, OFF_Q=OFF_Q, OFF_K=OFF_K,
         H=H, G=GROUPS, d=HEAD_DIM, L=CHUNK, D1=D1, BLOCK_DH=BLOCK_DH, BC=cfg["DECODE_BC"],
         BS=min(MERGE_BLOCK, triton.next_power_of_2(splits)), COPY_H=residual is not None,
-        PS=n_part, PDL=pdl,
-        num_warps=cfg["DECODE_WARPS"], num_stages=cfg["DECODE_STAGES"], **_pdl_launch(pdl),
+        PS=n_part,
+        num_warps=cfg["DECODE_WARPS"], num_stages=cfg["DECODE_STAGES"],
     )
     return y if residual is None else (y, copy)
 
@@ -727,7 +615,8 @@ def rat_decode(proj, gate_bias, cache, pos, config=None, out=None, residual=None
 
 def layer_step(h, norm_weight, eps, in_weight, gate_bias, out_weight, cache, pos):
     """The RAT block's whole step for a few rows (fuses_projection): h + out_proj(step(in_proj(
-    rms_norm(h)))) in three launches (see PROJ_CONFIG), the cache updated in place.
+    rms_norm(h)))), the cache updated in place. Three launches: the norm and in_proj (project),
+    the step kernel (which also copies h), and out_proj's cuBLAS GEMM adding into that copy.
 
     Args:
         h: [B, 64] the block's input; norm_weight [64], eps: the input norm's; in_weight
@@ -737,11 +626,8 @@ def layer_step(h, norm_weight, eps, in_weight, gate_bias, out_weight, cache, pos
         [B, 64] in h's dtype.
     """
     proj = project(h, norm_weight, eps, in_weight)
-    if not PROJ_CONFIG["OUT_TRITON"]:
-        y, out = step_triton(proj, gate_bias, cache, pos, residual=h)
-        return out.addmm_(y, out_weight.t())
-    y = step_triton(proj, gate_bias, cache, pos)
-    return out_project(y, h, out_weight, pdl=proj.pdl)
+    y, out = step_triton(proj, gate_bias, cache, pos, residual=h)
+    return out.addmm_(y, out_weight.t())
 
 
 def step_triton(proj, gate_bias, cache, pos, residual=None):
