@@ -69,10 +69,10 @@ CONFIG = {
 }
 # The step's input norm and in_proj fused (decode/_proj.py.jinja: Mixer.decode takes it for up to
 # PROJ_MAX_ROWS rows, cuBLAS after the norm kernel beyond): PROJ_BN outputs and about 1/PROJ_SPLIT_K
-# of the inputs per program, PROJ_BK inputs per inner step. The best whole-step wall clock of a
-# sweep at the 1.3B layer's 131072 x 2 and 16384 x 16 (docs/diag_session6/proj_sweep.py).
-PROJ_CONFIG = {"PROJ_MAX_ROWS": 16, "PROJ_BN": 128, "PROJ_SPLIT_K": 4, "PROJ_BK": 64,
-               "PROJ_WARPS": 4, "PROJ_STAGES": 4}
+# of the inputs per program, PROJ_BK inputs per inner step: the best whole-step wall clock of
+# sweeps at the 1.3B layer's 131072 x 2 and 16384 x 16 on H100 (docs/diag_session6/).
+PROJ_CONFIG = {"PROJ_MAX_ROWS": 16, "PROJ_BN": 128, "PROJ_SPLIT_K": 5, "PROJ_BK": 64,
+               "PROJ_WARPS": 4, "PROJ_STAGES": 3}
 SPLIT_WAVES = 4  # auto split: B*H*SPLITS about this many times the SM count
 MERGE_BLOCK = 32  # partials the finishing program merges per step (power of two)
 
