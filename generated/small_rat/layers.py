@@ -117,12 +117,12 @@ class Mixer(nn.Module):
     @torch.no_grad()
     def decode(self, h, cache):
         """step's device work alone: no capacity check, pos not advanced, no host sync."""
-        k = self.decode_kernels
-        if self.kind == "rat" and k.fuses_projection(h, self.in_proj.weight):
+        kernels = self.decode_kernels
+        if self.kind == "rat" and kernels.fuses_projection(h, self.in_proj.weight):
             # a few rows: the norm and in_proj in one launch (partial sums the step finishes)
-            return k.layer_step(h, self.input_norm.weight, self.input_norm.eps,
-                                self.in_proj.weight, self._gate_bias(), self.out_proj.weight,
-                                cache.step_tensors, cache.pos)
+            return kernels.layer_step(h, self.input_norm.weight, self.input_norm.eps,
+                                      self.in_proj.weight, self._gate_bias(),
+                                      self.out_proj.weight, cache.step_tensors, cache.pos)
         proj = self.in_proj(self.input_norm(h))
         if self.kind == "rat":
             # the step's kernel also copies h, and out_proj's GEMM adds into that copy in place

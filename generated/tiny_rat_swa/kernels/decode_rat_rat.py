@@ -410,7 +410,8 @@ def _proj_load(p_row, o_c, mask, stride_pc, stride_ps, rstd, PS: tl.constexpr):
 
 def fuses_projection(h, weight):
     """Whether `project` takes these rows: the Triton path (CUDA, or TRITON_INTERPRET=1), a
-    Triton dtype that the weight shares, unit channel stride, at most PROJ_CONFIG's PROJ_MAX_ROWS rows (more rows are a GEMM's work: cuBLAS)."""
+    Triton dtype that the weight shares, unit channel stride, and at most PROJ_CONFIG's
+    PROJ_MAX_ROWS rows (more rows are a GEMM's work: cuBLAS, after the norm kernel)."""
     return ((h.is_cuda or os.environ.get("TRITON_INTERPRET") == "1")
             and h.dtype in _TRITON_DTYPES and weight.dtype == h.dtype and h.stride(-1) == 1
             and 0 < h.shape[0] <= PROJ_CONFIG["PROJ_MAX_ROWS"])
@@ -627,7 +628,8 @@ def rat_decode(proj, gate_bias, cache, pos, config=None, out=None, residual=None
     if isinstance(proj, Projection):
         rows, dtype, sumsq, eps = proj.part[0], proj.dtype, proj.sumsq, proj.eps
         n_part, stride_ps = proj.part.shape[0], proj.part.stride(0)
-        assert proj.part.is_contiguous() and sumsq.shape == proj.part.shape[:2]
+        assert proj.part.is_contiguous() and sumsq.is_contiguous() \
+            and sumsq.shape == proj.part.shape[:2]
     else:
         rows, dtype, sumsq, eps, n_part, stride_ps = proj, proj.dtype, proj, 0.0, 0, 0
     B = rows.shape[0]
