@@ -6,7 +6,10 @@
 - Triton decode kernels under TRITON_INTERPRET=1 (float32) against the reference's step; the
   split-K step (partial programs over row ranges, then a combine) forced to many splits, empty
   ranges and ragged positions included, against the float64 PyTorch step.
-- GPU (marked): bf16 decode against the reference; CUDA-graph generate equals eager generate.
+- The RAT step's fused input norm and in_proj (split-K partial sums the step kernel finishes) under
+  TRITON_INTERPRET=1 against float64, and layer_step against the unfused step.
+- GPU (marked): bf16 decode against the reference; the fused projection and layer step (bf16,
+  fp32, CUDA graph) against the cuBLAS step; CUDA-graph generate equals eager generate.
 """
 
 import dataclasses
