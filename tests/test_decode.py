@@ -7,7 +7,7 @@
   split-K step (partial programs over row ranges, then a combine) forced to many splits, empty
   ranges and ragged positions included, against the float64 PyTorch step.
 - The RAT step's fused input norm and in_proj (split-K partial sums the step kernel finishes) under
-  TRITON_INTERPRET=1 against float64, and layer_step against the unfused step.
+  TRITON_INTERPRET=1 against float64, and Mixer.decode through it against the unfused step.
 - GPU (marked): bf16 decode against the reference; the fused projection and layer step (bf16,
   fp32, CUDA graph) against the cuBLAS step; CUDA-graph generate equals eager generate.
 """
@@ -477,8 +477,8 @@ def test_fused_norm_projection_matches_norm_then_in_proj(rows, K, N, cfg, monkey
 
 
 @pytest.mark.interpreter
-def test_layer_step_equals_the_unfused_step(monkeypatch):
-    """Mixer.decode through layer_step (the fused norm and in_proj, the step kernel, out_proj
+def test_fused_decode_equals_the_unfused_step(monkeypatch):
+    """Mixer.decode through project (the fused norm and in_proj, the step kernel, out_proj
     adding into the kernel's copy of h) against the same block through the norm, in_proj, the
     step kernel and out_proj as the forward runs them (PROJ_MAX_ROWS = 0), on copies of one
     cache."""
@@ -495,8 +495,8 @@ def test_layer_step_equals_the_unfused_step(monkeypatch):
         v.copy_(u)
     for c in caches:
         c.pos.copy_(torch.tensor([7, 30]))  # row 0 closes its chunk
-    calls, layer_step = [], kernels.layer_step
-    monkeypatch.setattr(kernels, "layer_step", lambda *a: calls.append(1) or layer_step(*a))
+    calls, project = [], kernels.project
+    monkeypatch.setattr(kernels, "project", lambda *a: calls.append(1) or project(*a))
     for i in range(3):
         h = torch.randn(2, ir.d_model)
         got = block.decode(h, caches[0])

@@ -121,17 +121,17 @@ class Mixer(nn.Module):
         kernels = self.decode_kernels
         if self.kind == "rat" and kernels.fuses_projection(h, self.in_proj.weight):
             # a few rows: the norm and in_proj in one launch (partial sums the step finishes)
-            return kernels.layer_step(h, self.input_norm.weight, self.input_norm.eps,
-                                      self.in_proj.weight, self._gate_bias(),
-                                      self.out_proj.weight, cache.step_tensors, cache.pos)
-        proj = self.in_proj(self.input_norm(h))
+            proj = kernels.project(h, self.input_norm.weight, self.input_norm.eps,
+                                   self.in_proj.weight)
+        else:
+            proj = self.in_proj(self.input_norm(h))
         if self.kind == "rat":
             # the step's kernel also copies h, and out_proj's GEMM adds into that copy in place
             # (beta = 1): the residual needs no launch of its own
-            y, out = self.decode_kernels.step(proj, self._gate_bias(), cache.step_tensors,
-                                              cache.pos, residual=h)
+            y, out = kernels.step(proj, self._gate_bias(), cache.step_tensors, cache.pos,
+                                  residual=h)
             return out.addmm_(y, self.out_proj.weight.t())
-        y = self.decode_kernels.step(proj, self._gate_bias(), cache.step_tensors, cache.pos)
+        y = kernels.step(proj, self._gate_bias(), cache.step_tensors, cache.pos)
         return h + self.out_proj(y)
 
 

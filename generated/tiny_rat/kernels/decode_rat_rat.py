@@ -351,6 +351,10 @@ class Projection(NamedTuple):
     eps: float
     dtype: torch.dtype
 
+    @property
+    def device(self):
+        return self.part.device
+
 
 @triton.jit
 def norm_proj_kernel(p_h, p_g, p_w, p_part, p_ss, M, N, K, KS, stride_hb, stride_wn,
@@ -676,30 +680,12 @@ def rat_decode(proj, gate_bias, cache, pos, config=None, out=None, residual=None
 # public entry points
 
 
-def layer_step(h, norm_weight, eps, in_weight, gate_bias, out_weight, cache, pos):
-    """The RAT block's whole step for a few rows (fuses_projection): h + out_proj(step(in_proj(
-    rms_norm(h)))), the cache updated in place. Three launches: the norm and in_proj (project),
-    the step kernel (which also copies h), and out_proj's cuBLAS GEMM adding into that copy.
-
-    Args:
-        h: [B, 64] the block's input; norm_weight [64], eps: the input norm's; in_weight
-            [256, 64], out_weight [64, 64]: the projections' weights;
-        gate_bias, cache, pos: as `step`'s.
-    Returns:
-        [B, 64] in h's dtype.
-    """
-    proj = project(h, norm_weight, eps, in_weight)
-    y, out = step_triton(proj, gate_bias, cache, pos, residual=h)
-    return out.addmm_(y, out_weight.t())
-
-
 def step_triton(proj, gate_bias, cache, pos, residual=None):
     """The step through rat_decode: proj [B, 256] fp16/bf16/fp32, or a Projection -> y [B, 64]."""
     if proj.dtype not in _TRITON_DTYPES:
         raise TypeError(f"step_triton takes fp16, bf16 or fp32, got {proj.dtype}")
     if gate_bias is None:
-        dev = proj.part.device if isinstance(proj, Projection) else proj.device
-        gate_bias = torch.zeros(D, device=dev, dtype=torch.float32)
+        gate_bias = torch.zeros(D, device=proj.device, dtype=torch.float32)
     return rat_decode(proj, gate_bias.contiguous(), cache, pos, residual=residual)
 
 
