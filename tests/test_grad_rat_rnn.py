@@ -121,13 +121,6 @@ RAT_CASES = [
     # dq's blocks unlike dK/dV's, both ways: the caches are padded to the larger block
     rat.P(1, 70, 2, 16, 1, 2, DQ_BC=32, DQ_BT=32),
     rat.P(2, 47, 2, 16, 2, 1, "custom", BWD_BC=32, DQ_BT=32),
-    # dq^ by atomic adds in the dK/dV kernel: ragged T, two key blocks, head dim 24 (masked
-    # channels), blocks unlike the forward's, and no complete chunk (nothing adds, dq = 0)
-    rat.P(2, 13, 4, 16, 2, 4, layout="padded", DQ_ATOMIC=1),
-    rat.P(1, 37, 2, 16, 2, 2, "custom", DQ_ATOMIC=1),
-    rat.P(1, 30, 2, 24, 1, 4, DQ_ATOMIC=1),
-    rat.P(2, 75, 2, 24, 2, 2, BWD_BC=32, BWD_BT=32, BC=16, DQ_ATOMIC=1),
-    rat.P(2, 3, 2, 16, 1, 8, DQ_ATOMIC=1),
 ]
 
 
@@ -237,8 +230,6 @@ def test_core_torch_gradcheck(family):
     rat.P(1, 3000, 8, 64, 8, 8, "custom"),
     rat.P(1, 2000, 4, 96, 1, 16, layout="padded"),
     rat.P(1, 1024 + 5, 2, 64, 2, 1, "mixed"),
-    rat.P(2, 2048 + 13, 8, 128, 2, 16, DQ_ATOMIC=1),  # dq^ by atomic adds
-    rat.P(1, 2000, 4, 96, 1, 16, layout="padded", DQ_ATOMIC=1),
 ])
 def test_gpu_rat_grad_medium(B, T, H, d, G, L, variant, layout, cfg, dtype):
     m = rat.make_mixer(H, d, G, L, variant)

@@ -485,7 +485,6 @@ CONFIG.update({
     "DQ_BC": 128,
     "dq_num_warps": 8,
     "dq_num_stages": 3,
-    "DQ_ATOMIC": 0,
 })
 
 
@@ -532,10 +531,9 @@ def rat_attn_bwd_dq_kernel(
     OFF_Z: tl.constexpr, OFF_Q: tl.constexpr, F: tl.constexpr,
     H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
     BLOCK_D: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
-    LOG2_BASE: tl.constexpr, PRECISION: tl.constexpr, WITH_DQ: tl.constexpr = True,
+    LOG2_BASE: tl.constexpr, PRECISION: tl.constexpr,
 ):
     # Delta_t = dy_t . out_t, dS_self = P_self (do_t . v~_t - Delta_t), dq^_t = sum_c' dS K^_c'
-    # (WITH_DQ False: dq^ is left to the dK/dV kernel's atomic adds, DQ_ATOMIC)
     tl.static_assert(BT >= 16)  # tl.dot's smallest tile, likewise below
     tl.static_assert(BC >= 16)
     tl.static_assert(BLOCK_D >= 16)
@@ -578,28 +576,24 @@ def rat_attn_bwd_dq_kernel(
     o_head = (i_bh.to(tl.int64) * T + o_t[:, None]) * BLOCK_D + o_d[None, :]  # [B*H, T, BLOCK_D]
     tl.store(p_qh + o_head, b_q, mask=m_td)
     tl.store(p_do + o_head, b_do, mask=m_td)
-    if WITH_DQ:
-        b_dq = tl.zeros([BT, BLOCK_D], dtype=tl.float32)
-        c_first = (i_t * BT) // L
-        c_end = (tl.minimum(i_t * BT + BT, T) - 1) // L
-        c_mid = (c_first // BC) * BC
-        b_dq = _rat_bwd_dq_inner(b_q, b_do, b_lse, b_delta, b_dq, desc_k, desc_v, i_bh * NCP,
-                                 o_ct, 0, c_mid, qk_scale, BC, False, PRECISION)
-        b_dq = _rat_bwd_dq_inner(b_q, b_do, b_lse, b_delta, b_dq, desc_k, desc_v, i_bh * NCP,
-                                 o_ct, c_mid, c_end, qk_scale, BC, True, PRECISION)
-        tl.store(p_dq + o_td, b_dq * (qk_scale * 0.6931471805599453), mask=m_td)  # ln 2: 1/sqrt(d)
+    b_dq = tl.zeros([BT, BLOCK_D], dtype=tl.float32)
+    c_first = (i_t * BT) // L
+    c_end = (tl.minimum(i_t * BT + BT, T) - 1) // L
+    c_mid = (c_first // BC) * BC
+    b_dq = _rat_bwd_dq_inner(b_q, b_do, b_lse, b_delta, b_dq, desc_k, desc_v, i_bh * NCP, o_ct,
+                             0, c_mid, qk_scale, BC, False, PRECISION)
+    b_dq = _rat_bwd_dq_inner(b_q, b_do, b_lse, b_delta, b_dq, desc_k, desc_v, i_bh * NCP, o_ct,
+                             c_mid, c_end, qk_scale, BC, True, PRECISION)
+    tl.store(p_dq + o_td, b_dq * (qk_scale * 0.6931471805599453), mask=m_td)  # ln 2: 1/sqrt(d)
 
 
 @triton.jit
 def _rat_bwd_dkv_inner(
-    b_dk, b_dv, b_kc, b_vc, desc_q, desc_do, p_lse, p_delta, p_dq, row0, o_k, lo, hi, T,
-    qk_scale, d: tl.constexpr, D: tl.constexpr, L: tl.constexpr, BT: tl.constexpr,
-    BLOCK_D: tl.constexpr, MASKED: tl.constexpr, DQ_ATOMIC: tl.constexpr, PRECISION: tl.constexpr,
+    b_dk, b_dv, b_kc, b_vc, desc_q, desc_do, p_lse, p_delta, row0, o_k, lo, hi, T, qk_scale,
+    L: tl.constexpr, BT: tl.constexpr, MASKED: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """dK^ += dS^T q^, dV~ += P^T do over the query blocks lo .. hi-1 of one head (rows row0 + t
-    of the stored q^ and do); MASKED hides queries t >= T and those of chunks c(t) <= c'.
-    DQ_ATOMIC: also dq^_t += dS K^ / sqrt(d), added into p_dq (row t at p_dq + t D) atomically."""
-    o_d = tl.arange(0, BLOCK_D)
+    of the stored q^ and do); MASKED hides queries t >= T and those of chunks c(t) <= c'."""
     for t0 in range(lo, hi, BT):
         o_t = t0 + tl.arange(0, BT)
         b_q = desc_q.load([row0 + t0, 0])  # [BT, BLOCK_D]; past T: the next head's rows, masked
@@ -617,27 +611,19 @@ def _rat_bwd_dkv_inner(
             b_pt = tl.where((o_k[:, None] < (o_t // L)[None, :]) & m_t[None, :], b_pt, 0.0)
         b_dv = tl.dot(b_pt.to(b_kc.dtype), b_do, b_dv, input_precision=PRECISION)
         b_dpt = tl.dot(b_vc, tl.trans(b_do), input_precision=PRECISION)
-        b_dst = (b_pt * (b_dpt - b_delta[None, :])).to(b_kc.dtype)
-        b_dk = tl.dot(b_dst, b_q, b_dk, input_precision=PRECISION)
-        if DQ_ATOMIC:
-            b_dq = tl.dot(tl.trans(b_dst), b_kc, input_precision=PRECISION)  # [BT, BLOCK_D]
-            p_t = p_dq + o_t[:, None] * D + o_d[None, :]
-            m_dq = (o_d < d)[None, :]
-            if MASKED:
-                m_dq = m_dq & (o_t < T)[:, None]
-            tl.atomic_add(p_t, b_dq * (qk_scale * 0.6931471805599453), mask=m_dq, sem="relaxed")
+        b_dst = b_pt * (b_dpt - b_delta[None, :])
+        b_dk = tl.dot(b_dst.to(b_kc.dtype), b_q, b_dk, input_precision=PRECISION)
     return b_dk, b_dv
 
 
 @triton.jit
 def rat_attn_bwd_dkv_kernel(
-    desc_q, desc_do, p_lse, p_delta, desc_k, desc_v, p_dkc, p_dvc, p_dq,
+    desc_q, desc_do, p_lse, p_delta, desc_k, desc_v, p_dkc, p_dvc,
     T, NC, NCP, qk_scale,
-    H: tl.constexpr, d: tl.constexpr, L: tl.constexpr, BLOCK_D: tl.constexpr, BT: tl.constexpr,
-    BC: tl.constexpr, PRECISION: tl.constexpr, DQ_ATOMIC: tl.constexpr = False,
+    d: tl.constexpr, L: tl.constexpr, BLOCK_D: tl.constexpr, BT: tl.constexpr,
+    BC: tl.constexpr, PRECISION: tl.constexpr,
 ):
     # dK^_c' = sum_{t: c(t) > c'} dS q^_t, dV~_c' = sum_t P do_t for the chunks c' of one block
-    # (DQ_ATOMIC: and each query's share of dq^, added into dq [B, T, D] fp32)
     tl.static_assert(BT >= 16)
     tl.static_assert(BC >= 16)
     tl.static_assert(BLOCK_D >= 16)
@@ -650,7 +636,6 @@ def rat_attn_bwd_dkv_kernel(
     b_dv = tl.zeros([BC, BLOCK_D], dtype=tl.float32)
     p_lse = p_lse + i_bh * T
     p_delta = p_delta + i_bh * T
-    p_dq = p_dq + (i_bh // H).to(tl.int64) * T * (H * d) + (i_bh % H) * d
     row0 = i_bh * T
     # query blocks: from the one holding the block's first reader, token (c'_0 + 1) L, masked up
     # to the first block every token of which reads every chunk of this block, unmasked up to the
@@ -659,14 +644,14 @@ def rat_attn_bwd_dkv_kernel(
     t_full = (T // BT) * BT
     t_open = tl.maximum(tl.minimum(tl.cdiv((i_c + 1) * BC * L, BT) * BT, t_full), t_first)
     b_dk, b_dv = _rat_bwd_dkv_inner(b_dk, b_dv, b_kc, b_vc, desc_q, desc_do, p_lse, p_delta,
-                                    p_dq, row0, o_k, t_first, t_open, T, qk_scale, d, H * d, L,
-                                    BT, BLOCK_D, True, DQ_ATOMIC, PRECISION)
+                                    row0, o_k, t_first, t_open, T, qk_scale, L, BT, True,
+                                    PRECISION)
     b_dk, b_dv = _rat_bwd_dkv_inner(b_dk, b_dv, b_kc, b_vc, desc_q, desc_do, p_lse, p_delta,
-                                    p_dq, row0, o_k, t_open, t_full, T, qk_scale, d, H * d, L,
-                                    BT, BLOCK_D, False, DQ_ATOMIC, PRECISION)
+                                    row0, o_k, t_open, t_full, T, qk_scale, L, BT, False,
+                                    PRECISION)
     b_dk, b_dv = _rat_bwd_dkv_inner(b_dk, b_dv, b_kc, b_vc, desc_q, desc_do, p_lse, p_delta,
-                                    p_dq, row0, o_k, tl.maximum(t_full, t_open), T, T, qk_scale,
-                                    d, H * d, L, BT, BLOCK_D, True, DQ_ATOMIC, PRECISION)
+                                    row0, o_k, tl.maximum(t_full, t_open), T, T, qk_scale, L, BT,
+                                    True, PRECISION)
     o_cache = (i_bh * NCP + o_k[:, None]) * BLOCK_D + o_d[None, :]
     m = (o_k < NC)[:, None] & (o_d < d)[None, :]
     tl.store(p_dkc + o_cache, b_dk * (qk_scale * 0.6931471805599453), mask=m)  # ln 2: 1/sqrt(d)
@@ -775,9 +760,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
     qh = torch.empty(B * H, T, BLOCK_D, device=dev, dtype=dt)  # q^ and do, per head
     do = torch.empty_like(qh)
     delta, dss = torch.empty(B, H, T, **f32), torch.empty(B, H, T, **f32)
-    dvs = torch.empty(B, T, D, **f32)  # P_self do
-    atomic = bool(cfg["DQ_ATOMIC"]) and NC > 0
-    dq = (torch.zeros if atomic else torch.empty)(B, T, D, **f32)  # dq^
+    dvs, dq = torch.empty(B, T, D, **f32), torch.empty(B, T, D, **f32)  # P_self do, dq^
     dkc = torch.empty(B * H * NCP, BLOCK_D, **f32)  # dK^, dV~ of the chunk-final states
     dvc = torch.empty(B * H * NCP, BLOCK_D, **f32)
     dproj = torch.empty(B, T, IN_FEATURES, device=dev, dtype=dt)
@@ -789,16 +772,16 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
         p_proj=proj, p_dy=dy, p_y=y, p_lse=lse, p_s=s, p_v=v, desc_k=desc_k, desc_v=desc_v,
         p_delta=delta, p_dss=dss, p_dvs=dvs, p_dq=dq, p_dproj=dproj, p_qh=qh, p_do=do, T=T,
         NCP=NCP, F=IN_FEATURES, BT=cfg["DQ_BT"], BC=cfg["DQ_BC"], num_warps=cfg["dq_num_warps"],
-        num_stages=cfg["dq_num_stages"], WITH_DQ=not atomic, **common)
+        num_stages=cfg["dq_num_stages"], **common)
     if NC > 0:
         desc_k, desc_v = _descriptors(kc, vc, cfg["BWD_BC"])
         desc_q, desc_do = _descriptors(qh.view(B * H * T, BLOCK_D), do.view(B * H * T, BLOCK_D),
                                        cfg["BWD_BT"])
         rat_attn_bwd_dkv_kernel[lambda meta: (triton.cdiv(NC, meta["BC"]), B * H)](
             desc_q=desc_q, desc_do=desc_do, p_lse=lse, p_delta=delta, desc_k=desc_k, desc_v=desc_v,
-            p_dkc=dkc, p_dvc=dvc, p_dq=dq, T=T, NC=NC, NCP=NCP, qk_scale=SM_SCALE * LOG2E, H=H,
-            d=HEAD_DIM, L=CHUNK, BLOCK_D=BLOCK_D, BT=cfg["BWD_BT"], BC=cfg["BWD_BC"],
-            PRECISION=common["PRECISION"], DQ_ATOMIC=atomic, num_warps=cfg["bwd_num_warps"],
+            p_dkc=dkc, p_dvc=dvc, T=T, NC=NC, NCP=NCP, qk_scale=SM_SCALE * LOG2E, d=HEAD_DIM,
+            L=CHUNK, BLOCK_D=BLOCK_D, BT=cfg["BWD_BT"], BC=cfg["BWD_BC"],
+            PRECISION=common["PRECISION"], num_warps=cfg["bwd_num_warps"],
             num_stages=cfg["bwd_num_stages"])
     del qh, do
     n_blocks = triton.cdiv(triton.cdiv(T, CHUNK), cfg["SCAN_BK"])
@@ -826,7 +809,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_2f898d69b2fe"
+OP_NAMESPACE = "ratc_rat_617936cdc347"
 
 
 def _config_arg(config):
