@@ -134,6 +134,23 @@ def test_rat_grad_matches_reference(B, T, H, d, G, L, variant, layout, cfg, pois
     check(m, mod, proj, bias, dy, dict(rat.SMALL, **cfg), torch.float32)
 
 
+@pytest.mark.interpreter
+@pytest.mark.parametrize("B, T, H, d, G, L, variant, layout, cfg", [
+    rat.P(2, 37, 2, 16, 2, 4),  # two key blocks, a partial last chunk
+    rat.P(1, 26, 2, 24, 1, 2, "mixed", layout="padded"),
+])
+def test_rat_grad_fp16(B, T, H, d, G, L, variant, layout, cfg, poisoned):
+    """The backward keeps its [B, T, D] intermediates (recomputed v~ and k~, P_self do, dq^, the
+    per-head dq and dk) in proj's dtype: fp16 against the float64 reference. bf16 runs compiled
+    only (test_gpu_rat_grad_medium): under TRITON_INTERPRET=1 (triton 3.6, CPU) the bf16
+    gradients come out wrong by orders of magnitude, with fp32 intermediates as with these."""
+    m = rat.make_mixer(H, d, G, L, variant)
+    mod = load_kernel(m, rat.SMALL)
+    proj, bias = rat.make_inputs(B, T, m, torch.float16, seed=T * 17 + d, layout=layout)
+    dy = make_dy(B, T, m.d_model, torch.float16, seed=T + 3)
+    check(m, mod, proj, bias, dy, dict(rat.SMALL, **cfg), torch.float16)
+
+
 # -------------------------------------------------------------------------------------------------
 # gated RNN
 

@@ -456,7 +456,7 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None):
 #   lam_t = dk~_t + g_{t+1} lam_{t+1},  dk_t = w_t lam_t,
 #   dg_t = lam_t . (k~_{t-1} - k_t) + the same for v~ and x
 # Launches:
-#   rat_scan_fwd_kernel (STORE_K)  recompute v~, k~ [B, T, D] fp32, self scores, caches
+#   rat_scan_fwd_kernel (STORE_K)  recompute v~, k~ [B, T, D] (proj's dtype), self scores, caches
 #   rat_attn_bwd_dq_kernel   per query block: Delta, dS_self, P_self do, dq^ (rotated), dz;
 #                            stores q^ and do [B*H, T, BLOCK_D] in proj's dtype for the next kernel
 #   rat_attn_bwd_dkv_kernel  per block of chunks: dK^ (rotated), dV~ over the later queries, from
@@ -564,12 +564,12 @@ def rat_attn_bwd_dq_kernel(
     b_lse = tl.load(p_lse + i_bh * T + o_t, mask=m_t, other=0.0)
 
     # the self term
-    b_vt = tl.load(p_v + o_td, mask=m_td, other=0.0)
+    b_vt = tl.load(p_v + o_td, mask=m_td, other=0.0).to(tl.float32)
     b_ps = tl.exp2(tl.load(p_s + i_bh * T + o_t, mask=m_t, other=0.0) * qk_scale - b_lse)
     b_dss = b_ps * (tl.sum(b_do * b_vt, axis=1) - b_delta)
     tl.store(p_delta + i_bh * T + o_t, b_delta, mask=m_t)
     tl.store(p_dss + i_bh * T + o_t, b_dss, mask=m_t)
-    tl.store(p_dvs + o_td, b_ps[:, None] * b_do, mask=m_td)
+    tl.store(p_dvs + o_td, (b_ps[:, None] * b_do).to(p_dvs.dtype.element_ty), mask=m_td)
 
     # the earlier chunks, unmasked then masked as in the forward
     b_q, b_do = b_q.to(dt), b_do.to(dt)
@@ -584,7 +584,8 @@ def rat_attn_bwd_dq_kernel(
                              0, c_mid, qk_scale, BC, False, PRECISION)
     b_dq = _rat_bwd_dq_inner(b_q, b_do, b_lse, b_delta, b_dq, desc_k, desc_v, i_bh * NCP, o_ct,
                              c_mid, c_end, qk_scale, BC, True, PRECISION)
-    tl.store(p_dq + o_td, b_dq * (qk_scale * 0.6931471805599453), mask=m_td)  # ln 2: 1/sqrt(d)
+    b_dq = b_dq * (qk_scale * 0.6931471805599453)  # ln 2: 1/sqrt(d)
+    tl.store(p_dq + o_td, b_dq.to(p_dq.dtype.element_ty), mask=m_td)
 
 
 @triton.jit
@@ -705,25 +706,26 @@ def rat_scan_bwd_kernel(
         b_g = tl.sigmoid(b_a)
         b_gd = ((1.0 + (-1.0 * tl.sigmoid(b_a))) * tl.sigmoid(b_a))
         b_dss = tl.load(p_dss + i_bh * T + o_t, mask=o_t < T, other=0.0)[:, None, None] * sm_scale
-        b_kt = tl.load(p_kt + o_td, mask=m, other=0.0)
-        b_kp = tl.load(p_kt + o_td - D, mask=m_p, other=0.0)  # k~_{t-1}, 0 at a chunk start
-        b_vp = tl.load(p_v + o_td - D, mask=m_p, other=0.0)
+        b_kt = tl.load(p_kt + o_td, mask=m, other=0.0).to(tl.float32)
+        # k~_{t-1}, v~_{t-1}, 0 at a chunk start
+        b_kp = tl.load(p_kt + o_td - D, mask=m_p, other=0.0).to(tl.float32)
+        b_vp = tl.load(p_v + o_td - D, mask=m_p, other=0.0).to(tl.float32)
         b_lk += b_dss * b_q.to(tl.float32)
-        b_lv += tl.load(p_dvs + o_td, mask=m, other=0.0)
+        b_lv += tl.load(p_dvs + o_td, mask=m, other=0.0).to(tl.float32)
         b_dkin = (1.0 - b_g) * b_lk
         b_dx = (1.0 - b_g) * b_lv
         b_da = (b_lk * (b_kp - b_kin.to(tl.float32)) + b_lv * (b_vp - b_x.to(tl.float32))) * b_gd
         b_da = tl.where(m, b_da, 0.0)
         b_db += tl.sum(b_da, axis=0)
-        b_dq = tl.load(p_dq + o_td, mask=m, other=0.0)
+        b_dq = tl.load(p_dq + o_td, mask=m, other=0.0).to(tl.float32)
         b_1, b_2 = tl.split(b_dq)
         b_dq = tl.join(b_1 * b_cos + b_2 * b_sin, b_2 * b_cos - b_1 * b_sin)
         b_dq += b_dss * b_kt
         p_drow = p_db + o_t[:, None, None] * F + i_h * d + o_j[None]
         tl.store(p_drow + OFF_X, b_dx.to(p_dproj.dtype.element_ty), mask=m)
         tl.store(p_drow + OFF_A, b_da.to(p_dproj.dtype.element_ty), mask=m)
-        tl.store(p_dkh + o_td, b_dkin, mask=m)
-        tl.store(p_dqh + o_td, b_dq, mask=m)
+        tl.store(p_dkh + o_td, b_dkin.to(p_dkh.dtype.element_ty), mask=m)
+        tl.store(p_dqh + o_td, b_dq.to(p_dqh.dtype.element_ty), mask=m)
         b_lk = b_g * b_lk  # carries lam_t to t - 1
         b_lv = b_g * b_lv
     tl.store(p_dbias + (i_c * (BH // H) + i_b) * D + i_h * d + o_j, b_db, mask=m_j)
@@ -754,13 +756,15 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
     NC = T // CHUNK
     dev, dt = proj.device, proj.dtype
     f32 = dict(device=dev, dtype=torch.float32)
-    v, kt = torch.empty(B, T, D, **f32), torch.empty(B, T, D, **f32)  # v~, k~ recomputed
+    # [B, T, D] intermediates in proj's dtype, like the activations and gradients autograd passes
+    # between ops (the forward's v~ is stored so too): v~, k~ recomputed
+    v, kt = torch.empty(B, T, D, device=dev, dtype=dt), torch.empty(B, T, D, device=dev, dtype=dt)
     # cache rows per head: whole key blocks of both kernels (powers of two: the larger block)
     s, kc, vc, NCP = _rat_scan(proj, gate_bias, cfg, v, kt, rows=max(cfg["BWD_BC"], cfg["DQ_BC"]))
     qh = torch.empty(B * H, T, BLOCK_D, device=dev, dtype=dt)  # q^ and do, per head
     do = torch.empty_like(qh)
     delta, dss = torch.empty(B, H, T, **f32), torch.empty(B, H, T, **f32)
-    dvs, dq = torch.empty(B, T, D, **f32), torch.empty(B, T, D, **f32)  # P_self do, dq^
+    dvs, dq = torch.empty(B, T, D, device=dev, dtype=dt), torch.empty_like(v)  # P_self do, dq^
     dkc = torch.empty(B * H * NCP, BLOCK_D, **f32)  # dK^, dV~ of the chunk-final states
     dvc = torch.empty(B * H * NCP, BLOCK_D, **f32)
     dproj = torch.empty(B, T, IN_FEATURES, device=dev, dtype=dt)
@@ -809,7 +813,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_a3831fea4494"
+OP_NAMESPACE = "ratc_rat_c1142e02ca37"
 
 
 def _config_arg(config):
