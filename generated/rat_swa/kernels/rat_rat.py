@@ -357,8 +357,8 @@ def rat_scan_fwd_kernel(
         tl.store(p_s + i_bh * T + o_t, b_s, mask=o_t < T)
         if i_h < G:
             b_q1, b_q2 = tl.split(b_q.to(tl.float32))  # [BK, BLOCK_DH]: channels i and i + d/2
-            b_q = tl.join(b_q1 * b_cos - b_q2 * b_sin, b_q2 * b_cos + b_q1 * b_sin)
-            tl.store(p_qg + o_t[:, None, None] * BLOCK_D, b_q.to(p_qh.dtype.element_ty), mask=m)
+            b_qr = tl.join(b_q1 * b_cos - b_q2 * b_sin, b_q2 * b_cos + b_q1 * b_sin)
+            tl.store(p_qg + o_t[:, None, None] * BLOCK_D, b_qr.to(p_qh.dtype.element_ty), mask=m)
 
     # chunk-final states of the complete chunks: rotate K~ at its chunk, store both
     m = (o_c < NC)[:, None, None] & m_j[None, :, :]
@@ -881,7 +881,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_ed65464700cd"
+OP_NAMESPACE = "ratc_rat_79fc3be08447"
 
 
 def _config_arg(config):

@@ -249,7 +249,8 @@ def rat_scan_fwd_kernel(
                      b_k.to(p_kt.dtype.element_ty), mask=m)
         tl.store(p_s + i_bh * T + o_t, b_s, mask=o_t < T)
         if i_h < G:
-            tl.store(p_qg + o_t[:, None, None] * BLOCK_D, b_q.to(p_qh.dtype.element_ty), mask=m)
+            b_qr = b_q
+            tl.store(p_qg + o_t[:, None, None] * BLOCK_D, b_qr.to(p_qh.dtype.element_ty), mask=m)
 
     # chunk-final states of the complete chunks: rotate K~ at its chunk, store both
     m = (o_c < NC)[:, None, None] & m_j[None, :, :]
@@ -754,7 +755,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_32340b65dd8a"
+OP_NAMESPACE = "ratc_rat_2cd58d7aafef"
 
 
 def _config_arg(config):
