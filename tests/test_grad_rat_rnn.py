@@ -124,14 +124,21 @@ RAT_CASES = [
 ]
 
 
+def check_rat(B, T, H, d, G, L, variant, layout, cfg, dtype, seeds, base=None):
+    """One RAT case through check: a mixer rendered with launch config `base`, run with base
+    updated by cfg; seeds: of the inputs and of dy."""
+    m = rat.make_mixer(H, d, G, L, variant)
+    mod = load_kernel(m, base)
+    proj, bias = rat.make_inputs(B, T, m, dtype, seed=seeds[0], layout=layout)
+    dy = make_dy(B, T, m.d_model, dtype, seed=seeds[1])
+    check(m, mod, proj, bias, dy, dict(base or {}, **cfg), dtype)
+
+
 @pytest.mark.interpreter
 @pytest.mark.parametrize("B, T, H, d, G, L, variant, layout, cfg", RAT_CASES)
 def test_rat_grad_matches_reference(B, T, H, d, G, L, variant, layout, cfg, poisoned):
-    m = rat.make_mixer(H, d, G, L, variant)
-    mod = load_kernel(m, rat.SMALL)
-    proj, bias = rat.make_inputs(B, T, m, torch.float32, seed=T * 131 + d, layout=layout)
-    dy = make_dy(B, T, m.d_model, torch.float32, seed=T + 7)
-    check(m, mod, proj, bias, dy, dict(rat.SMALL, **cfg), torch.float32)
+    check_rat(B, T, H, d, G, L, variant, layout, cfg, torch.float32,
+              seeds=(T * 131 + d, T + 7), base=rat.SMALL)
 
 
 @pytest.mark.interpreter
@@ -144,11 +151,8 @@ def test_rat_grad_fp16(B, T, H, d, G, L, variant, layout, cfg, poisoned):
     per-head dq and dk) in proj's dtype: fp16 against the float64 reference. bf16 runs compiled
     only (test_gpu_rat_grad_medium): under TRITON_INTERPRET=1 (triton 3.6, CPU) the bf16
     gradients come out wrong by orders of magnitude, with fp32 intermediates as with these."""
-    m = rat.make_mixer(H, d, G, L, variant)
-    mod = load_kernel(m, rat.SMALL)
-    proj, bias = rat.make_inputs(B, T, m, torch.float16, seed=T * 17 + d, layout=layout)
-    dy = make_dy(B, T, m.d_model, torch.float16, seed=T + 3)
-    check(m, mod, proj, bias, dy, dict(rat.SMALL, **cfg), torch.float16)
+    check_rat(B, T, H, d, G, L, variant, layout, cfg, torch.float16,
+              seeds=(T * 17 + d, T + 3), base=rat.SMALL)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -249,11 +253,7 @@ def test_core_torch_gradcheck(family):
     rat.P(1, 1024 + 5, 2, 64, 2, 1, "mixed"),
 ])
 def test_gpu_rat_grad_medium(B, T, H, d, G, L, variant, layout, cfg, dtype):
-    m = rat.make_mixer(H, d, G, L, variant)
-    mod = load_kernel(m)
-    proj, bias = rat.make_inputs(B, T, m, dtype, seed=T + d, layout=layout)
-    dy = make_dy(B, T, m.d_model, dtype, seed=T)
-    check(m, mod, proj, bias, dy, cfg, dtype)
+    check_rat(B, T, H, d, G, L, variant, layout, cfg, dtype, seeds=(T + d, T))
 
 
 @pytest.mark.gpu
