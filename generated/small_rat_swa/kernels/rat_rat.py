@@ -20,7 +20,8 @@
 # Triton path, two launches:
 #   rat_scan_fwd_kernel  in-chunk scans -> v~ [B, T, D], self scores q_t.k~_t [B, H, T] (fp32),
 #                        chunk-final K~ (rotated), V~ [B*H, NCP, BLOCK_D] (NC rows per head used,
-#                        NCP = NC rounded up to whole key blocks): the layer's decode cache
+#                        NCP = NC rounded up to whole key blocks): the layer's decode cache;
+#                        q^ [B, G, T, BLOCK_D], each query turned by chunk RoPE at its chunk
 #   rat_attn_fwd_kernel  online softmax from the self term over the earlier chunks' K~, V~
 #                        (and, for training, each query's log-denominator lse [B, H, T])
 # Backward (RatFunction; kernels in templates/rat_bwd.py.jinja): recompute the scans, then
@@ -228,7 +229,7 @@ def _rope_cos_sin(pos, o_f, d: tl.constexpr, LOG2_BASE: tl.constexpr):
 
 @triton.jit
 def rat_scan_fwd_kernel(
-    p_proj, p_bias, p_v, p_s, p_kc, p_vc, p_kt,
+    p_proj, p_bias, p_v, p_s, p_kc, p_vc, p_qh, p_kt,
     T, NC, NCP, BH, stride_pb, stride_pt, stride_pc,
     OFF_X: tl.constexpr, OFF_A: tl.constexpr, OFF_Q: tl.constexpr, OFF_K: tl.constexpr,
     H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
@@ -236,8 +237,9 @@ def rat_scan_fwd_kernel(
     LOG2_BASE: tl.constexpr, STORE_K: tl.constexpr = False,
 ):
     # k~_t = g k~_{t-1} + w k_t, v~_t = g v~_{t-1} + w x_t over the L tokens of chunks [BK];
-    # writes v~_t, s_t = q_t . k~_t, and the chunk-final (rotated) K~, V~ (STORE_K, for the
-    # backward: also k~_t, unrotated)
+    # writes v~_t, s_t = q_t . k~_t, the chunk-final (rotated) K~, V~, and q^_t, q_t rotated at its chunk
+    # (once per group: by the programs of heads h < G); STORE_K, for the backward: also k~_t,
+    # unrotated
     tl.static_assert(2 * D1 >= d)
     tl.static_assert(d % 2 == 0)  # RoPE pairs channel i with i + d/2
     # heads vary fastest, so programs in flight share the rows of q and k (each read by H/G heads)
@@ -251,6 +253,8 @@ def rat_scan_fwd_kernel(
     o_g = (i_h % G) * d + o_j  # channel of q/k's group
 
     b_bias = tl.load(p_bias + i_h * d + o_j, mask=m_j, other=0.0).to(tl.float32)
+    b_cos, b_sin = _rope_cos_sin(o_c, o_i, d, LOG2_BASE)  # [BK, BLOCK_DH]: chunk c turns by R(c)
+    p_qg = p_qh + ((i_b * G + i_h).to(tl.int64) * T) * BLOCK_D + o_j[None]  # [B, G, T, BLOCK_D]
     b_k = tl.zeros([BK, BLOCK_DH, 2], dtype=tl.float32)
     b_v = tl.zeros([BK, BLOCK_DH, 2], dtype=tl.float32)
     for l in range(L):
@@ -272,11 +276,14 @@ def rat_scan_fwd_kernel(
             tl.store(p_kt + i_b.to(tl.int64) * T * D + o_t[:, None, None] * D + i_h * d + o_j[None],
                      b_k.to(p_kt.dtype.element_ty), mask=m)
         tl.store(p_s + i_bh * T + o_t, b_s, mask=o_t < T)
+        if i_h < G:
+            b_q1, b_q2 = tl.split(b_q.to(tl.float32))  # [BK, BLOCK_DH]: channels i and i + d/2
+            b_qr = tl.join(b_q1 * b_cos - b_q2 * b_sin, b_q2 * b_cos + b_q1 * b_sin)
+            tl.store(p_qg + o_t[:, None, None] * BLOCK_D, b_qr.to(p_qh.dtype.element_ty), mask=m)
 
     # chunk-final states of the complete chunks: rotate K~ at its chunk, store both
     m = (o_c < NC)[:, None, None] & m_j[None, :, :]
-    b_k1, b_k2 = tl.split(b_k)  # [BK, BLOCK_DH]: channels i and i + d/2
-    b_cos, b_sin = _rope_cos_sin(o_c, o_i, d, LOG2_BASE)
+    b_k1, b_k2 = tl.split(b_k)
     b_k = tl.join(b_k1 * b_cos - b_k2 * b_sin, b_k2 * b_cos + b_k1 * b_sin)
     o_cache = (i_bh * NCP + o_c[:, None, None]) * BLOCK_D + o_j[None]  # [B, H, NCP, BLOCK_D]
     tl.store(p_kc + o_cache, b_k.to(p_kc.dtype.element_ty), mask=m)
@@ -310,7 +317,7 @@ def _rat_attn_inner(
 
 @triton.jit
 def rat_attn_fwd_kernel(
-    p_proj, p_v, p_s, desc_k, desc_v, p_y, p_lse,
+    p_proj, p_qh, p_v, p_s, desc_k, desc_v, p_y, p_lse,
     T, NCP, stride_pb, stride_pt, stride_pc, qk_scale,
     OFF_Z: tl.constexpr, OFF_Q: tl.constexpr,
     H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
@@ -332,16 +339,9 @@ def rat_attn_fwd_kernel(
     o_ct = o_t // L
 
     p_row = p_proj + i_b.to(tl.int64) * stride_pb + o_t[:, None] * stride_pt
-    b_q = tl.load(p_row + (OFF_Q + (i_h % G) * d + o_d[None, :]) * stride_pc, mask=m_td, other=0.0)
-    # chunk RoPE on q at c(t): channel j pairs with j -+ d/2 (rotate half: [-x2, x1])
-    HALF: tl.constexpr = d // 2
-    o_f = tl.where(o_d < HALF, o_d, o_d - HALF)  # pair index i of channel j
-    o_partner = tl.where(o_d < HALF, o_d + HALF, o_d - HALF)
-    b_qp = tl.load(p_row + (OFF_Q + (i_h % G) * d + o_partner[None, :]) * stride_pc,
-                   mask=m_td, other=0.0).to(tl.float32)
-    b_cos, b_sin = _rope_cos_sin(o_ct, o_f, d, LOG2_BASE)
-    b_sign = tl.where(o_d < HALF, -1.0, 1.0)[None, :]
-    b_q = (b_q.to(tl.float32) * b_cos + b_sign * b_qp * b_sin).to(p_y.dtype.element_ty)
+    # q^ from the scan: turning q here, in registers, made the loops below slower by a fifth
+    b_q = tl.load(p_qh + (((i_b * G + i_h % G).to(tl.int64) * T + o_t[:, None]) * BLOCK_D
+                          + o_d[None, :]), mask=m_td, other=0.0)
 
     # the self term opens the online softmax: m = s_t, l = 1, acc = v~_t
     b_m = tl.load(p_s + i_bh * T + o_t, mask=m_t, other=0.0) * qk_scale
@@ -376,9 +376,10 @@ def _strides_shape(proj):
 def _rat_scan(proj, gate_bias, cfg, v, kt=None, rows=None):
     """Launch the scan, writing v~ into v [B, T, D] (and k~ into kt, if given).
 
-    Returns s [B, H, T] fp32 (q_t . k~_t) and the chunk-final caches kc, vc [B*H*NCP, BLOCK_D]
-    of proj's dtype (K~ rotated), NCP = NC rounded up to whole key blocks of `rows` chunks
-    (default cfg["BC"]); rows NC .. NCP-1 zero.
+    Returns s [B, H, T] fp32 (q_t . k~_t), the chunk-final caches kc, vc [B*H*NCP, BLOCK_D] of
+    proj's dtype (K~ rotated), NCP = NC rounded up to whole key blocks of `rows` chunks (default
+    cfg["BC"]; rows NC .. NCP-1 zero), NCP, and q^ [B, G, T, BLOCK_D] of proj's dtype (q
+    rotated by chunk RoPE; columns d .. BLOCK_D-1 unwritten).
     """
     B, T, _ = proj.shape
     NC = T // CHUNK
@@ -392,13 +393,14 @@ def _rat_scan(proj, gate_bias, cfg, v, kt=None, rows=None):
     vc = torch.empty(B * H * NCP, BLOCK_D, device=dev, dtype=dt)
     kc.view(B * H, NCP, BLOCK_D)[:, NC:].zero_()
     vc.view(B * H, NCP, BLOCK_D)[:, NC:].zero_()
+    qh = torch.empty(B, GROUPS, T, BLOCK_D, device=dev, dtype=dt)
     rat_scan_fwd_kernel[lambda meta: (triton.cdiv(triton.cdiv(T, CHUNK), meta["BK"]) * B * H,)](
-        p_proj=proj, p_bias=gate_bias, p_v=v, p_s=s, p_kc=kc, p_vc=vc,
+        p_proj=proj, p_bias=gate_bias, p_v=v, p_s=s, p_kc=kc, p_vc=vc, p_qh=qh,
         p_kt=v if kt is None else kt, STORE_K=kt is not None, T=T, NC=NC, NCP=NCP, BH=B * H,
         **_strides_shape(proj), OFF_X=OFF_X, OFF_A=OFF_A, OFF_Q=OFF_Q, OFF_K=OFF_K,
         D1=D1, BLOCK_DH=BLOCK_DH, BLOCK_D=BLOCK_D, BK=cfg["SCAN_BK"], num_warps=cfg["SCAN_WARPS"],
     )
-    return s, kc, vc, NCP
+    return s, kc, vc, NCP, qh
 
 
 def _descriptors(kc, vc, rows):
@@ -430,10 +432,10 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None):
     v = torch.empty(B, T, D, device=dev, dtype=dt)  # v~_t
     y = torch.empty(B, T, D, device=dev, dtype=dt) if out is None else out
     assert y.shape == (B, T, D) and y.dtype == dt and y.is_contiguous()
-    s, kc, vc, NCP = _rat_scan(proj, gate_bias, cfg, v)
+    s, kc, vc, NCP, qh = _rat_scan(proj, gate_bias, cfg, v)
     desc_k, desc_v = _descriptors(kc, vc, cfg["BC"])
     rat_attn_fwd_kernel[lambda meta: (triton.cdiv(T, meta["BT"]), B * H)](
-        p_proj=proj, p_v=v, p_s=s, desc_k=desc_k, desc_v=desc_v, p_y=y,
+        p_proj=proj, p_qh=qh, p_v=v, p_s=s, desc_k=desc_k, desc_v=desc_v, p_y=y,
         p_lse=s if lse is None else lse, STORE_LSE=lse is not None, T=T, NCP=NCP,
         **_strides_shape(proj), qk_scale=SM_SCALE * LOG2E,
         OFF_Z=OFF_Z, OFF_Q=OFF_Q, BLOCK_D=BLOCK_D,
@@ -456,13 +458,13 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None):
 #   lam_t = dk~_t + g_{t+1} lam_{t+1},  dk_t = w_t lam_t,
 #   dg_t = lam_t . (k~_{t-1} - k_t) + the same for v~ and x
 # Launches:
-#   rat_scan_fwd_kernel (STORE_K)  recompute v~, k~ [B, T, D] (proj's dtype), self scores, caches
+#   rat_scan_fwd_kernel (STORE_K)  recompute v~, k~ [B, T, D] (proj's dtype), self scores, caches,
+#                            q^ [B, G, T, BLOCK_D]
 #   rat_attn_bwd_dq_kernel   per query block: Delta, dS_self, P_self do, dq^ (rotated), dz;
-#                            stores q^ and do [B*H, T, BLOCK_D] in proj's dtype for the next kernel
+#                            stores do [B*H, T, BLOCK_D] in proj's dtype for the next kernel
 #   rat_attn_bwd_dkv_kernel  per block of chunks: dK^ (rotated), dV~ over the later queries, from
-#                            those stored q^ and do, loaded as TMA blocks (recomputing them there,
-#                            once per block of chunks, cost more than its four matmuls: RoPE's sin
-#                            and cos); the causal mask only on the blocks it cuts
+#                            the scan's q^ and that do, loaded as TMA blocks; the causal mask only
+#                            on the blocks it cuts
 #   rat_scan_bwd_kernel      per block of chunks: the scans' adjoint -> dx, da, dq, dk per head,
 #                            gate-bias partial sums; dq, dk summed over the heads of a group after
 
@@ -489,22 +491,6 @@ CONFIG.update({
 
 
 @triton.jit
-def _rat_load_q(p_row, o_d, m_td, o_ct, stride_pc, OFF_QG, d: tl.constexpr,
-                LOG2_BASE: tl.constexpr):
-    """q_t [BT, BLOCK_D] in fp32 for the query rows p_row, turned by chunk RoPE at o_ct."""
-    b_q = tl.load(p_row + (OFF_QG + o_d[None, :]) * stride_pc, mask=m_td, other=0.0).to(tl.float32)
-    HALF: tl.constexpr = d // 2
-    o_f = tl.where(o_d < HALF, o_d, o_d - HALF)  # pair index i of channel j
-    o_partner = tl.where(o_d < HALF, o_d + HALF, o_d - HALF)
-    b_qp = tl.load(p_row + (OFF_QG + o_partner[None, :]) * stride_pc, mask=m_td,
-                   other=0.0).to(tl.float32)
-    b_cos, b_sin = _rope_cos_sin(o_ct, o_f, d, LOG2_BASE)
-    b_sign = tl.where(o_d < HALF, -1.0, 1.0)[None, :]
-    b_q = b_q * b_cos + b_sign * b_qp * b_sin
-    return b_q
-
-
-@triton.jit
 def _rat_bwd_dq_inner(
     b_q, b_do, b_lse, b_delta, b_dq, desc_k, desc_v, row0, o_ct, lo, hi, qk_scale,
     BC: tl.constexpr, MASKED: tl.constexpr, PRECISION: tl.constexpr,
@@ -526,8 +512,8 @@ def _rat_bwd_dq_inner(
 
 @triton.jit
 def rat_attn_bwd_dq_kernel(
-    p_proj, p_dy, p_y, p_lse, p_s, p_v, desc_k, desc_v, p_delta, p_dss, p_dvs, p_dq, p_dproj,
-    p_qh, p_do, T, NCP, stride_pb, stride_pt, stride_pc, qk_scale,
+    p_proj, p_qh, p_dy, p_y, p_lse, p_s, p_v, desc_k, desc_v, p_delta, p_dss, p_dvs, p_dq,
+    p_dproj, p_do, T, NCP, stride_pb, stride_pt, stride_pc, qk_scale,
     OFF_Z: tl.constexpr, OFF_Q: tl.constexpr, F: tl.constexpr,
     H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
     BLOCK_D: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
@@ -550,7 +536,8 @@ def rat_attn_bwd_dq_kernel(
 
     p_row = p_proj + i_b.to(tl.int64) * stride_pb + o_t[:, None] * stride_pt
     o_td = i_b.to(tl.int64) * T * D + o_t[:, None] * D + i_h * d + o_d[None, :]  # [B, T, D]
-    b_q = _rat_load_q(p_row, o_d, m_td, o_ct, stride_pc, OFF_Q + (i_h % G) * d, d, LOG2_BASE)
+    b_q = tl.load(p_qh + (((i_b * G + i_h % G).to(tl.int64) * T + o_t[:, None]) * BLOCK_D
+                          + o_d[None, :]), mask=m_td, other=0.0)  # q^, from the scan
     b_dy = tl.load(p_dy + o_td, mask=m_td, other=0.0).to(tl.float32)
     b_y = tl.load(p_y + o_td, mask=m_td, other=0.0).to(tl.float32)
     b_delta = tl.sum(b_dy * b_y, axis=1)
@@ -572,9 +559,8 @@ def rat_attn_bwd_dq_kernel(
     tl.store(p_dvs + o_td, (b_ps[:, None] * b_do).to(p_dvs.dtype.element_ty), mask=m_td)
 
     # the earlier chunks, unmasked then masked as in the forward
-    b_q, b_do = b_q.to(dt), b_do.to(dt)
+    b_do = b_do.to(dt)
     o_head = (i_bh.to(tl.int64) * T + o_t[:, None]) * BLOCK_D + o_d[None, :]  # [B*H, T, BLOCK_D]
-    tl.store(p_qh + o_head, b_q, mask=m_td)
     tl.store(p_do + o_head, b_do, mask=m_td)
     b_dq = tl.zeros([BT, BLOCK_D], dtype=tl.float32)
     c_first = (i_t * BT) // L
@@ -590,14 +576,15 @@ def rat_attn_bwd_dq_kernel(
 
 @triton.jit
 def _rat_bwd_dkv_inner(
-    b_dk, b_dv, b_kc, b_vc, desc_q, desc_do, p_lse, p_delta, row0, o_k, lo, hi, T, qk_scale,
-    L: tl.constexpr, BT: tl.constexpr, MASKED: tl.constexpr, PRECISION: tl.constexpr,
+    b_dk, b_dv, b_kc, b_vc, desc_q, desc_do, p_lse, p_delta, row_q, row0, o_k, lo, hi, T,
+    qk_scale, L: tl.constexpr, BT: tl.constexpr, MASKED: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    """dK^ += dS^T q^, dV~ += P^T do over the query blocks lo .. hi-1 of one head (rows row0 + t
-    of the stored q^ and do); MASKED hides queries t >= T and those of chunks c(t) <= c'."""
+    """dK^ += dS^T q^, dV~ += P^T do over the query blocks lo .. hi-1 of one head (rows row_q + t
+    of q^, row0 + t of the stored do); MASKED hides queries t >= T and those of chunks
+    c(t) <= c'."""
     for t0 in range(lo, hi, BT):
         o_t = t0 + tl.arange(0, BT)
-        b_q = desc_q.load([row0 + t0, 0])  # [BT, BLOCK_D]; past T: the next head's rows, masked
+        b_q = desc_q.load([row_q + t0, 0])  # [BT, BLOCK_D]; past T: the next rows, masked
         b_do = desc_do.load([row0 + t0, 0])
         if MASKED:
             m_t = o_t < T
@@ -620,7 +607,7 @@ def _rat_bwd_dkv_inner(
 @triton.jit
 def rat_attn_bwd_dkv_kernel(
     desc_q, desc_do, p_lse, p_delta, desc_k, desc_v, p_dkc, p_dvc,
-    T, NC, NCP, qk_scale,
+    T, NC, NCP, qk_scale, H: tl.constexpr, G: tl.constexpr,
     d: tl.constexpr, L: tl.constexpr, BLOCK_D: tl.constexpr, BT: tl.constexpr,
     BC: tl.constexpr, PRECISION: tl.constexpr,
 ):
@@ -638,6 +625,7 @@ def rat_attn_bwd_dkv_kernel(
     p_lse = p_lse + i_bh * T
     p_delta = p_delta + i_bh * T
     row0 = i_bh * T
+    row_q = ((i_bh // H) * G + (i_bh % H) % G) * T  # head h reads group h % G's q^
     # query blocks: from the one holding the block's first reader, token (c'_0 + 1) L, masked up
     # to the first block every token of which reads every chunk of this block, unmasked up to the
     # last whole block, masked again for a partial last block
@@ -645,13 +633,13 @@ def rat_attn_bwd_dkv_kernel(
     t_full = (T // BT) * BT
     t_open = tl.maximum(tl.minimum(tl.cdiv((i_c + 1) * BC * L, BT) * BT, t_full), t_first)
     b_dk, b_dv = _rat_bwd_dkv_inner(b_dk, b_dv, b_kc, b_vc, desc_q, desc_do, p_lse, p_delta,
-                                    row0, o_k, t_first, t_open, T, qk_scale, L, BT, True,
+                                    row_q, row0, o_k, t_first, t_open, T, qk_scale, L, BT, True,
                                     PRECISION)
     b_dk, b_dv = _rat_bwd_dkv_inner(b_dk, b_dv, b_kc, b_vc, desc_q, desc_do, p_lse, p_delta,
-                                    row0, o_k, t_open, t_full, T, qk_scale, L, BT, False,
+                                    row_q, row0, o_k, t_open, t_full, T, qk_scale, L, BT, False,
                                     PRECISION)
     b_dk, b_dv = _rat_bwd_dkv_inner(b_dk, b_dv, b_kc, b_vc, desc_q, desc_do, p_lse, p_delta,
-                                    row0, o_k, tl.maximum(t_full, t_open), T, T, qk_scale, L, BT,
+                                    row_q, row0, o_k, tl.maximum(t_full, t_open), T, T, qk_scale, L, BT,
                                     True, PRECISION)
     o_cache = (i_bh * NCP + o_k[:, None]) * BLOCK_D + o_d[None, :]
     m = (o_k < NC)[:, None] & (o_d < d)[None, :]
@@ -760,9 +748,9 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
     # between ops (the forward's v~ is stored so too): v~, k~ recomputed
     v, kt = torch.empty(B, T, D, device=dev, dtype=dt), torch.empty(B, T, D, device=dev, dtype=dt)
     # cache rows per head: whole key blocks of both kernels (powers of two: the larger block)
-    s, kc, vc, NCP = _rat_scan(proj, gate_bias, cfg, v, kt, rows=max(cfg["BWD_BC"], cfg["DQ_BC"]))
-    qh = torch.empty(B * H, T, BLOCK_D, device=dev, dtype=dt)  # q^ and do, per head
-    do = torch.empty_like(qh)
+    s, kc, vc, NCP, qh = _rat_scan(proj, gate_bias, cfg, v, kt,
+                                   rows=max(cfg["BWD_BC"], cfg["DQ_BC"]))
+    do = torch.empty(B * H, T, BLOCK_D, device=dev, dtype=dt)  # do per head
     delta, dss = torch.empty(B, H, T, **f32), torch.empty(B, H, T, **f32)
     dvs, dq = torch.empty(B, T, D, device=dev, dtype=dt), torch.empty_like(v)  # P_self do, dq^
     dkc = torch.empty(B * H * NCP, BLOCK_D, **f32)  # dK^, dV~ of the chunk-final states
@@ -773,17 +761,18 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
                   PRECISION=cfg["fp32_dot"] if dt == torch.float32 else "tf32")
     desc_k, desc_v = _descriptors(kc, vc, cfg["DQ_BC"])
     rat_attn_bwd_dq_kernel[lambda meta: (triton.cdiv(T, meta["BT"]), B * H)](
-        p_proj=proj, p_dy=dy, p_y=y, p_lse=lse, p_s=s, p_v=v, desc_k=desc_k, desc_v=desc_v,
-        p_delta=delta, p_dss=dss, p_dvs=dvs, p_dq=dq, p_dproj=dproj, p_qh=qh, p_do=do, T=T,
+        p_proj=proj, p_qh=qh, p_dy=dy, p_y=y, p_lse=lse, p_s=s, p_v=v, desc_k=desc_k,
+        desc_v=desc_v, p_delta=delta, p_dss=dss, p_dvs=dvs, p_dq=dq, p_dproj=dproj, p_do=do, T=T,
         NCP=NCP, F=IN_FEATURES, BT=cfg["DQ_BT"], BC=cfg["DQ_BC"], num_warps=cfg["dq_num_warps"],
         num_stages=cfg["dq_num_stages"], **common)
     if NC > 0:
         desc_k, desc_v = _descriptors(kc, vc, cfg["BWD_BC"])
-        desc_q, desc_do = _descriptors(qh.view(B * H * T, BLOCK_D), do.view(B * H * T, BLOCK_D),
-                                       cfg["BWD_BT"])
+        desc_q, desc_do = _descriptors(qh.view(B * GROUPS * T, BLOCK_D),
+                                       do.view(B * H * T, BLOCK_D), cfg["BWD_BT"])
         rat_attn_bwd_dkv_kernel[lambda meta: (triton.cdiv(NC, meta["BC"]), B * H)](
             desc_q=desc_q, desc_do=desc_do, p_lse=lse, p_delta=delta, desc_k=desc_k, desc_v=desc_v,
-            p_dkc=dkc, p_dvc=dvc, T=T, NC=NC, NCP=NCP, qk_scale=SM_SCALE * LOG2E, d=HEAD_DIM,
+            p_dkc=dkc, p_dvc=dvc, T=T, NC=NC, NCP=NCP, qk_scale=SM_SCALE * LOG2E, H=H, G=GROUPS,
+            d=HEAD_DIM,
             L=CHUNK, BLOCK_D=BLOCK_D, BT=cfg["BWD_BT"], BC=cfg["BWD_BC"],
             PRECISION=common["PRECISION"], num_warps=cfg["bwd_num_warps"],
             num_stages=cfg["bwd_num_stages"])
@@ -813,7 +802,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_c1142e02ca37"
+OP_NAMESPACE = "ratc_rat_c2181cc52b1d"
 
 
 def _config_arg(config):
