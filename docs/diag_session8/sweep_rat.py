@@ -27,6 +27,10 @@ ap.add_argument("module")
 ap.add_argument("--compile-slice")
 ap.add_argument("--records")
 ap.add_argument("--spec")
+ap.add_argument("--parts", default="fwd,dq,dkv,scan", help="which kernels to sweep")
+ap.add_argument("--dkv-one-loop", action="store_true",
+                help="also time a variant of the dK/dV kernel with one masked query loop instead "
+                     "of three (text-edited; never written to the records)")
 ap.add_argument("--dry", action="store_true",
                 help="CPU, TRITON_INTERPRET=1, fp32, one tiny size, two configs a kernel: "
                      "checks this script (times are 0)")
@@ -36,6 +40,12 @@ SIZES = [(80, 1)] if a.dry else [(16384, 16), (131072, 2)]
 DEV, DT = ("cpu", torch.float32) if a.dry else ("cuda", torch.bfloat16)
 
 VARIANTS = {"as built": []}
+if a.dkv_one_loop:
+    _first = "row_q, row0, o_k, t_first, t_open, T, qk_scale, L, BT, True,"
+    _rest = SRC[SRC.index(_first):SRC.index("    o_cache = (i_bh * NCP + o_k[:, None]) * BLOCK_D"
+                                            " + o_d[None, :]\n    m = (o_k < NC)")]
+    VARIANTS["dkv one loop"] = [(_rest, "row_q, row0, o_k, t_first, T, T, qk_scale, L, BT, True,\n"
+                                        "                                    PRECISION)\n")]
 
 GRID = list(itertools.product((64, 128), (32, 64, 128), (4, 8), (2, 3)))
 PARTS = {  # part: (kernels, keys, configs)
@@ -47,6 +57,7 @@ PARTS = {  # part: (kernels, keys, configs)
     "scan": (("rat_scan_fwd_kernel", "rat_scan_bwd_kernel"), ("SCAN_BK", "SCAN_WARPS"),
              list(itertools.product((8, 16, 32), (2, 4)))),
 }
+PARTS = {k: v for k, v in PARTS.items() if k in a.parts.split(",")}
 if a.dry:
     PARTS = {k: (n, keys, [s for s in shapes if s[0] <= 64 and s[1] <= 64][:2])
              for k, (n, keys, shapes) in PARTS.items()}
@@ -194,7 +205,8 @@ if a.records:
             for part, (_, keys, _) in PARTS.items():
                 if mode == "prefill" and part != "fwd":
                     continue
-                new.update(zip(keys, best[(T, B, part, mode, "as built")][0]))
+                if (T, B, part, mode, "as built") in best:
+                    new.update(zip(keys, best[(T, B, part, mode, "as built")][0]))
             obj = Objective(target)
             obj.check(new)
             t_new, t_old = obj.time_ms(new), obj.time_ms(entry["config"])
