@@ -430,8 +430,7 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None):
 #   rat_attn_bwd_dq_kernel   per query block: Delta, dS_self, P_self do, dq^ (rotated);
 #                            stores do [B*H, T, BLOCK_D] in proj's dtype for the next kernel
 #   rat_attn_bwd_dkv_kernel  per block of chunks: dK^ (rotated), dV~ over the later queries, from
-#                            the scan's q^ and that do, loaded as TMA blocks; the causal mask only
-#                            on the blocks it cuts
+#                            the scan's q^ and that do, loaded as TMA blocks
 #   rat_scan_bwd_kernel      per block of chunks: the scans' adjoint -> dx, da, dq, dk per head,
 #                            gate-bias partial sums; dq, dk summed over the heads of a group after
 
@@ -536,36 +535,6 @@ def rat_attn_bwd_dq_kernel(
 
 
 @triton.jit
-def _rat_bwd_dkv_inner(
-    b_dk, b_dv, b_kc, b_vc, desc_q, desc_do, p_lse, p_delta, row_q, row0, o_k, lo, hi, T,
-    qk_scale, L: tl.constexpr, BT: tl.constexpr, MASKED: tl.constexpr, PRECISION: tl.constexpr,
-):
-    """dK^ += dS^T q^, dV~ += P^T do over the query blocks lo .. hi-1 of one head (rows row_q + t
-    of q^, row0 + t of the stored do); MASKED hides queries t >= T and those of chunks
-    c(t) <= c'."""
-    for t0 in range(lo, hi, BT):
-        o_t = t0 + tl.arange(0, BT)
-        b_q = desc_q.load([row_q + t0, 0])  # [BT, BLOCK_D]; past T: the next rows, masked
-        b_do = desc_do.load([row0 + t0, 0])
-        if MASKED:
-            m_t = o_t < T
-            b_lse = tl.load(p_lse + o_t, mask=m_t, other=0.0)
-            b_delta = tl.load(p_delta + o_t, mask=m_t, other=0.0)
-        else:
-            b_lse = tl.load(p_lse + o_t)
-            b_delta = tl.load(p_delta + o_t)
-        b_st = tl.dot(b_kc, tl.trans(b_q), input_precision=PRECISION)  # [BC, BT]
-        b_pt = tl.exp2(b_st * qk_scale - b_lse[None, :])
-        if MASKED:
-            b_pt = tl.where((o_k[:, None] < (o_t // L)[None, :]) & m_t[None, :], b_pt, 0.0)
-        b_dv = tl.dot(b_pt.to(b_kc.dtype), b_do, b_dv, input_precision=PRECISION)
-        b_dpt = tl.dot(b_vc, tl.trans(b_do), input_precision=PRECISION)
-        b_dst = b_pt * (b_dpt - b_delta[None, :])
-        b_dk = tl.dot(b_dst.to(b_kc.dtype), b_q, b_dk, input_precision=PRECISION)
-    return b_dk, b_dv
-
-
-@triton.jit
 def rat_attn_bwd_dkv_kernel(
     desc_q, desc_do, p_lse, p_delta, desc_k, desc_v, p_dkc, p_dvc,
     T, NC, NCP, qk_scale, H: tl.constexpr, G: tl.constexpr,
@@ -587,21 +556,23 @@ def rat_attn_bwd_dkv_kernel(
     p_delta = p_delta + i_bh * T
     row0 = i_bh * T
     row_q = ((i_bh // H) * G + (i_bh % H) % G) * T  # head h reads group h % G's q^
-    # query blocks: from the one holding the block's first reader, token (c'_0 + 1) L, masked up
-    # to the first block every token of which reads every chunk of this block, unmasked up to the
-    # last whole block, masked again for a partial last block
-    t_first = (((i_c * BC + 1) * L) // BT) * BT
-    t_full = (T // BT) * BT
-    t_open = tl.maximum(tl.minimum(tl.cdiv((i_c + 1) * BC * L, BT) * BT, t_full), t_first)
-    b_dk, b_dv = _rat_bwd_dkv_inner(b_dk, b_dv, b_kc, b_vc, desc_q, desc_do, p_lse, p_delta,
-                                    row_q, row0, o_k, t_first, t_open, T, qk_scale, L, BT, True,
-                                    PRECISION)
-    b_dk, b_dv = _rat_bwd_dkv_inner(b_dk, b_dv, b_kc, b_vc, desc_q, desc_do, p_lse, p_delta,
-                                    row_q, row0, o_k, t_open, t_full, T, qk_scale, L, BT, False,
-                                    PRECISION)
-    b_dk, b_dv = _rat_bwd_dkv_inner(b_dk, b_dv, b_kc, b_vc, desc_q, desc_do, p_lse, p_delta,
-                                    row_q, row0, o_k, tl.maximum(t_full, t_open), T, T, qk_scale, L, BT,
-                                    True, PRECISION)
+    # query blocks from the one holding the block's first reader, token (c'_0 + 1) L, to the end,
+    # in one loop masked throughout: splitting off the unmasked middle (three loops) was slower,
+    # 39.7 against 34.5 ms at T = 131072, B = 2 on an H100 (docs/performance.md, session 8)
+    for t0 in range((((i_c * BC + 1) * L) // BT) * BT, T, BT):
+        o_t = t0 + tl.arange(0, BT)
+        m_t = o_t < T
+        b_q = desc_q.load([row_q + t0, 0])  # [BT, BLOCK_D]; past T: the next rows, masked
+        b_do = desc_do.load([row0 + t0, 0])
+        b_lse = tl.load(p_lse + o_t, mask=m_t, other=0.0)
+        b_delta = tl.load(p_delta + o_t, mask=m_t, other=0.0)
+        b_st = tl.dot(b_kc, tl.trans(b_q), input_precision=PRECISION)  # [BC, BT]
+        b_pt = tl.exp2(b_st * qk_scale - b_lse[None, :])
+        b_pt = tl.where((o_k[:, None] < (o_t // L)[None, :]) & m_t[None, :], b_pt, 0.0)
+        b_dv = tl.dot(b_pt.to(b_kc.dtype), b_do, b_dv, input_precision=PRECISION)
+        b_dpt = tl.dot(b_vc, tl.trans(b_do), input_precision=PRECISION)
+        b_dst = b_pt * (b_dpt - b_delta[None, :])
+        b_dk = tl.dot(b_dst.to(b_kc.dtype), b_q, b_dk, input_precision=PRECISION)
     o_cache = (i_bh * NCP + o_k[:, None]) * BLOCK_D + o_d[None, :]
     m = (o_k < NC)[:, None] & (o_d < d)[None, :]
     tl.store(p_dkc + o_cache, b_dk * (qk_scale * 0.6931471805599453), mask=m)  # ln 2: 1/sqrt(d)
@@ -755,7 +726,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_2cd58d7aafef"
+OP_NAMESPACE = "ratc_rat_510401742831"
 
 
 def _config_arg(config):
