@@ -196,15 +196,17 @@ if a.records:
     old = load_records(a.records)["records"] if not a.dry else {}
     for T, B in SIZES:
         for mode in ("train", "prefill"):
+            swept = [p for p in PARTS if mode == "train" or p == "fwd"]
+            if not swept:  # prefill runs the forward only
+                continue
             mixer = replace_chunk(ir.mixer("rat"), mods["as built"].CHUNK)
             target = Target(mixer, T, B, mode)
             entry = old.get(target.signature, {}).get("modes", {}).get(mode, {}).get(
                 bucket_of(T, B)) or {"config": default_config(mixer, mode), "trials": 0,
                                      "chunk": mods["as built"].CHUNK}
             new = dict(entry["config"])
-            for part, (_, keys, _) in PARTS.items():
-                if mode == "prefill" and part != "fwd":
-                    continue
+            for part in swept:
+                keys = PARTS[part][1]
                 if (T, B, part, mode, "as built") in best:
                     new.update(zip(keys, best[(T, B, part, mode, "as built")][0]))
             obj = Objective(target)
@@ -217,8 +219,7 @@ if a.records:
                 save_record(a.records, device, target.signature, mixer.kind.value, mode,
                             bucket_of(T, B),
                             {"config": new, "ms": t_new, "default_ms": t_def,
-                             "trials": sum(len(PARTS[p][2]) for p in
-                                           (PARTS if mode == "train" else ["fwd"])),
+                             "trials": sum(len(PARTS[p][2]) for p in swept),
                              "chunk": entry["chunk"],
                              "ratc_version": __version__, "triton_version": triton.__version__})
                 print("  written", flush=True)
