@@ -470,8 +470,15 @@ def _generate_table(result):
                    "Optuna's best came and at which trial it first got within 2%.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the study summaries (and sweep reports) as JSON here.")
-def tune(spec, layers, mode, seq, batch, trials, timeout, storage, gpus, records_dir, do_sweep,
-         json_path):
+@click.option("--staged", is_flag=True,
+              help="Instead of an Optuna study: sweep one launch's keys at a time (RAT train: "
+                   "the forward's, dq's, dK/dV's, the scans'), the others held at the best so "
+                   "far, every config timed whole. About 110 measurements for RAT train, whose "
+                   "joint space (about 750,000 configs) a study samples too thinly. One process; "
+                   "not with --trials, --timeout, --storage, --gpus or --sweep.")
+@click.pass_context
+def tune(ctx, spec, layers, mode, seq, batch, trials, timeout, storage, gpus, records_dir,
+         do_sweep, json_path, staged):
     """Search tile sizes with Optuna for SPEC's kernels on this GPU; record the winners.
 
     \b
@@ -481,6 +488,7 @@ def tune(spec, layers, mode, seq, batch, trials, timeout, storage, gpus, records
           --storage sqlite:///studies.db
       ratc tune specs/rat_swa.yaml --layer swa --mode train --seq 16384 --batch 16 --trials 30
       ratc tune specs/rat_swa.yaml --layer rat --mode decode --seq 131072 --batch 2 --sweep
+      ratc tune specs/rat_swa.yaml --layer rat --mode train --seq 16384 --batch 16 --staged
     Every config is verified against the default config's outputs (train: and gradients;
     decode: and the updated cache) before it is timed; failures (compile errors, out of
     resources) are failed trials. Studies resume where they stopped. Results go to
@@ -489,11 +497,19 @@ def tune(spec, layers, mode, seq, batch, trials, timeout, storage, gpus, records
     """
     from .tune.driver import tune_spec
 
+    if staged:
+        given = [f"--{p.replace('_', '-')}" if p != "do_sweep" else "--sweep"
+                 for p in ("trials", "timeout", "storage", "gpus", "do_sweep")
+                 if ctx.get_parameter_source(p) is not click.core.ParameterSource.DEFAULT]
+        if given:
+            raise UserError(f"--staged searches in one process without Optuna; drop "
+                            f"{', '.join(given)}")
     ir = load_ir(spec)
     names = layer_names(spec, ir, layers)
     try:
         tune_spec(ir, names, mode, seq, batch, trials, timeout, storage, gpus, records_dir,
-                  console=out, spec_path=spec, do_sweep=do_sweep, json_path=json_path)
+                  console=out, spec_path=spec, do_sweep=do_sweep, json_path=json_path,
+                  staged=staged)
     except ValueError as e:
         raise UserError(str(e)) from None
 

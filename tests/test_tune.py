@@ -12,10 +12,10 @@ from ratc.cli import main
 from ratc.lower import lower
 from ratc.spec import load_spec
 from ratc.tune.records import RecordError, bucket_of, load_records, nearest_bucket, save_record
-from ratc.tune.space import (SHARED_MEMORY_BYTES, decode_space, forward_space, keep,
+from ratc.tune.space import (SHARED_MEMORY_BYTES, decode_space, forward_space, keep, key_groups,
                              shared_memory_estimate, space_of)
 from ratc.tune.study import (Objective, Target, decode_length, open_storage, retime, run_study,
-                             summarize, sweep_report)
+                             staged_search, summarize, sweep_report)
 
 pytestmark = pytest.mark.interpreter
 RNN = lower(load_spec("specs/tiny_rnn.yaml")).mixer("rnn")
@@ -182,6 +182,90 @@ def test_whole_flow_through_the_cli(tmp_path):
     assert rec["kind"] == "rnn" and set(rec["modes"]) == {"prefill"}
     assert set(rec["modes"]["prefill"]) == {bucket_of(8, 1)}
     assert rec["modes"]["prefill"]["T8xB1"]["trials"] >= 1
+
+
+def test_key_groups_put_every_key_of_a_space_in_one_launch_group():
+    rat, swa = RAT_SWA.mixer("rat"), RAT_SWA.mixer("swa")
+    train = key_groups(rat, space_of(rat, "train")[0])
+    assert train == [("BT", "BC", "num_warps", "num_stages"),
+                     ("DQ_BT", "DQ_BC", "dq_num_warps", "dq_num_stages"),
+                     ("BWD_BT", "BWD_BC", "bwd_num_warps", "bwd_num_stages"),
+                     ("SCAN_BK", "SCAN_WARPS")]
+    assert key_groups(rat, forward_space(rat)[0]) == [train[0], train[3]]
+    fwd, bwd = key_groups(swa, space_of(swa, "train")[0])  # forward, then the backward's keys
+    assert "BLOCK_M" in fwd and all(k.upper().startswith("BWD") for k in bwd)
+    for m, mode in ((rat, "decode"), (swa, "decode"), (RNN, "train"), (RNN, "prefill")):
+        keys = list(space_of(m, mode)[0])
+        assert key_groups(m, keys) == [tuple(keys)]  # one launch: one exhaustive group
+
+
+def _fake_rat_prefill(monkeypatch, fail=(), prune=()):
+    """TINY_RAT's prefill objective over a 2 x 2 x 2 space with a separable fake time."""
+    import ratc.tune.study as study_mod
+
+    space = [dict(BT=bt, BC=bc, num_warps=4, num_stages=2, SCAN_BK=bk, SCAN_WARPS=2)
+             for bt in (16, 32) for bc in (16, 32) for bk in (8, 16)]
+    monkeypatch.setattr(study_mod, "space_of", lambda m, mode: space)
+    monkeypatch.setattr(study_mod, "keep", lambda c, m: (c["BT"], c["BC"]) not in prune)
+    timed = []
+
+    def fake_measure(self, cfg):
+        timed.append(cfg)
+        if (cfg["BT"], cfg["BC"]) in fail:
+            return float("inf")
+        outside = cfg["BT"] not in (16, 32) or cfg["BC"] not in (16, 32)  # the default's shape
+        return (1.0 + 3.0 * outside + (cfg["BT"] == 32) + 2.0 * (cfg["BC"] == 16)
+                + 0.5 * (cfg["SCAN_BK"] == 8) + 0.25 * (cfg["SCAN_WARPS"] != 2))
+
+    monkeypatch.setattr(Objective, "measure", fake_measure)
+    return timed
+
+
+def test_staged_search_sweeps_one_launch_group_at_a_time(monkeypatch):
+    timed = _fake_rat_prefill(monkeypatch, fail={(16, 16)})
+    s = staged_search(Target(TINY_RAT, seq=16, batch=1), top=1, rounds=1)
+    assert s["config"] == dict(BT=16, BC=32, num_warps=4, num_stages=2, SCAN_BK=16, SCAN_WARPS=2)
+    assert s["ms"] == 1.0 and s["default_ms"] > s["ms"] and s["speedup"] == s["default_ms"]
+    # the default, then 4 forward shapes (one of them the start when its values are in the
+    # space), then the other SCAN_BK: every distinct config timed once, retimes not counted
+    firsts = {tuple(sorted(c.items())) for c in timed}
+    assert s["trials"] == len(firsts) and s["failed"] == 1 and s["complete"] == len(firsts) - 1
+    assert [g for g, _ in s["groups"]] == [("BT", "BC", "num_warps", "num_stages"),
+                                           ("SCAN_BK", "SCAN_WARPS")]
+    assert s["groups"][0][1]["BC"] == 32 and s["groups"][0][1]["BT"] == 16
+
+
+def test_staged_search_skips_pruned_configs_and_fails_when_nothing_runs(monkeypatch):
+    timed = _fake_rat_prefill(monkeypatch, prune={(16, 32)})
+    s = staged_search(Target(TINY_RAT, seq=16, batch=1), top=1, rounds=1)
+    assert s["pruned"] >= 1 and all((c["BT"], c["BC"]) != (16, 32) for c in timed)
+    assert s["config"]["BC"] == 32 and s["config"]["BT"] == 32  # the best left
+    everything = {(bt, bc) for bt in (16, 32) for bc in (16, 32)} | {(64, 128), (64, 64)}
+    _fake_rat_prefill(monkeypatch, fail=everything | {(c["BT"], c["BC"]) for c in timed})
+    with pytest.raises(RuntimeError, match="no config completed"):
+        staged_search(Target(TINY_RAT, seq=16, batch=1), top=1, rounds=1)
+
+
+def test_staged_through_the_cli_writes_a_record_and_refuses_study_options(tmp_path,
+                                                                          monkeypatch):
+    import ratc.tune.study as study_mod
+
+    small = [dict(BT=bt, BS=8, BD=256, num_warps=1, CARRY_BD=128) for bt in (256, 512)]
+    monkeypatch.setattr(study_mod, "space_of", lambda m, mode: small)
+    records, out = tmp_path / "autotune", tmp_path / "t.json"
+    args = ["tune", "specs/tiny_rnn.yaml", "--seq", "8", "--batch", "1", "--mode", "train",
+            "--records-dir", str(records), "--json", str(out), "--staged"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert "best ms" in r.output
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["config"] in small and row["complete"] >= 1 and row["mode"] == "train"
+    (data,) = [load_records(p) for p in records.iterdir()]
+    (rec,) = data["records"].values()
+    assert rec["modes"]["train"]["T8xB1"]["trials"] == row["complete"]
+    for extra in (["--trials", "5"], ["--gpus", "all"], ["--sweep"], ["--storage", "x.db"]):
+        r = CliRunner().invoke(main, args + extra)
+        assert r.exit_code == 2 and "--staged" in r.output and extra[0] in r.output, r.output
 
 
 def test_resume_after_interruption_loses_no_trial(tmp_path):

@@ -22,8 +22,8 @@ from rich.table import Table
 from ..cost import T, mixer_cost
 from ..ir import LayerKind, ModelIR
 from .records import device_file_name, save_record
-from .study import (Target, device_name, replace_chunk, run_study, storage_url, study_best,
-                    study_trials, summarize, sweep, sweep_report)
+from .study import (Target, device_name, replace_chunk, run_study, staged_search, storage_url,
+                    study_best, study_trials, summarize, sweep, sweep_report)
 
 
 def gpu_list(gpus: str | None) -> list[str]:
@@ -70,9 +70,11 @@ def run_workers(cmds_env: list[tuple[list[str], dict]]) -> None:
 def tune_spec(ir: ModelIR, layers: list[str], mode: str, seqs: list[int], batch: int,
               trials: int, timeout: float | None, storage: str | None, gpus: str | None,
               records_dir: str, console, spec_path: str | None = None, do_sweep: bool = False,
-              json_path: str | None = None) -> list[dict]:
+              json_path: str | None = None, staged: bool = False) -> list[dict]:
     """Tune every layer in `layers` at every length in `seqs` in `mode`; save records; print the
     tables (and with do_sweep the sweep comparison); write every row to json_path if given.
+    staged: staged_search() in this process instead of an Optuna study (trials, timeout,
+    storage and gpus do not apply; the CLI refuses them together).
     Returns the rows (one per study: summarize()'s keys plus layer, chunk, seq, batch, mode,
     wall_s, signature, bucket, cache_bytes, and "sweep" with sweep_report()'s keys)."""
     device = device_name()
@@ -88,26 +90,35 @@ def tune_spec(ir: ModelIR, layers: list[str], mode: str, seqs: list[int], batch:
             for seq in seqs:
                 target = Target(mixer, seq, batch, mode)
                 t0 = time.perf_counter()
-                if ids:
-                    path = spec_path or ir.name
-                    run_workers([(worker_command(path, name, chunk, seq, batch, trials, timeout,
-                                                 url, mode),
-                                  {**os.environ, "CUDA_VISIBLE_DEVICES": g}) for g in ids])
-                    import optuna
-
-                    from .study import open_storage
-
-                    study = optuna.load_study(study_name=target.study_name, storage=open_storage(url))
-                else:
-                    with Progress(TextColumn(f"{mode} {name} L={chunk} T={seq} B={batch}"),
-                                  BarColumn(),
-                                  TextColumn("{task.completed}/{task.total} trials"),
+                if staged:
+                    with Progress(TextColumn(f"staged {mode} {name} L={chunk} T={seq} B={batch}"),
+                                  BarColumn(), TextColumn("{task.completed}/{task.total} configs"),
                                   TimeElapsedColumn(), console=console) as bar:
-                        task = bar.add_task("tune", total=trials)
-                        study = run_study(target, url, trials, timeout, callbacks=[
-                            lambda s, t: bar.update(task, completed=len(
-                                [x for x in s.trials if x.state.is_finished()]))])
-                s = summarize(study)
+                        task = bar.add_task("staged", total=None)
+                        s = staged_search(target, progress=lambda i, n: bar.update(
+                            task, completed=i, total=n))
+                else:
+                    if ids:
+                        path = spec_path or ir.name
+                        run_workers([(worker_command(path, name, chunk, seq, batch, trials, timeout,
+                                                     url, mode),
+                                      {**os.environ, "CUDA_VISIBLE_DEVICES": g}) for g in ids])
+                        import optuna
+
+                        from .study import open_storage
+
+                        study = optuna.load_study(study_name=target.study_name,
+                                                  storage=open_storage(url))
+                    else:
+                        with Progress(TextColumn(f"{mode} {name} L={chunk} T={seq} B={batch}"),
+                                      BarColumn(),
+                                      TextColumn("{task.completed}/{task.total} trials"),
+                                      TimeElapsedColumn(), console=console) as bar:
+                            task = bar.add_task("tune", total=trials)
+                            study = run_study(target, url, trials, timeout, callbacks=[
+                                lambda s, t: bar.update(task, completed=len(
+                                    [x for x in s.trials if x.state.is_finished()]))])
+                    s = summarize(study)
                 s.update(layer=name, chunk=chunk, seq=seq, batch=batch, mode=mode,
                          wall_s=time.perf_counter() - t0, signature=target.signature,
                          bucket=target.bucket,

@@ -9,6 +9,8 @@ over the limit, blocks the kernel's static asserts reject).
              (attention's and RAT's BWD_*, bwd_num_*); the RNN's backward launchers read the
              forward keys, so its train space is the forward space (timed forward + backward)
     decode   decode_space: the step kernels' keys (DECODE_*: row block, warps, stages, split)
+
+`key_groups` splits a space's keys by the launch that reads them, for `ratc tune --staged`.
 """
 
 from __future__ import annotations
@@ -138,3 +140,27 @@ def keep(c: dict, m: MixerIR) -> bool:
         return not (c["BLOCK_M"] == 128 and c["num_warps"] == 4)  # spills (measured on H100)
     # the RNN scan tiles BT tokens by BS and spreads BD channels over the warps' threads
     return c["BT"] % c["BS"] == 0 and c["BD"] % (32 * c["num_warps"]) == 0
+
+
+# the keys each launch reads alone, in the order a staged search takes them (ratc tune --staged):
+# a launch's keys change only that launch's time, so each group can be searched with the others
+# held; the RAT scans read SCAN_* in the forward and the backward alike
+LAUNCH_KEYS = {
+    LayerKind.RAT: (("BT", "BC", "num_warps", "num_stages"),
+                    ("DQ_BT", "DQ_BC", "dq_num_warps", "dq_num_stages"),
+                    ("BWD_BT", "BWD_BC", "bwd_num_warps", "bwd_num_stages"),
+                    ("SCAN_BK", "SCAN_WARPS")),
+    LayerKind.SLIDING_WINDOW: (("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "TMA"),),
+    LayerKind.ATTENTION: (("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "TMA"),),
+}
+
+
+def key_groups(m: MixerIR, keys) -> list[tuple[str, ...]]:
+    """The keys of a space (`keys`) in groups searched one at a time: LAUNCH_KEYS's groups, each
+    cut to the keys present and dropped if none is, then every other key in one last group (the
+    attention backward's, the RNN's, every decode space's). Every key lands in exactly one group."""
+    keys = list(keys)
+    groups = [tuple(k for k in g if k in keys) for g in LAUNCH_KEYS.get(m.kind, ())]
+    groups = [g for g in groups if g]
+    rest = tuple(k for k in keys if not any(k in g for g in groups))
+    return groups + ([rest] if rest else [])
