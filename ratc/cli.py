@@ -476,9 +476,12 @@ def _generate_table(result):
                    "far, every config timed whole. About 110 measurements for RAT train, whose "
                    "joint space (about 750,000 configs) a study samples too thinly. One process; "
                    "not with --trials, --timeout, --storage, --gpus or --sweep.")
+@click.option("--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="--staged: compile each group's configs first in this many processes (into "
+                   "Triton's cache), then time them in this one.")
 @click.pass_context
 def tune(ctx, spec, layers, mode, seq, batch, trials, timeout, storage, gpus, records_dir,
-         do_sweep, json_path, staged):
+         do_sweep, json_path, staged, jobs):
     """Search tile sizes with Optuna for SPEC's kernels on this GPU; record the winners.
 
     \b
@@ -488,7 +491,8 @@ def tune(ctx, spec, layers, mode, seq, batch, trials, timeout, storage, gpus, re
           --storage sqlite:///studies.db
       ratc tune specs/rat_swa.yaml --layer swa --mode train --seq 16384 --batch 16 --trials 30
       ratc tune specs/rat_swa.yaml --layer rat --mode decode --seq 131072 --batch 2 --sweep
-      ratc tune specs/rat_swa.yaml --layer rat --mode train --seq 16384 --batch 16 --staged
+      ratc tune specs/rat_swa.yaml --layer rat --mode train --seq 16384 --batch 16 --staged \\
+          --jobs 14
     Every config is verified against the default config's outputs (train: and gradients;
     decode: and the updated cache) before it is timed; failures (compile errors, out of
     resources) are failed trials. Studies resume where they stopped. Results go to
@@ -497,6 +501,9 @@ def tune(ctx, spec, layers, mode, seq, batch, trials, timeout, storage, gpus, re
     """
     from .tune.driver import tune_spec
 
+    if jobs > 1 and not staged:
+        raise UserError("--jobs compiles ahead for --staged only (a study's trials are chosen "
+                        "one at a time)")
     if staged:
         given = [f"--{p.replace('_', '-')}" if p != "do_sweep" else "--sweep"
                  for p in ("trials", "timeout", "storage", "gpus", "do_sweep")
@@ -509,7 +516,7 @@ def tune(ctx, spec, layers, mode, seq, batch, trials, timeout, storage, gpus, re
     try:
         tune_spec(ir, names, mode, seq, batch, trials, timeout, storage, gpus, records_dir,
                   console=out, spec_path=spec, do_sweep=do_sweep, json_path=json_path,
-                  staged=staged)
+                  staged=staged, jobs=jobs)
     except ValueError as e:
         raise UserError(str(e)) from None
 

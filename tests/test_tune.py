@@ -14,8 +14,8 @@ from ratc.spec import load_spec
 from ratc.tune.records import RecordError, bucket_of, load_records, nearest_bucket, save_record
 from ratc.tune.space import (SHARED_MEMORY_BYTES, decode_space, forward_space, keep, key_groups,
                              shared_memory_estimate, space_of)
-from ratc.tune.study import (Objective, Target, decode_length, open_storage, retime, run_study,
-                             staged_search, summarize, sweep_report)
+from ratc.tune.study import (Objective, Target, decode_length, open_storage, precompile, retime,
+                             run_study, staged_search, summarize, sweep_report)
 
 pytestmark = pytest.mark.interpreter
 RNN = lower(load_spec("specs/tiny_rnn.yaml")).mixer("rnn")
@@ -246,6 +246,28 @@ def test_staged_search_skips_pruned_configs_and_fails_when_nothing_runs(monkeypa
         staged_search(Target(TINY_RAT, seq=16, batch=1), top=1, rounds=1)
 
 
+def test_staged_search_compiles_each_group_ahead_when_given_jobs(monkeypatch):
+    import ratc.tune.study as study_mod
+
+    timed = _fake_rat_prefill(monkeypatch)
+    calls = []
+    monkeypatch.setattr(study_mod, "precompile",
+                        lambda target, configs, jobs: calls.append((target, configs, jobs)))
+    s = staged_search(Target(TINY_RAT, seq=16, batch=1), top=1, rounds=1, jobs=3)
+    assert [len(c) for _, c, _ in calls] == [4, 2] and all(j == 3 for *_, j in calls)
+    ahead = [tuple(sorted(c.items())) for _, configs, _ in calls for c in configs]
+    first_timed = list(dict.fromkeys(tuple(sorted(c.items())) for c in timed))
+    assert first_timed[1:] == ahead  # after the default: the configs compiled ahead, in order
+    assert s["trials"] == 1 + len(ahead)
+
+
+def test_precompile_runs_each_config_once_in_worker_processes():
+    target = Target(RNN, seq=8, batch=1, mode="train")
+    good = [dict(BT=bt, BS=8, BD=256, num_warps=1, CARRY_BD=128) for bt in (256, 512)]
+    bad = dict(BT=100, BS=8, BD=256, num_warps=1, CARRY_BD=128)  # BT % BS: a static assert
+    assert precompile(target, good + [bad], jobs=2) == 2
+
+
 def test_staged_through_the_cli_writes_a_record_and_refuses_study_options(tmp_path,
                                                                           monkeypatch):
     import ratc.tune.study as study_mod
@@ -266,6 +288,8 @@ def test_staged_through_the_cli_writes_a_record_and_refuses_study_options(tmp_pa
     for extra in (["--trials", "5"], ["--gpus", "all"], ["--sweep"], ["--storage", "x.db"]):
         r = CliRunner().invoke(main, args + extra)
         assert r.exit_code == 2 and "--staged" in r.output and extra[0] in r.output, r.output
+    r = CliRunner().invoke(main, [a for a in args if a != "--staged"] + ["--jobs", "4"])
+    assert r.exit_code == 2 and "--jobs" in r.output and "--staged" in r.output, r.output
 
 
 def test_resume_after_interruption_loses_no_trial(tmp_path):

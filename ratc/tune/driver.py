@@ -70,11 +70,12 @@ def run_workers(cmds_env: list[tuple[list[str], dict]]) -> None:
 def tune_spec(ir: ModelIR, layers: list[str], mode: str, seqs: list[int], batch: int,
               trials: int, timeout: float | None, storage: str | None, gpus: str | None,
               records_dir: str, console, spec_path: str | None = None, do_sweep: bool = False,
-              json_path: str | None = None, staged: bool = False) -> list[dict]:
+              json_path: str | None = None, staged: bool = False, jobs: int = 1) -> list[dict]:
     """Tune every layer in `layers` at every length in `seqs` in `mode`; save records; print the
     tables (and with do_sweep the sweep comparison); write every row to json_path if given.
     staged: staged_search() in this process instead of an Optuna study (trials, timeout,
-    storage and gpus do not apply; the CLI refuses them together).
+    storage and gpus do not apply; the CLI refuses them together), compiling ahead in `jobs`
+    processes.
     Returns the rows (one per study: summarize()'s keys plus layer, chunk, seq, batch, mode,
     wall_s, signature, bucket, cache_bytes, and "sweep" with sweep_report()'s keys)."""
     device = device_name()
@@ -95,7 +96,7 @@ def tune_spec(ir: ModelIR, layers: list[str], mode: str, seqs: list[int], batch:
                                   BarColumn(), TextColumn("{task.completed}/{task.total} configs"),
                                   TimeElapsedColumn(), console=console) as bar:
                         task = bar.add_task("staged", total=None)
-                        s = staged_search(target, progress=lambda i, n: bar.update(
+                        s = staged_search(target, jobs=jobs, progress=lambda i, n: bar.update(
                             task, completed=i, total=n))
                 else:
                     if ids:

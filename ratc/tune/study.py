@@ -286,7 +286,7 @@ def summarize(study) -> dict:
 
 
 def staged_search(target: Target, progress=None, reps: int = 3, top: int = 3,
-                  rounds: int = 2) -> dict:
+                  rounds: int = 2, jobs: int = 1) -> dict:
     """Search the target's space one launch's keys at a time (`ratc tune --staged`).
 
     From the default config, each group of key_groups() in turn is swept exhaustively (every
@@ -297,6 +297,8 @@ def staged_search(target: Target, progress=None, reps: int = 3, top: int = 3,
     about 750,000 configs, takes about 110 such measurements; an Optuna study of a few dozen
     trials samples it too thinly to find each kernel's best shape.
 
+    jobs > 1: each group's configs are first compiled by precompile() in that many processes, so
+    the timing finds them in Triton's cache (compiling dominates the search otherwise).
     progress(done, total) after each new config. Returns summarize()'s keys (trials: the distinct
     configs considered, complete / failed / statically pruned among them) and "groups":
     [(keys, the best config after that group)].
@@ -319,15 +321,13 @@ def staged_search(target: Target, progress=None, reps: int = 3, top: int = 3,
     default_ms = best = measure(cfg)
     chosen = []
     for g, opts in zip(groups, options):
-        tried = [(cfg, best)]
-        for values in opts:
-            c = cfg | dict(zip(g, values))
-            if c == cfg:
-                continue
-            if not keep(c, m):
-                pruned += 1
-                continue
-            tried.append((c, measure(c)))
+        candidates = [cfg | dict(zip(g, values)) for values in opts]
+        candidates = [c for c in candidates if c != cfg]
+        runnable = [c for c in candidates if keep(c, m)]
+        pruned += len(candidates) - len(runnable)
+        if jobs > 1:
+            precompile(target, runnable, jobs)
+        tried = [(cfg, best)] + [(c, measure(c)) for c in runnable]
         cfg, best = min(retime(objective.measure, tried, recheck=[cfg], top=top, rounds=rounds),
                         key=lambda x: x[1])
         chosen.append((g, dict(cfg)))
@@ -343,6 +343,38 @@ def staged_search(target: Target, progress=None, reps: int = 3, top: int = 3,
         "trials": len(first) + pruned, "complete": ok, "failed": len(first) - ok,
         "pruned": pruned, "groups": chosen,
     }
+
+
+def precompile(target: Target, configs: list[dict], jobs: int) -> int:
+    """Run each config once at a small shape in `jobs` spawned processes, so that its kernels
+    compile into Triton's on-disk cache; returns how many ran (the rest failed: the timing will
+    report them). The small shape keeps T's remainder mod 16 (Triton specialises integer
+    arguments on divisibility by 16), so the timed launches usually hit the cache; a miss only
+    compiles again."""
+    import concurrent.futures
+    import multiprocessing
+
+    seq = target.seq if target.seq <= 2048 else 2048 + target.seq % 16
+    small = dataclasses.replace(target, seq=seq, batch=1)
+    slices = [configs[i::jobs] for i in range(jobs) if configs[i::jobs]]
+    with concurrent.futures.ProcessPoolExecutor(
+            len(slices), mp_context=multiprocessing.get_context("spawn")) as pool:
+        return sum(pool.map(_run_each, [small] * len(slices), slices))
+
+
+def _run_each(target: Target, configs: list[dict]) -> int:
+    """precompile()'s worker: one Objective, each config run once; the number that ran."""
+    objective = Objective(target, reps=1, rotate=1, worker="precompile")
+    ran = 0
+    for cfg in configs:
+        try:
+            objective._outputs(cfg)
+            ran += 1
+        except Exception:  # noqa: BLE001  (compile errors, out of resources: timed as failures)
+            pass
+    if objective.cuda:
+        torch.cuda.synchronize()
+    return ran
 
 
 def replace_chunk(m: MixerIR, chunk: int) -> MixerIR:
