@@ -505,9 +505,9 @@ def tune(ctx, spec, layers, mode, seq, batch, trials, timeout, storage, gpus, re
         raise UserError("--jobs compiles ahead for --staged only (a study's trials are chosen "
                         "one at a time)")
     if staged:
-        given = [f"--{p.replace('_', '-')}" if p != "do_sweep" else "--sweep"
-                 for p in ("trials", "timeout", "storage", "gpus", "do_sweep")
-                 if ctx.get_parameter_source(p) is not click.core.ParameterSource.DEFAULT]
+        given = [p.opts[0] for p in ctx.command.params
+                 if p.name in ("trials", "timeout", "storage", "gpus", "do_sweep")
+                 and ctx.get_parameter_source(p.name) is not click.core.ParameterSource.DEFAULT]
         if given:
             raise UserError(f"--staged searches in one process without Optuna; drop "
                             f"{', '.join(given)}")

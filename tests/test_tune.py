@@ -266,6 +266,7 @@ def test_precompile_runs_each_config_once_in_worker_processes():
     good = [dict(BT=bt, BS=8, BD=256, num_warps=1, CARRY_BD=128) for bt in (256, 512)]
     bad = dict(BT=100, BS=8, BD=256, num_warps=1, CARRY_BD=128)  # BT % BS: a static assert
     assert precompile(target, good + [bad], jobs=2) == 2
+    assert precompile(target, [], jobs=2) == 0  # a group with nothing left to try
 
 
 def test_staged_through_the_cli_writes_a_record_and_refuses_study_options(tmp_path,

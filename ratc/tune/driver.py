@@ -98,27 +98,27 @@ def tune_spec(ir: ModelIR, layers: list[str], mode: str, seqs: list[int], batch:
                         task = bar.add_task("staged", total=None)
                         s = staged_search(target, jobs=jobs, progress=lambda i, n: bar.update(
                             task, completed=i, total=n))
+                elif ids:
+                    path = spec_path or ir.name
+                    run_workers([(worker_command(path, name, chunk, seq, batch, trials, timeout,
+                                                 url, mode),
+                                  {**os.environ, "CUDA_VISIBLE_DEVICES": g}) for g in ids])
+                    import optuna
+
+                    from .study import open_storage
+
+                    study = optuna.load_study(study_name=target.study_name,
+                                              storage=open_storage(url))
                 else:
-                    if ids:
-                        path = spec_path or ir.name
-                        run_workers([(worker_command(path, name, chunk, seq, batch, trials, timeout,
-                                                     url, mode),
-                                      {**os.environ, "CUDA_VISIBLE_DEVICES": g}) for g in ids])
-                        import optuna
-
-                        from .study import open_storage
-
-                        study = optuna.load_study(study_name=target.study_name,
-                                                  storage=open_storage(url))
-                    else:
-                        with Progress(TextColumn(f"{mode} {name} L={chunk} T={seq} B={batch}"),
-                                      BarColumn(),
-                                      TextColumn("{task.completed}/{task.total} trials"),
-                                      TimeElapsedColumn(), console=console) as bar:
-                            task = bar.add_task("tune", total=trials)
-                            study = run_study(target, url, trials, timeout, callbacks=[
-                                lambda s, t: bar.update(task, completed=len(
-                                    [x for x in s.trials if x.state.is_finished()]))])
+                    with Progress(TextColumn(f"{mode} {name} L={chunk} T={seq} B={batch}"),
+                                  BarColumn(),
+                                  TextColumn("{task.completed}/{task.total} trials"),
+                                  TimeElapsedColumn(), console=console) as bar:
+                        task = bar.add_task("tune", total=trials)
+                        study = run_study(target, url, trials, timeout, callbacks=[
+                            lambda s, t: bar.update(task, completed=len(
+                                [x for x in s.trials if x.state.is_finished()]))])
+                if not staged:
                     s = summarize(study)
                 s.update(layer=name, chunk=chunk, seq=seq, batch=batch, mode=mode,
                          wall_s=time.perf_counter() - t0, signature=target.signature,

@@ -354,6 +354,8 @@ def precompile(target: Target, configs: list[dict], jobs: int) -> int:
     import concurrent.futures
     import multiprocessing
 
+    if not configs:  # a group whose every other value was pruned
+        return 0
     seq = target.seq if target.seq <= 2048 else 2048 + target.seq % 16
     small = dataclasses.replace(target, seq=seq, batch=1)
     slices = [configs[i::jobs] for i in range(jobs) if configs[i::jobs]]
