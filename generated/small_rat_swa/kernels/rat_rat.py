@@ -464,8 +464,9 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None):
 #                            stores do [B*H, T, BLOCK_D] in proj's dtype for the next kernel
 #   rat_attn_bwd_dkv_kernel  per block of chunks: dK^ (rotated), dV~ over the later queries, from
 #                            the scan's q^ and that do, loaded as TMA blocks
-#   rat_scan_bwd_kernel      per block of chunks: the scans' adjoint -> dx, da, dq, dk per head,
-#                            gate-bias partial sums; dq, dk summed over the heads of a group after
+#   rat_scan_bwd_kernel      per block of chunks and q/k group: the scans' adjoint of the group's
+#                            heads -> dx, da per head, dq, dk summed over the group's heads,
+#                            gate-bias partial sums
 
 # The backward's launch parameters (ratc tune --mode train rewrites them), added to CONFIG here
 # with its kernels: prefill records are keyed by the module without this part, so they outlive
@@ -620,51 +621,65 @@ def rat_attn_bwd_dkv_kernel(
 
 @triton.jit
 def rat_scan_bwd_kernel(
-    p_proj, p_bias, p_kt, p_v, p_dq, p_dvs, p_dss, p_dkc, p_dvc, p_dproj, p_dqh, p_dkh, p_dbias,
-    T, NC, NCP, BH, stride_pb, stride_pt, stride_pc, sm_scale,
+    p_proj, p_bias, p_kt, p_v, p_dq, p_dvs, p_dss, p_dkc, p_dvc, p_dproj, p_dbias,
+    T, NC, NCP, BG, stride_pb, stride_pt, stride_pc, sm_scale,
     OFF_X: tl.constexpr, OFF_A: tl.constexpr, OFF_Q: tl.constexpr, OFF_K: tl.constexpr,
     F: tl.constexpr, H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
     D1: tl.constexpr, BLOCK_DH: tl.constexpr, BLOCK_D: tl.constexpr, BK: tl.constexpr,
-    LOG2_BASE: tl.constexpr,
+    BLOCK_HG: tl.constexpr, LOG2_BASE: tl.constexpr,
 ):
     # lam_t = dk~_t + g_{t+1} lam_{t+1} over the L tokens of chunks [BK], right to left, from
-    # lam = dK~ (turned back) / dV~ at the chunk-final token; same [BLOCK_DH, 2] layout as the scan
-    i_c, i_bh = tl.program_id(0) // BH, tl.program_id(0) % BH
-    i_b, i_h = i_bh // H, i_bh % H
+    # lam = dK~ (turned back) / dV~ at the chunk-final token, for the H/G heads h = r G + g that
+    # read group g's q and k, held as a leading dimension [BLOCK_HG, BK, BLOCK_DH, 2]: their dq
+    # and dk are summed here, once per group, into dproj
+    HG: tl.constexpr = H // G
+    i_c, i_bg = tl.program_id(0) // BG, tl.program_id(0) % BG
+    i_b, i_g = i_bg // G, i_bg % G
     D: tl.constexpr = H * d
+    o_r = tl.arange(0, BLOCK_HG)
+    o_hr = o_r * G + i_g  # the group's heads
+    o_h = o_hr[:, None, None, None]  # [BLOCK_HG, 1, 1, 1]
     o_c = i_c * BK + tl.arange(0, BK)  # chunks
     o_i = tl.arange(0, BLOCK_DH)
     o_j = o_i[:, None] + tl.arange(0, 2)[None, :] * D1  # [BLOCK_DH, 2] channel within the head
     m_j = (o_i[:, None] < D1) & (o_j < d)
-    o_g = (i_h % G) * d + o_j  # channel of q/k's group
+    m_rj = (o_r < HG)[:, None, None] & m_j[None]  # [BLOCK_HG, BLOCK_DH, 2]
+    m_hj = m_rj[:, None]  # [BLOCK_HG, 1, BLOCK_DH, 2]
+    o_g = i_g * d + o_j  # channel of q/k's group
 
-    b_bias = tl.load(p_bias + i_h * d + o_j, mask=m_j, other=0.0).to(tl.float32)
-    o_cache = (i_bh * NCP + o_c[:, None, None]) * BLOCK_D + o_j[None]
-    m = (o_c < NC)[:, None, None] & m_j[None, :, :]
-    b_lk = tl.load(p_dkc + o_cache, mask=m, other=0.0)  # [BK, BLOCK_DH, 2]
+    b_bias = tl.load(p_bias + o_h * d + o_j[None, None], mask=m_hj, other=0.0).to(tl.float32)
+    o_cache = ((i_b * H + o_h) * NCP + o_c[None, :, None, None]) * BLOCK_D + o_j[None, None]
+    m = (o_c < NC)[None, :, None, None] & m_hj
+    b_lk = tl.load(p_dkc + o_cache, mask=m, other=0.0)  # [BLOCK_HG, BK, BLOCK_DH, 2]
     b_lv = tl.load(p_dvc + o_cache, mask=m, other=0.0)
     # every token of chunk c turns by the same R(c): dq = R^T dq^, dK~ = R^T dK^
     b_cos, b_sin = _rope_cos_sin(o_c, o_i, d, LOG2_BASE)
+    b_cos, b_sin = b_cos[None], b_sin[None]  # [1, BK, BLOCK_DH]
     b_1, b_2 = tl.split(b_lk)
     b_lk = tl.join(b_1 * b_cos + b_2 * b_sin, b_2 * b_cos - b_1 * b_sin)
-    b_db = tl.zeros([BLOCK_DH, 2], dtype=tl.float32)
+    b_db = tl.zeros([BLOCK_HG, BLOCK_DH, 2], dtype=tl.float32)
     p_b = p_proj + i_b.to(tl.int64) * stride_pb
     p_db = p_dproj + i_b.to(tl.int64) * T * F  # dproj [B, T, F] contiguous
     for i in range(L):
         l = L - 1 - i
         o_t = o_c * L + l
-        m = (o_t < T)[:, None, None] & m_j[None, :, :]
-        m_p = ((o_t < T) & (l > 0))[:, None, None] & m_j[None, :, :]
-        p_row = p_b + o_t[:, None, None] * stride_pt
-        o_td = i_b.to(tl.int64) * T * D + o_t[:, None, None] * D + i_h * d + o_j[None]
-        b_a = tl.load(p_row + (OFF_A + i_h * d + o_j[None]) * stride_pc, mask=m, other=0.0)
-        b_x = tl.load(p_row + (OFF_X + i_h * d + o_j[None]) * stride_pc, mask=m, other=0.0)
-        b_kin = tl.load(p_row + (OFF_K + o_g[None]) * stride_pc, mask=m, other=0.0)
-        b_q = tl.load(p_row + (OFF_Q + o_g[None]) * stride_pc, mask=m, other=0.0)
-        b_a = b_a.to(tl.float32) + b_bias[None]
+        m_g = (o_t < T)[:, None, None] & m_j[None, :, :]  # [BK, BLOCK_DH, 2]: the group's rows
+        m = m_g[None] & m_hj
+        m_p = ((o_t < T) & (l > 0))[None, :, None, None] & m_hj
+        p_row = p_b + o_t[:, None, None] * stride_pt  # [BK, 1, 1]
+        o_td = i_b.to(tl.int64) * T * D + o_t[None, :, None, None] * D + o_h * d + o_j[None, None]
+        b_a = tl.load(p_row[None] + (OFF_A + o_h * d + o_j[None, None]) * stride_pc, mask=m,
+                      other=0.0)
+        b_x = tl.load(p_row[None] + (OFF_X + o_h * d + o_j[None, None]) * stride_pc, mask=m,
+                      other=0.0)
+        b_kin = tl.load(p_row + (OFF_K + o_g[None]) * stride_pc, mask=m_g, other=0.0)[None]
+        b_q = tl.load(p_row + (OFF_Q + o_g[None]) * stride_pc, mask=m_g, other=0.0)[None]
+        b_a = b_a.to(tl.float32) + b_bias
         b_g = tl.sigmoid(b_a)
         b_gd = ((1.0 + (-1.0 * tl.sigmoid(b_a))) * tl.sigmoid(b_a))
-        b_dss = tl.load(p_dss + i_bh * T + o_t, mask=o_t < T, other=0.0)[:, None, None] * sm_scale
+        b_dss = tl.load(p_dss + (i_b * H + o_h) * T + o_t[None, :, None, None],
+                        mask=(o_t < T)[None, :, None, None] & (o_r < HG)[:, None, None, None],
+                        other=0.0) * sm_scale  # [BLOCK_HG, BK, 1, 1]
         b_kt = tl.load(p_kt + o_td, mask=m, other=0.0).to(tl.float32)
         # k~_{t-1}, v~_{t-1}, 0 at a chunk start
         b_kp = tl.load(p_kt + o_td - D, mask=m_p, other=0.0).to(tl.float32)
@@ -675,19 +690,24 @@ def rat_scan_bwd_kernel(
         b_dx = (1.0 - b_g) * b_lv
         b_da = (b_lk * (b_kp - b_kin.to(tl.float32)) + b_lv * (b_vp - b_x.to(tl.float32))) * b_gd
         b_da = tl.where(m, b_da, 0.0)
-        b_db += tl.sum(b_da, axis=0)
+        b_db += tl.sum(b_da, axis=1)
         b_dq = tl.load(p_dq + o_td, mask=m, other=0.0).to(tl.float32)
         b_1, b_2 = tl.split(b_dq)
         b_dq = tl.join(b_1 * b_cos + b_2 * b_sin, b_2 * b_cos - b_1 * b_sin)
         b_dq += b_dss * b_kt
-        p_drow = p_db + o_t[:, None, None] * F + i_h * d + o_j[None]
-        tl.store(p_drow + OFF_X, b_dx.to(p_dproj.dtype.element_ty), mask=m)
-        tl.store(p_drow + OFF_A, b_da.to(p_dproj.dtype.element_ty), mask=m)
-        tl.store(p_dkh + o_td, b_dkin.to(p_dkh.dtype.element_ty), mask=m)
-        tl.store(p_dqh + o_td, b_dq.to(p_dqh.dtype.element_ty), mask=m)
+        p_drow = p_db + o_t[:, None, None] * F  # [BK, 1, 1]
+        o_hj = o_h * d + o_j[None, None]
+        tl.store(p_drow[None] + OFF_X + o_hj, b_dx.to(p_dproj.dtype.element_ty), mask=m)
+        tl.store(p_drow[None] + OFF_A + o_hj, b_da.to(p_dproj.dtype.element_ty), mask=m)
+        # the group's sums (padding heads hold zeros: every load above is masked by m_hj)
+        tl.store(p_drow + OFF_Q + o_g[None], tl.sum(tl.where(m, b_dq, 0.0), axis=0)
+                 .to(p_dproj.dtype.element_ty), mask=m_g)
+        tl.store(p_drow + OFF_K + o_g[None], tl.sum(tl.where(m, b_dkin, 0.0), axis=0)
+                 .to(p_dproj.dtype.element_ty), mask=m_g)
         b_lk = b_g * b_lk  # carries lam_t to t - 1
         b_lv = b_g * b_lv
-    tl.store(p_dbias + (i_c * (BH // H) + i_b) * D + i_h * d + o_j, b_db, mask=m_j)
+    tl.store(p_dbias + (i_c * (BG // G) + i_b) * D + o_hr[:, None, None] * d + o_j[None], b_db,
+             mask=m_rj)
 
 
 # fp32 inputs: 64-chunk blocks and two pipeline stages. The backward attention kernels hold K and V
@@ -748,21 +768,18 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
             PRECISION=common["PRECISION"], num_warps=cfg["bwd_num_warps"],
             num_stages=cfg["bwd_num_stages"])
     del qh, do
-    n_blocks = triton.cdiv(triton.cdiv(T, CHUNK), cfg["SCAN_BK"])
-    # dq and dk per head overwrite dq^ and P_self do: each element is read, then written, by the
-    # same program
-    dqh, dkh = dq, dvs
+    # one scan program per group: its H/G heads' channels as a leading dimension, so fewer chunks
+    # per program than the forward scan's SCAN_BK
+    HG = H // GROUPS
+    BK = max(1, cfg["SCAN_BK"] // HG)
+    n_blocks = triton.cdiv(triton.cdiv(T, CHUNK), BK)
     dbias = torch.empty(n_blocks, B, D, **f32)
-    rat_scan_bwd_kernel[(n_blocks * B * H,)](
+    rat_scan_bwd_kernel[(n_blocks * B * GROUPS,)](
         p_proj=proj, p_bias=gate_bias, p_kt=kt, p_v=v, p_dq=dq, p_dvs=dvs, p_dss=dss, p_dkc=dkc,
-        p_dvc=dvc, p_dproj=dproj, p_dqh=dqh, p_dkh=dkh, p_dbias=dbias, T=T, NC=NC, NCP=NCP,
-        BH=B * H, **_strides_shape(proj), sm_scale=SM_SCALE, OFF_X=OFF_X, OFF_A=OFF_A,
+        p_dvc=dvc, p_dproj=dproj, p_dbias=dbias, T=T, NC=NC, NCP=NCP,
+        BG=B * GROUPS, **_strides_shape(proj), sm_scale=SM_SCALE, OFF_X=OFF_X, OFF_A=OFF_A,
         OFF_Q=OFF_Q, OFF_K=OFF_K, F=IN_FEATURES, D1=D1, BLOCK_DH=BLOCK_DH, BLOCK_D=BLOCK_D,
-        BK=cfg["SCAN_BK"], num_warps=cfg["SCAN_WARPS"])
-    # head h read group h % G: heads r*G + g, r < H/G, share group g
-    GD = GROUPS * HEAD_DIM
-    dproj[..., OFF_Q:OFF_Q + GD] = dqh.view(B, T, H // GROUPS, GD).sum(2)
-    dproj[..., OFF_K:OFF_K + GD] = dkh.view(B, T, H // GROUPS, GD).sum(2)
+        BK=BK, BLOCK_HG=triton.next_power_of_2(HG), num_warps=cfg["SCAN_WARPS"])
     return dproj, dbias.sum(dim=(0, 1))
 
 
@@ -773,7 +790,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_96ac15876cc4"
+OP_NAMESPACE = "ratc_rat_eba7f398b3ae"
 
 
 def _config_arg(config):
