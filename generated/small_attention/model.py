@@ -21,7 +21,7 @@ from torch import nn
 
 from .cache import ModelCache, as_lengths, check_room
 from .generate import GraphedStep, sample
-from .layers import DECODE_ROOM, MIXERS, RMSNorm
+from .layers import DECODE_ROOM, MIXERS, RMSNorm, residual_out
 
 PATTERN = ['attention', 'attention', 'attention', 'attention', 'attention', 'attention', 'attention', 'attention']
 
@@ -42,7 +42,8 @@ class FFN(nn.Module):
         nn.init.ones_(self.ln.weight)
 
     def forward(self, h):
-        return h + self.fc2(torch.nn.functional.gelu(self.fc1(self.ln(h))))
+        x, r = self.ln(h, residual=True)
+        return residual_out(r, torch.nn.functional.gelu(self.fc1(x)), self.fc2, h.shape)
 
 
 class Block(nn.Module):

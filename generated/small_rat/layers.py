@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .cache import LayerCache, as_lengths, check_room
-from .kernels.rms_norm import rms_norm
+from .kernels.rms_norm import rms_norm, rms_norm_residual
 from .kernels import rat_rat, decode_rat_rat
 
 DECODE_ROOM = 64  # tokens of room prefill leaves after the longest prompt when no capacity is given
@@ -35,8 +35,29 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=dtype))
 
-    def forward(self, x):
+    def forward(self, x, residual=False):
+        """x [..., N] -> y; with residual, (y, r): r a new [M, N] copy of x's rows, for the
+        block's output projection to add into (residual_out)."""
+        if residual:
+            return rms_norm_residual(x, self.weight, self.eps)
         return rms_norm(x, self.weight, self.eps)
+
+
+def residual_out(r, y, linear, shape):
+    """r + linear(y) viewed as `shape`, the GEMM adding into r in place (addmm_, beta 1): a pre-norm
+    block's residual add done by its output projection, with no launch of its own. Where the
+    dtypes differ (autocast: a bf16 linear(y) into an fp32 residual stream) linear runs as usual
+    and its output is added into r, in r's dtype.
+
+    Args:
+        r: [M, N], the copy RMSNorm(..., residual=True) returned (overwritten).
+        y: [..., K] with M rows; linear: nn.Linear(K, N) without bias.
+        shape: the block input's shape, [..., N].
+    """
+    y2 = y.reshape(-1, y.shape[-1])
+    if r.dtype == y.dtype == linear.weight.dtype:
+        return r.addmm_(y2, linear.weight.t()).view(shape)
+    return r.add_(linear(y2)).view(shape)
 
 
 class Mixer(nn.Module):
@@ -100,8 +121,9 @@ class Mixer(nn.Module):
         cache.seen = longest
         if h.shape[1] == 0:
             return h
-        proj = self.in_proj(self.input_norm(h))
-        out = h + self.out_proj(self.kernels.core(proj, self._gate_bias()))
+        x, r = self.input_norm(h, residual=True)
+        proj = self.in_proj(x)
+        out = residual_out(r, self.kernels.core(proj, self._gate_bias()), self.out_proj, h.shape)
         self.decode_kernels.prefill_cache(cache.tensors, proj, self._gate_bias(), lengths)
         return out
 
@@ -160,8 +182,9 @@ class RatMixer(Mixer):
 
     def forward(self, h):
         """h [B, T, 384] -> h + mixer(h), same shape and dtype."""
-        y = rat_rat.core(self.in_proj(self.input_norm(h)), self.gate_bias)
-        return h + self.out_proj(y)
+        x, r = self.input_norm(h, residual=True)
+        y = rat_rat.core(self.in_proj(x), self.gate_bias)
+        return residual_out(r, y, self.out_proj, h.shape)
 
 
 MIXERS = {
