@@ -53,6 +53,8 @@ def layer(a, pkg):
 
     def step():
         if train:
+            for t in (h, *block.parameters()):  # as ratc bench: no accumulation into old grads
+                t.grad = None
             block(h).backward(dy)
         else:
             with torch.no_grad():
