@@ -473,7 +473,8 @@ def _generate_table(result):
 @click.option("--staged", is_flag=True,
               help="Instead of an Optuna study: sweep one launch's keys at a time (RAT train: "
                    "the forward's, dq's, dK/dV's, the scans'), the others held at the best so "
-                   "far, every config timed whole. About 110 measurements for RAT train, whose "
+                   "far, every config timed whole, from the default or the current record, "
+                   "whichever is faster. About 110 measurements for RAT train, whose "
                    "joint space (about 750,000 configs) a study samples too thinly. One process; "
                    "not with --trials, --timeout, --storage, --gpus or --sweep.")
 @click.option("--jobs", type=click.IntRange(1, 256), default=1, show_default=True,

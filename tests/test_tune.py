@@ -235,6 +235,17 @@ def test_staged_search_sweeps_one_launch_group_at_a_time(monkeypatch):
     assert s["groups"][0][1]["BC"] == 32 and s["groups"][0][1]["BT"] == 16
 
 
+def test_staged_search_starts_from_the_record_when_it_is_faster(monkeypatch):
+    timed = _fake_rat_prefill(monkeypatch)
+    record = dict(BT=16, BC=32, num_warps=4, num_stages=2, SCAN_BK=16, SCAN_WARPS=2, extra=1)
+    s = staged_search(Target(TINY_RAT, seq=16, batch=1), top=1, rounds=1, start=record)
+    assert s["start"] == "record" and s["ms"] == 1.0
+    assert {k: v for k, v in record.items() if k != "extra"} in timed[:2]  # keys of the space only
+    slow = dict(record, BT=32, BC=16, SCAN_BK=8)  # slower than the default: not the start
+    s = staged_search(Target(TINY_RAT, seq=16, batch=1), top=1, rounds=1, start=slow)
+    assert s["start"] == "default" and s["ms"] == 1.0
+
+
 def test_staged_search_skips_pruned_configs_and_fails_when_nothing_runs(monkeypatch):
     timed = _fake_rat_prefill(monkeypatch, prune={(16, 32)})
     s = staged_search(Target(TINY_RAT, seq=16, batch=1), top=1, rounds=1)
@@ -286,6 +297,14 @@ def test_staged_through_the_cli_writes_a_record_and_refuses_study_options(tmp_pa
     (data,) = [load_records(p) for p in records.iterdir()]
     (rec,) = data["records"].values()
     assert rec["modes"]["train"]["T8xB1"]["trials"] == row["complete"]
+    starts = []  # a second run starts from that record
+    real = study_mod.staged_search
+    monkeypatch.setattr(study_mod, "staged_search",
+                        lambda target, **kw: starts.append(kw["start"]) or real(target, **kw))
+    import ratc.tune.driver as driver_mod
+    monkeypatch.setattr(driver_mod, "staged_search", study_mod.staged_search)
+    assert CliRunner().invoke(main, args).exit_code == 0
+    assert starts == [rec["modes"]["train"]["T8xB1"]["config"]]
     for extra in (["--trials", "5"], ["--gpus", "all"], ["--sweep"], ["--storage", "x.db"]):
         r = CliRunner().invoke(main, args + extra)
         assert r.exit_code == 2 and "--staged" in r.output and extra[0] in r.output, r.output

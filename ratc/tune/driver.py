@@ -21,7 +21,7 @@ from rich.table import Table
 
 from ..cost import T, mixer_cost
 from ..ir import LayerKind, ModelIR
-from .records import device_file_name, save_record
+from .records import device_file_name, load_records, save_record
 from .study import (Target, device_name, replace_chunk, run_study, staged_search, storage_url,
                     study_best, study_trials, summarize, sweep, sweep_report)
 
@@ -67,6 +67,15 @@ def run_workers(cmds_env: list[tuple[list[str], dict]]) -> None:
         raise RuntimeError(f"tuning workers exited with {codes}")
 
 
+def current_config(records: Path, target: Target) -> dict | None:
+    """The config the device file records for the target's signature, mode and bucket, if any."""
+    if not records.exists():
+        return None
+    entry = (load_records(records)["records"].get(target.signature, {}).get("modes", {})
+             .get(target.mode, {}).get(target.bucket))
+    return entry["config"] if entry else None
+
+
 def tune_spec(ir: ModelIR, layers: list[str], mode: str, seqs: list[int], batch: int,
               trials: int, timeout: float | None, storage: str | None, gpus: str | None,
               records_dir: str, console, spec_path: str | None = None, do_sweep: bool = False,
@@ -96,7 +105,8 @@ def tune_spec(ir: ModelIR, layers: list[str], mode: str, seqs: list[int], batch:
                                   BarColumn(), TextColumn("{task.completed}/{task.total} configs"),
                                   TimeElapsedColumn(), console=console) as bar:
                         task = bar.add_task("staged", total=None)
-                        s = staged_search(target, jobs=jobs, progress=lambda i, n: bar.update(
+                        s = staged_search(target, jobs=jobs, start=current_config(
+                            records, target), progress=lambda i, n: bar.update(
                             task, completed=i, total=n))
                 elif ids:
                     path = spec_path or ir.name

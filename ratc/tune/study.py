@@ -286,10 +286,11 @@ def summarize(study) -> dict:
 
 
 def staged_search(target: Target, progress=None, reps: int = 3, top: int = 3,
-                  rounds: int = 2, jobs: int = 1) -> dict:
+                  rounds: int = 2, jobs: int = 1, start: dict | None = None) -> dict:
     """Search the target's space one launch's keys at a time (`ratc tune --staged`).
 
-    From the default config, each group of key_groups() in turn is swept exhaustively (every
+    From the default config, or from `start` (the bucket's current record) where that is faster,
+    each group of key_groups() in turn is swept exhaustively (every
     combination of its values the space holds, the other keys held at the best so far, statically
     pruned ones skipped), its `top` fastest and the config it started from retimed `rounds` more
     times (retime()), and the fastest kept. Every config is checked and timed whole (forward +
@@ -300,15 +301,15 @@ def staged_search(target: Target, progress=None, reps: int = 3, top: int = 3,
     jobs > 1: each group's configs are first compiled by precompile() in that many processes, so
     the timing finds them in Triton's cache (compiling dominates the search otherwise).
     progress(done, total) after each new config. Returns summarize()'s keys (trials: the distinct
-    configs considered, complete / failed / statically pruned among them) and "groups":
-    [(keys, the best config after that group)].
+    configs considered, complete / failed / statically pruned among them), "groups":
+    [(keys, the best config after that group)] and "start": "default" or "record".
     """
     objective = Objective(target, reps=reps, worker="staged")
     m, space = target.mixer, objective.space
     cfg = {k: v for k, v in default_config(m, target.mode).items() if k in objective.values}
     groups = key_groups(m, objective.values)
     options = [sorted({tuple(c[k] for k in g) for c in space}, key=str) for g in groups]
-    total = 1 + sum(len(o) for o in options)  # at most: each group's current values are reused
+    total = 1 + bool(start) + sum(len(o) for o in options)  # at most: each group's current values are reused
     first: dict[tuple, float] = {}  # each distinct config's first time
     pruned = 0
 
@@ -319,6 +320,13 @@ def staged_search(target: Target, progress=None, reps: int = 3, top: int = 3,
         return ms
 
     default_ms = best = measure(cfg)
+    begun = "default"
+    if start:  # the current record, its keys over the default's (those of the space only)
+        record = cfg | {k: v for k, v in start.items() if k in cfg}
+        if record != cfg and keep(record, m):
+            ms = measure(record)
+            if ms < best:
+                cfg, best, begun = record, ms, "record"
     chosen = []
     for g, opts in zip(groups, options):
         candidates = [cfg | dict(zip(g, values)) for values in opts]
@@ -341,7 +349,7 @@ def staged_search(target: Target, progress=None, reps: int = 3, top: int = 3,
         "default_ms": default_ms if math.isfinite(default_ms) else None,
         "speedup": default_ms / best if math.isfinite(default_ms) else None,
         "trials": len(first) + pruned, "complete": ok, "failed": len(first) - ok,
-        "pruned": pruned, "groups": chosen,
+        "pruned": pruned, "groups": chosen, "start": begun,
     }
 
 

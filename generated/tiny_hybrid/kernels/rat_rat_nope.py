@@ -719,10 +719,11 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
             PRECISION=common["PRECISION"], num_warps=cfg["bwd_num_warps"],
             num_stages=cfg["bwd_num_stages"])
     del qh, do
-    # one scan program per group: its H/G heads' channels as a leading dimension, so fewer chunks
-    # per program than the forward scan's SCAN_BK
-    HG = H // GROUPS
-    BK = max(1, cfg["SCAN_BK"] // HG)
+    # one scan program per group: its H/G heads' channels as a leading dimension (padded to a
+    # power of two), so fewer chunks per program than the forward scan's SCAN_BK (both powers of
+    # two, as tl.arange needs)
+    BLOCK_HG = triton.next_power_of_2(H // GROUPS)
+    BK = max(1, cfg["SCAN_BK"] // BLOCK_HG)
     n_blocks = triton.cdiv(triton.cdiv(T, CHUNK), BK)
     dbias = torch.empty(n_blocks, B, D, **f32)
     rat_scan_bwd_kernel[(n_blocks * B * GROUPS,)](
@@ -730,7 +731,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
         p_dvc=dvc, p_dproj=dproj, p_dbias=dbias, T=T, NC=NC, NCP=NCP,
         BG=B * GROUPS, **_strides_shape(proj), sm_scale=SM_SCALE, OFF_X=OFF_X, OFF_A=OFF_A,
         OFF_Q=OFF_Q, OFF_K=OFF_K, F=IN_FEATURES, D1=D1, BLOCK_DH=BLOCK_DH, BLOCK_D=BLOCK_D,
-        BK=BK, BLOCK_HG=triton.next_power_of_2(HG), num_warps=cfg["SCAN_WARPS"])
+        BK=BK, BLOCK_HG=BLOCK_HG, num_warps=cfg["SCAN_WARPS"])
     return dproj, dbias.sum(dim=(0, 1))
 
 
@@ -741,7 +742,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_0b54b4cc910e"
+OP_NAMESPACE = "ratc_rat_264566eecbf7"
 
 
 def _config_arg(config):
