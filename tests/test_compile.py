@@ -140,9 +140,9 @@ def op_calls(name, mod):
     fwd, bwd = getattr(mod, f"{layer}_fwd_op"), getattr(mod, f"{layer}_bwd_op")
     if name.startswith("rnn"):
         return fwd, (proj, bias, "", "train"), bwd, (proj, bias, dy, "")
-    if name.startswith("rat"):
-        y, lse = fwd(proj, bias, "", True)
-        return fwd, (proj, bias, "", True), bwd, (proj, bias, y, lse, dy, "")
+    if name.startswith("rat"):  # the forward keeping the scan's outputs for the backward
+        y, lse, *scan = fwd(proj, bias, "", True, True)
+        return fwd, (proj, bias, "", True, True), bwd, (proj, bias, y, lse, dy, *scan, "")
     y, lse = fwd(proj, "", True)
     return fwd, (proj, "", True), bwd, (proj, y, lse, dy, "")
 
@@ -152,7 +152,12 @@ def test_ops_fake_implementations_match_the_kernels(pkg):
     gives the real outputs' shapes, strides and dtypes."""
     for name, mod in kernel_modules(pkg).items():
         fwd, fwd_args, bwd, bwd_args = op_calls(name, mod)
-        for op, args in ((fwd, fwd_args), (bwd, bwd_args)):
+        calls = [(fwd, fwd_args), (bwd, bwd_args)]
+        if name.startswith("rat"):  # and RECOMPUTE_SCAN's: nothing kept, the backward rescans
+            proj, bias, y, lse, dy = bwd_args[:5]
+            empty = [t.new_empty(0) for t in bwd_args[5:11]]
+            calls += [(fwd, fwd_args[:4] + (False,)), (bwd, (proj, bias, y, lse, dy, *empty, ""))]
+        for op, args in calls:
             torch.library.opcheck(op, args, test_utils=("test_schema", "test_faketensor"))
 
 

@@ -157,6 +157,32 @@ def test_rat_grad_fp16(B, T, H, d, G, L, variant, layout, cfg, poisoned):
               seeds=(T * 17 + d, T + 3), base=rat.SMALL)
 
 
+@pytest.mark.interpreter
+@pytest.mark.parametrize("B, T, H, d, G, L, variant, layout, cfg", [
+    rat.P(2, 3, 2, 16, 1, 8),  # no complete chunk
+    rat.P(2, 13, 4, 16, 2, 4, layout="padded"),
+    rat.P(2, 75, 2, 24, 2, 2, BWD_BC=32, BWD_BT=32, BC=16),  # backward blocks unlike the forward's
+])
+def test_rat_recompute_scan_gives_the_same_gradients(B, T, H, d, G, L, variant, layout, cfg,
+                                                     poisoned, monkeypatch):
+    """The backward from the forward's kept scan outputs (the default) and from its own scan
+    (RECOMPUTE_SCAN = True): the same kernels on the same inputs, so the same bits; only the
+    caches' padding rows differ (MAX_BC against the backward's blocks), and no kernel reads those
+    unmasked."""
+    m = rat.make_mixer(H, d, G, L, variant)
+    mod = load_kernel(m, rat.SMALL)
+    proj, bias = rat.make_inputs(B, T, m, torch.float32, seed=T, layout=layout)
+    dy = make_dy(B, T, m.d_model, torch.float32, seed=T + 1)
+    config = dict(rat.SMALL, **cfg)
+    assert not mod.RECOMPUTE_SCAN
+    y, kept = triton_grads(mod, proj, bias, dy, config)
+    monkeypatch.setattr(mod, "RECOMPUTE_SCAN", True)
+    y2, again = triton_grads(mod, proj, bias, dy, config)
+    assert torch.equal(y, y2)
+    for name in kept:
+        assert torch.equal(kept[name], again[name]), name
+
+
 # -------------------------------------------------------------------------------------------------
 # gated RNN
 

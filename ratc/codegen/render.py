@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
+import os
 import pprint
 import sys
 import tempfile
@@ -152,15 +153,22 @@ def load_module(text: str, name: str):
     folder = Path(tempfile.gettempdir()) / "ratc_kernels"
     folder.mkdir(exist_ok=True)
     path = folder / f"{name}_{digest}.py"
-    if not path.exists():
-        path.write_text(text)
+    if not path.exists():  # written whole, then renamed: another process never sees a part of it
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".py", dir=folder)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
     mod_name = f"ratc_kernels_{name}_{digest}"
     if mod_name in sys.modules:
         return sys.modules[mod_name]
     spec = importlib.util.spec_from_file_location(mod_name, path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = mod
-    spec.loader.exec_module(mod)
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[mod_name]
+        raise
     return mod
 
 

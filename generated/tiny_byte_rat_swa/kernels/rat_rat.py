@@ -24,8 +24,9 @@
 #                        q^ [B, G, T, BLOCK_D], each query turned by chunk RoPE at its chunk
 #   rat_attn_fwd_kernel  online softmax from the self term over the earlier chunks' K~, V~
 #                        (and, for training, each query's log-denominator lse [B, H, T])
-# Backward (RatFunction; kernels in templates/rat_bwd.py.jinja): recompute the scans, then
-#   dq per query block, dK~/dV~ per block of chunks, and the scans' adjoint per block of chunks
+# Backward (RatFunction; kernels in templates/rat_bwd.py.jinja): from the forward scan's outputs
+#   (kept, or recomputed with RECOMPUTE_SCAN), dq per query block, dK~/dV~ per block of chunks,
+#   and the scans' adjoint per block of chunks
 
 import math
 import os
@@ -112,6 +113,12 @@ def _launch_config(proj, config=None, mode=None, T=None):
                                              proj.shape[0])])
     return cfg | dict(config or {})
 QUERY_CHUNK_ELEMENTS = 1 << 26  # core_torch: score elements per query block (256 MiB in fp32)
+# Training keeps the forward scan's outputs (v~, k~ [B, T, D], the self scores, the chunk-final
+# caches, q^) for the backward, which then skips its own scan: about 1.9 ms a step at T = 16384,
+# B = 16 on an H100, for 2 x [B, T, D] more saved activations. True: save memory instead, and
+# recompute them in the backward.
+RECOMPUTE_SCAN = False
+MAX_BC = 256  # the largest key block of any launch: caches kept for the backward pad to it
 
 
 # -------------------------------------------------------------------------------------------------
@@ -383,8 +390,7 @@ def _rat_scan(proj, gate_bias, cfg, v, kt=None, rows=None):
     """
     B, T, _ = proj.shape
     NC = T // CHUNK
-    rows = cfg["BC"] if rows is None else rows
-    NCP = triton.cdiv(max(NC, 1), rows) * rows  # cache rows per head, whole key blocks
+    NCP = _cache_rows(T, cfg["BC"] if rows is None else rows)
     dev, dt = proj.device, proj.dtype
     s = torch.empty(B, H, T, device=dev, dtype=torch.float32)  # q_t . k~_t
     # the scan writes rows c' < NC of each head, columns < d. Rows NC .. NCP-1 are read (and
@@ -403,6 +409,11 @@ def _rat_scan(proj, gate_bias, cfg, v, kt=None, rows=None):
     return s, kc, vc, NCP, qh
 
 
+def _cache_rows(T, rows):
+    """Cache rows per head: the complete chunks (at least one) in whole key blocks of `rows`."""
+    return triton.cdiv(max(T // CHUNK, 1), rows) * rows
+
+
 def _descriptors(kc, vc, rows):
     """Block descriptors of the caches (TMA on Hopper), blocks of `rows` chunks; columns
     d .. BLOCK_D-1 load as zeros."""
@@ -410,7 +421,7 @@ def _descriptors(kc, vc, rows):
                                   block_shape=[rows, BLOCK_D]) for c in (kc, vc))
 
 
-def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None):
+def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None, keep=False):
     """Launch the scan and the attention kernel.
 
     Args:
@@ -423,16 +434,20 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None):
             log-denominator into (log2 units of the scores scaled by log2(e)/sqrt(d)).
         mode: which tuned records steer the launch ("prefill", "train"); None: _launch_config's
             default (from proj.requires_grad, which custom ops under torch.compile do not see).
+        keep: also return the scan's outputs for rat_bwd (k~ written too; caches in whole blocks
+            of MAX_BC rows, so any backward key block fits them).
     Returns:
-        y: [B, T, 32] in proj's dtype.
+        y: [B, T, 32] in proj's dtype; with keep, (y, scan): scan = (v~, k~ [B, T, 32], s,
+        kc, vc, q^) as rat_bwd's `scan` takes it.
     """
     B, T, _ = proj.shape
     cfg = _launch_config(proj, config, mode=mode)
     dev, dt = proj.device, proj.dtype
     v = torch.empty(B, T, D, device=dev, dtype=dt)  # v~_t
+    kt = torch.empty(B, T, D, device=dev, dtype=dt) if keep else None  # k~_t
     y = torch.empty(B, T, D, device=dev, dtype=dt) if out is None else out
     assert y.shape == (B, T, D) and y.dtype == dt and y.is_contiguous()
-    s, kc, vc, NCP, qh = _rat_scan(proj, gate_bias, cfg, v)
+    s, kc, vc, NCP, qh = _rat_scan(proj, gate_bias, cfg, v, kt, rows=MAX_BC if keep else None)
     desc_k, desc_v = _descriptors(kc, vc, cfg["BC"])
     rat_attn_fwd_kernel[lambda meta: (triton.cdiv(T, meta["BT"]), B * H)](
         p_proj=proj, p_qh=qh, p_v=v, p_s=s, desc_k=desc_k, desc_v=desc_v, p_y=y,
@@ -442,11 +457,12 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None):
         BT=cfg["BT"], BC=cfg["BC"], PRECISION=cfg["fp32_dot"] if dt == torch.float32 else "tf32",
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
-    return y
+    return (y, (v, kt, s, kc, vc, qh)) if keep else y
 
 
 # -------------------------------------------------------------------------------------------------
-# Triton backward (recompute, nothing of size T x chunks stored)
+# Triton backward (the scores recomputed, nothing of size T x chunks stored; the scan's outputs
+# kept by the forward unless RECOMPUTE_SCAN)
 #
 # With P the softmax of query t over [earlier chunks c', self], S its scaled scores, do_t the
 # gradient of the (ungated) y_t (dy_t * sigmoid(z_t)) and Delta_t = do_t . y_t = dy_t . out_t:
@@ -458,8 +474,9 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None):
 #   lam_t = dk~_t + g_{t+1} lam_{t+1},  dk_t = w_t lam_t,
 #   dg_t = lam_t . (k~_{t-1} - k_t) + the same for v~ and x
 # Launches:
-#   rat_scan_fwd_kernel (STORE_K)  recompute v~, k~ [B, T, D] (proj's dtype), self scores, caches,
-#                            q^ [B, G, T, BLOCK_D]
+#   rat_scan_fwd_kernel (STORE_K)  only with RECOMPUTE_SCAN (else the forward's launch kept them):
+#                            v~, k~ [B, T, D] (proj's dtype), self scores, caches, q^ [B, G, T,
+#                            BLOCK_D]
 #   rat_attn_bwd_dq_kernel   per query block: Delta, dS_self, P_self do, dq^ (rotated), dz;
 #                            stores do [B*H, T, BLOCK_D] in proj's dtype for the next kernel
 #   rat_attn_bwd_dkv_kernel  per block of chunks: dK^ (rotated), dV~ over the later queries, from
@@ -716,7 +733,7 @@ def rat_scan_bwd_kernel(
 BWD_FP32_CONFIG = {"BWD_BC": 64, "bwd_num_stages": 2, "DQ_BC": 64, "dq_num_stages": 2}
 
 
-def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
+def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
     """Gradients of y = core(proj, gate_bias) from the forward's output and softmax statistics.
 
     Args:
@@ -726,6 +743,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
         config: launch parameters, CONFIG's keys (default CONFIG).
         mode: which tuned records steer the launch ("prefill", "train"); None: _launch_config's
             default (from proj.requires_grad, which custom ops under torch.compile do not see).
+        scan: what rat_fwd(..., keep=True) returned beside y; None: run the scan again here.
     Returns:
         dproj [B, T, 128] contiguous in proj's dtype, dgate_bias [32] fp32.
     """
@@ -736,11 +754,17 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
     dev, dt = proj.device, proj.dtype
     f32 = dict(device=dev, dtype=torch.float32)
     # [B, T, D] intermediates in proj's dtype, like the activations and gradients autograd passes
-    # between ops (the forward's v~ is stored so too): v~, k~ recomputed
-    v, kt = torch.empty(B, T, D, device=dev, dtype=dt), torch.empty(B, T, D, device=dev, dtype=dt)
-    # cache rows per head: whole key blocks of both kernels (powers of two: the larger block)
-    s, kc, vc, NCP, qh = _rat_scan(proj, gate_bias, cfg, v, kt,
-                                   rows=max(cfg["BWD_BC"], cfg["DQ_BC"]))
+    # between ops (the forward's v~ is stored so too): v~, k~ kept by the forward, or recomputed
+    if scan is not None:
+        v, kt, s, kc, vc, qh = scan
+        NCP = _cache_rows(T, MAX_BC)
+        assert kc.shape == (B * H * NCP, BLOCK_D) and NCP % max(cfg["BWD_BC"], cfg["DQ_BC"]) == 0
+    else:
+        v, kt = torch.empty(B, T, D, device=dev, dtype=dt), torch.empty(B, T, D, device=dev,
+                                                                       dtype=dt)
+        # cache rows per head: whole key blocks of both kernels (powers of two: the larger block)
+        s, kc, vc, NCP, qh = _rat_scan(proj, gate_bias, cfg, v, kt,
+                                       rows=max(cfg["BWD_BC"], cfg["DQ_BC"]))
     do = torch.empty(B * H, T, BLOCK_D, device=dev, dtype=dt)  # do per head
     delta, dss = torch.empty(B, H, T, **f32), torch.empty(B, H, T, **f32)
     dvs, dq = torch.empty(B, T, D, device=dev, dtype=dt), torch.empty_like(v)  # P_self do, dq^
@@ -791,7 +815,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_224b881a90cc"
+OP_NAMESPACE = "ratc_rat_a9a3e7beced3"
 
 
 def _config_arg(config):
@@ -826,29 +850,46 @@ def _custom_op(name, impl, fake):
     return getattr(ops, name)
 
 
-def _rat_fwd_impl(proj: torch.Tensor, gate_bias: torch.Tensor, config: str,
-                  with_lse: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """rat_fwd as an op: y [B, T, 32] and lse [B, 2, T] fp32 ([B, 2, 0] unless with_lse)."""
+_Tensors8 = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                  torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _rat_fwd_impl(proj: torch.Tensor, gate_bias: torch.Tensor, config: str, with_lse: bool,
+                  keep: bool) -> _Tensors8:
+    """rat_fwd as an op: y [B, T, 32], lse [B, 2, T] fp32 ([B, 2, 0] unless with_lse), and
+    with keep the scan's six outputs rat_bwd takes (else six empty tensors)."""
     B, T, _ = proj.shape
     lse = torch.empty(B, H, T if with_lse else 0, device=proj.device, dtype=torch.float32)
     y = rat_fwd(proj, gate_bias.contiguous(), _config_of(config), lse=lse if with_lse else None,
-                mode="train" if with_lse else "prefill")
-    return y, lse
+                mode="train" if with_lse else "prefill", keep=keep)
+    if keep:
+        return (y[0], lse) + y[1]
+    return (y, lse) + tuple(proj.new_empty(0) for _ in range(6))
 
 
-def _rat_fwd_fake(proj, gate_bias, config, with_lse):
+def _rat_fwd_fake(proj, gate_bias, config, with_lse, keep):
     B, T, _ = proj.shape
-    return proj.new_empty(B, T, D), proj.new_empty(B, H, T if with_lse else 0, dtype=torch.float32)
+    lse = proj.new_empty(B, H, T if with_lse else 0, dtype=torch.float32)
+    if not keep:
+        return (proj.new_empty(B, T, D), lse) + tuple(proj.new_empty(0) for _ in range(6))
+    rows = B * H * _cache_rows(T, MAX_BC)
+    return (proj.new_empty(B, T, D), lse, proj.new_empty(B, T, D), proj.new_empty(B, T, D),
+            proj.new_empty(B, H, T, dtype=torch.float32), proj.new_empty(rows, BLOCK_D),
+            proj.new_empty(rows, BLOCK_D), proj.new_empty(B, GROUPS, T, BLOCK_D))
 
 
 def _rat_bwd_impl(proj: torch.Tensor, gate_bias: torch.Tensor, y: torch.Tensor, lse: torch.Tensor,
-                  dy: torch.Tensor, config: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """rat_bwd as an op: dproj [B, T, 128] contiguous, dgate_bias [32] fp32."""
+                  dy: torch.Tensor, v: torch.Tensor, kt: torch.Tensor, s: torch.Tensor,
+                  kc: torch.Tensor, vc: torch.Tensor, qh: torch.Tensor,
+                  config: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """rat_bwd as an op: dproj [B, T, 128] contiguous, dgate_bias [32] fp32; v .. qh:
+    the forward's kept scan outputs, or empty tensors (the scan is then recomputed)."""
+    scan = (v, kt, s, kc, vc, qh) if kc.numel() else None
     return rat_bwd(proj, gate_bias.contiguous(), y, lse, dy.contiguous(), _config_of(config),
-                   mode="train")
+                   mode="train", scan=scan)
 
 
-def _rat_bwd_fake(proj, gate_bias, y, lse, dy, config):
+def _rat_bwd_fake(proj, gate_bias, y, lse, dy, v, kt, s, kc, vc, qh, config):
     return proj.new_empty(proj.shape), gate_bias.new_empty(D, dtype=torch.float32)
 
 
@@ -858,21 +899,22 @@ rat_bwd_op = _custom_op("rat_bwd", _rat_bwd_impl, _rat_bwd_fake)
 
 class RatFunction(torch.autograd.Function):
     """y = core(proj, gate_bias) with the Triton kernels both ways (as custom ops; config is
-    _config_arg's text). Saves proj, gate_bias, y and the softmax log-denominators [B, H, T]; the
-    backward recomputes the scans and the scores."""
+    _config_arg's text). Saves proj, gate_bias, y, the softmax log-denominators [B, H, T] and,
+    unless RECOMPUTE_SCAN, the scan's outputs; the backward recomputes the scores (and the scan
+    with RECOMPUTE_SCAN)."""
 
     @staticmethod
     def forward(ctx, proj, gate_bias, config=""):
-        y, lse = rat_fwd_op(proj, gate_bias, config, True)
-        ctx.save_for_backward(proj, gate_bias, y, lse)
+        y, lse, *scan = rat_fwd_op(proj, gate_bias, config, True, not RECOMPUTE_SCAN)
+        ctx.save_for_backward(proj, gate_bias, y, lse, *scan)
         ctx.config = config
         return y
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dy):
-        proj, gate_bias, y, lse = ctx.saved_tensors
-        dproj, dbias = rat_bwd_op(proj, gate_bias, y, lse, dy, ctx.config)
+        proj, gate_bias, y, lse, *scan = ctx.saved_tensors
+        dproj, dbias = rat_bwd_op(proj, gate_bias, y, lse, dy, *scan, ctx.config)
         return dproj, dbias.to(gate_bias.dtype), None
 
 
@@ -891,7 +933,7 @@ def core_triton(proj, gate_bias=None, config=None):
         gate_bias = torch.zeros(D, device=proj.device, dtype=torch.float32)
     if torch.is_grad_enabled() and (proj.requires_grad or gate_bias.requires_grad):
         return RatFunction.apply(proj, gate_bias.contiguous(), _config_arg(config))
-    return rat_fwd_op(proj, gate_bias.contiguous(), _config_arg(config), False)[0]
+    return rat_fwd_op(proj, gate_bias.contiguous(), _config_arg(config), False, False)[0]
 
 
 def core(proj, gate_bias=None):
