@@ -143,3 +143,30 @@ def test_smoke_run_of_a_built_package(tmp_path):
                        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
     assert r.returncode == 0, r.stderr
     assert "logits finite" in r.stdout
+
+
+def test_residual_out_adds_into_the_copy_in_both_dtype_cases():
+    """layers.residual_out: r + linear(y) by the GEMM into r when the dtypes agree (r a copy, the
+    block input untouched), else linear(y) added into r in r's dtype (autocast's bf16 projection
+    into an fp32 stream); gradients reach h, y and the weight either way."""
+    ir = lower(load_spec("specs/tiny_hybrid.yaml"))
+    pkg = import_built(Path("generated") / ir.name)
+    layers = sys.modules[pkg.__name__ + ".layers"]
+    torch.manual_seed(0)
+    norm = layers.RMSNorm(24, 1e-6)
+    lin = torch.nn.Linear(40, 24, bias=False)
+    for y_dtype in (torch.float32, torch.bfloat16):
+        h = torch.randn(2, 5, 24, requires_grad=True)
+        y = torch.randn(2, 5, 40, dtype=y_dtype, requires_grad=True)
+        x, r = norm(h, residual=True)
+        assert r.shape == (10, 24) and torch.equal(r, h.detach().reshape(10, 24))
+        lin_y = lin.to(y_dtype)
+        out = layers.residual_out(r, y, lin_y, h.shape)
+        want = h.detach() + lin_y(y.detach()).float()
+        assert out.shape == h.shape and out.dtype == torch.float32
+        torch.testing.assert_close(out, want, rtol=1e-2 if y_dtype == torch.bfloat16 else 1e-5,
+                                   atol=1e-2 if y_dtype == torch.bfloat16 else 1e-5)
+        (out * x.detach()).sum().backward()  # x: a fixed weighting; h's gradient is that weighting
+        torch.testing.assert_close(h.grad, x.detach())
+        assert y.grad is not None and lin_y.weight.grad is not None
+        lin_y.weight.grad = None
