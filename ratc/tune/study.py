@@ -309,7 +309,8 @@ def staged_search(target: Target, progress=None, reps: int = 3, top: int = 3,
     cfg = {k: v for k, v in default_config(m, target.mode).items() if k in objective.values}
     groups = key_groups(m, objective.values)
     options = [sorted({tuple(c[k] for k in g) for c in space}, key=str) for g in groups]
-    total = 1 + bool(start) + sum(len(o) for o in options)  # at most: each group's current values are reused
+    # at most: each group's current values are reused
+    total = 1 + bool(start) + sum(len(o) for o in options)
     first: dict[tuple, float] = {}  # each distinct config's first time
     pruned = 0
 

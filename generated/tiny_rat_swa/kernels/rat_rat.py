@@ -761,8 +761,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
         NCP = _cache_rows(T, MAX_BC)
         assert kc.shape == (B * H * NCP, BLOCK_D) and NCP % max(cfg["BWD_BC"], cfg["DQ_BC"]) == 0
     else:
-        v, kt = torch.empty(B, T, D, device=dev, dtype=dt), torch.empty(B, T, D, device=dev,
-                                                                       dtype=dt)
+        v, kt = (torch.empty(B, T, D, device=dev, dtype=dt) for _ in range(2))
         # cache rows per head: whole key blocks of both kernels (powers of two: the larger block)
         s, kc, vc, NCP, qh = _rat_scan(proj, gate_bias, cfg, v, kt,
                                        rows=max(cfg["BWD_BC"], cfg["DQ_BC"]))
@@ -816,7 +815,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_0b63fc691cd6"
+OP_NAMESPACE = "ratc_rat_837d1646ae4a"
 
 
 def _config_arg(config):
@@ -865,14 +864,19 @@ def _rat_fwd_impl(proj: torch.Tensor, gate_bias: torch.Tensor, config: str, with
                 mode="train" if with_lse else "prefill", keep=keep)
     if keep:
         return (y[0], lse) + y[1]
-    return (y, lse) + tuple(proj.new_empty(0) for _ in range(6))
+    return (y, lse) + _nothing_kept(proj)
+
+
+def _nothing_kept(proj):
+    """The six scan outputs the forward op returns when it keeps none (RECOMPUTE_SCAN, prefill)."""
+    return tuple(proj.new_empty(0) for _ in range(6))
 
 
 def _rat_fwd_fake(proj, gate_bias, config, with_lse, keep):
     B, T, _ = proj.shape
     lse = proj.new_empty(B, H, T if with_lse else 0, dtype=torch.float32)
     if not keep:
-        return (proj.new_empty(B, T, D), lse) + tuple(proj.new_empty(0) for _ in range(6))
+        return (proj.new_empty(B, T, D), lse) + _nothing_kept(proj)
     rows = B * H * _cache_rows(T, MAX_BC)
     return (proj.new_empty(B, T, D), lse, proj.new_empty(B, T, D), proj.new_empty(B, T, D),
             proj.new_empty(B, H, T, dtype=torch.float32), proj.new_empty(rows, BLOCK_D),

@@ -140,7 +140,8 @@ def rms_norm_bwd_kernel(
         b_c = tl.sum(b_g * b_n, axis=1) / N  # [BLOCK_M]
         b_dx = (b_g - b_n * b_c[:, None]) * b_rstd[:, None]
         if HAS_DR:
-            b_dx += tl.load(p_dr + o_row * stride_drm + o_n[None, :], mask=m, other=0.0).to(tl.float32)
+            b_dr = tl.load(p_dr + o_row * stride_drm + o_n[None, :], mask=m, other=0.0)
+            b_dx += b_dr.to(tl.float32)
         tl.store(p_dx + o_row * N + o_n[None, :], b_dx.to(p_dx.dtype.element_ty), mask=m)
         b_dw += b_dy * b_n.to(p_x.dtype.element_ty).to(tl.float32)  # y = n~ * w: dw sees n~
     tl.store(p_dw + i_p * N + o_n, tl.sum(b_dw, axis=0), mask=m_n)
@@ -237,7 +238,7 @@ def rms_norm_bwd(x, weight, rstd, dy, config=None, dr=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rms_norm_2daaa05284a8"
+OP_NAMESPACE = "ratc_rms_norm_bc349169b3f2"
 
 
 def _config_arg(config):
