@@ -1,0 +1,123 @@
+"""Session 10: the RAT train step's kernels, one at a time (torch.profiler), in two builds of
+generated/rat_swa/kernels/rat_rat.py and in text-edited variants of the scans.
+
+    python3 scan_sweep.py NEW_MODULE [--old OLD_MODULE] [--dry]
+
+- every backward kernel of OLD (e.g. the module at an earlier commit) and NEW at the train
+  record, and the relative distance of their dproj;
+- the forward scan's and the backward scan's (SCAN_BK, SCAN_WARPS) swept separately (the two
+  launches read the same two keys: the backward scan's programs take SCAN_BK / 8 chunks of the
+  group's 8 heads), the other keys at the record;
+- variant "static L": both scans' loops over the chunk's L tokens unrolled (tl.static_range).
+
+--dry: CPU, TRITON_INTERPRET=1, fp32, one tiny size, two configs: checks this script.
+"""
+import argparse
+import importlib.util
+import itertools
+import tempfile
+
+import torch
+
+ap = argparse.ArgumentParser()
+ap.add_argument("module")
+ap.add_argument("--old")
+ap.add_argument("--dry", action="store_true")
+a = ap.parse_args()
+SIZES = [(80, 1)] if a.dry else [(16384, 16), (131072, 2)]
+DEV, DT = ("cpu", torch.float32) if a.dry else ("cuda", torch.bfloat16)
+SCAN_GRID = list(itertools.product((4, 8, 16, 32, 64), (1, 2, 4, 8)))
+if a.dry:
+    SCAN_GRID = SCAN_GRID[5:7]
+BWD_KERNELS = ("rat_attn_bwd_dq_kernel", "rat_attn_bwd_dkv_kernel", "rat_scan_bwd_kernel")
+VARIANTS = {
+    "as built": [],
+    "static L": [("    for l in range(L):\n        o_t = o_c * L + l\n",
+                  "    for l in tl.static_range(L):\n        o_t = o_c * L + l\n"),
+                 ("    for i in range(L):\n        l = L - 1 - i\n",
+                  "    for i in tl.static_range(L):\n        l = L - 1 - i\n")],
+}
+
+
+def load(path, edits=()):
+    src = open(path).read()
+    for old, new in edits:
+        assert src.count(old) == 1, old
+        src = src.replace(old, new)
+    f = tempfile.NamedTemporaryFile("w", suffix=".py", delete=False)
+    f.write(src)
+    f.close()
+    spec = importlib.util.spec_from_file_location(f"variant_{abs(hash((path, str(edits))))}",
+                                                  f.name)
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    return m
+
+
+def kernel_ms(fn, reps=5):
+    """{kernel name: ms per call of fn}."""
+    if a.dry:
+        fn()
+        return {}
+    from torch.profiler import ProfilerActivity, profile
+    for _ in range(2):
+        fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(reps):
+            fn()
+        torch.cuda.synchronize()
+    return {e.key: e.device_time_total / 1e3 / reps for e in prof.key_averages()}
+
+
+def rel(x, ref):
+    x, ref = x.float(), ref.float()
+    return ((x - ref).norm() / ref.norm()).item()
+
+
+print("dry run (CPU)" if a.dry else torch.cuda.get_device_name(), flush=True)
+mods = {name: load(a.module, edits) for name, edits in VARIANTS.items()}
+new = mods["as built"]
+old = load(a.old) if a.old else None
+for T, B in SIZES:
+    g = torch.Generator(device=DEV).manual_seed(T)
+    p = torch.randn(B, T, new.IN_FEATURES, device=DEV, dtype=DT, generator=g)
+    bias = torch.randn(new.D, device=DEV, generator=g)
+    rec = new._launch_config(p.clone().requires_grad_(), mode="train")
+    lse = torch.empty(B, new.H, T, device=DEV)
+    y, scan = new.rat_fwd(p, bias, lse=lse, config=rec, mode="train", keep=True)
+    dy = torch.randn(y.shape, device=DEV, dtype=y.dtype, generator=g)
+    ref = new.rat_bwd(p, bias, y, lse, dy, config=rec, mode="train", scan=scan)[0]
+    print(f"T={T} B={B} train record {rec}", flush=True)
+    if old is not None:
+        for name, m in (("old", old), ("new", new)):
+            out = m.rat_bwd(p, bias, y, lse, dy, config=rec, mode="train", scan=scan)[0]
+            ms = kernel_ms(lambda: m.rat_bwd(p, bias, y, lse, dy, config=rec, mode="train",
+                                             scan=scan))
+            parts = "  ".join(f"{k.replace('rat_', '').replace('_kernel', '')} {ms.get(k, 0):.3f}"
+                              for k in BWD_KERNELS)
+            print(f"  {name} backward: {parts}  sum {sum(ms.get(k, 0) for k in BWD_KERNELS):.3f}"
+                  f" ms; dproj rel. to new {rel(out, ref):.1e}", flush=True)
+    for variant, m in mods.items():
+        for bk, w in SCAN_GRID:
+            cfg = rec | dict(SCAN_BK=bk, SCAN_WARPS=w)
+            tag = f"  T={T} B={B} {variant:9s} SCAN_BK {bk:2d} warps {w}"
+            try:
+                yv, sv = m.rat_fwd(p, bias, lse=lse, config=cfg, mode="train", keep=True)
+                e_f = rel(yv, y)
+                t_f = kernel_ms(lambda: m.rat_fwd(p, bias, lse=lse, config=cfg, mode="train",
+                                                  keep=True)).get("rat_scan_fwd_kernel", 0)
+                del yv, sv
+                e_b = rel(m.rat_bwd(p, bias, y, lse, dy, config=cfg, mode="train", scan=scan)[0],
+                          ref)
+                t_b = kernel_ms(lambda: m.rat_bwd(p, bias, y, lse, dy, config=cfg, mode="train",
+                                                  scan=scan)).get("rat_scan_bwd_kernel", 0)
+            except Exception as e:  # noqa: BLE001
+                print(f"{tag} FAIL {type(e).__name__}: {str(e)[:100]}", flush=True)
+                continue
+            print(f"{tag}: scan fwd {t_f:.3f} ms (err {e_f:.0e}), scan bwd {t_b:.3f} ms "
+                  f"(err {e_b:.0e}){' (record)' if (bk, w) == (rec['SCAN_BK'], rec['SCAN_WARPS']) else ''}",
+                  flush=True)
+    del p, y, scan, dy, ref
+    if not a.dry:
+        torch.cuda.empty_cache()
