@@ -33,7 +33,8 @@ TOL = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 1e-2}
 TF32_TOL = 5e-3  # fp32 with fp32_dot="tf32": 10-bit mantissas in the two tl.dot calls
 SMALL = {"SCAN_BK": 4, "SCAN_WARPS": 4, "BT": 16, "BC": 16, "num_warps": 4, "num_stages": 1,
          "BWD_BT": 16, "BWD_BC": 16, "bwd_num_warps": 4, "bwd_num_stages": 1,
-         "DQ_BT": 16, "DQ_BC": 16, "dq_num_warps": 4, "dq_num_stages": 1}
+         "DQ_BT": 16, "DQ_BC": 16, "dq_num_warps": 4, "dq_num_stages": 1,
+         "BWD_SCAN_BK": 2, "bwd_scan_num_warps": 2}
 
 # layer options: the paper's RAT, and the rarer choices of specs/tiny_hybrid.yaml
 VARIANTS = {

@@ -190,8 +190,9 @@ def test_key_groups_put_every_key_of_a_space_in_one_launch_group():
     assert train == [("BT", "BC", "num_warps", "num_stages"),
                      ("DQ_BT", "DQ_BC", "dq_num_warps", "dq_num_stages"),
                      ("BWD_BT", "BWD_BC", "bwd_num_warps", "bwd_num_stages"),
+                     ("BWD_SCAN_BK", "bwd_scan_num_warps"),
                      ("SCAN_BK", "SCAN_WARPS")]
-    assert key_groups(rat, forward_space(rat)[0]) == [train[0], train[3]]
+    assert key_groups(rat, forward_space(rat)[0]) == [train[0], train[4]]
     fwd, bwd = key_groups(swa, space_of(swa, "train")[0])  # forward, then the backward's keys
     assert "BLOCK_M" in fwd and all(k.upper().startswith("BWD") for k in bwd)
     for m, mode in ((rat, "decode"), (swa, "decode"), (RNN, "train"), (RNN, "prefill")):

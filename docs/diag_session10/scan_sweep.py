@@ -5,9 +5,9 @@ generated/rat_swa/kernels/rat_rat.py and in text-edited variants of the scans.
 
 - every backward kernel of OLD (e.g. the module at an earlier commit) and NEW at the train
   record, and the relative distance of their dproj;
-- the forward scan's and the backward scan's (SCAN_BK, SCAN_WARPS) swept separately (the two
-  launches read the same two keys: the backward scan's programs take SCAN_BK / 8 chunks of the
-  group's 8 heads), the other keys at the record;
+- the forward scan's (SCAN_BK, SCAN_WARPS) and the backward scan's (BWD_SCAN_BK,
+  bwd_scan_num_warps; in session 9's build both launches read SCAN_*, the backward's
+  programs taking SCAN_BK / 8 chunks of the group's 8 heads), the other keys at the record;
 - variant "static L": both scans' loops over the chunk's L tokens unrolled (tl.static_range).
 
 --dry: CPU, TRITON_INTERPRET=1, fp32, one tiny size, two configs: checks this script.
@@ -26,9 +26,10 @@ ap.add_argument("--dry", action="store_true")
 a = ap.parse_args()
 SIZES = [(80, 1)] if a.dry else [(16384, 16), (131072, 2)]
 DEV, DT = ("cpu", torch.float32) if a.dry else ("cuda", torch.bfloat16)
-SCAN_GRID = list(itertools.product((8, 16, 32, 64), (1, 2, 4, 8)))
+FWD_GRID = list(itertools.product((8, 16, 32), (2, 4, 8)))
+BWD_GRID = list(itertools.product((1, 2, 4), (1, 2, 4)))
 if a.dry:
-    SCAN_GRID = SCAN_GRID[1:3]
+    FWD_GRID, BWD_GRID = FWD_GRID[:2], BWD_GRID[1:3]
 BWD_KERNELS = ("rat_attn_bwd_dq_kernel", "rat_attn_bwd_dkv_kernel", "rat_scan_bwd_kernel")
 VARIANTS = {
     "as built": [],
@@ -99,25 +100,29 @@ for T, B in SIZES:
             print(f"  {name} backward: {parts}  sum {sum(ms.get(k, 0) for k in BWD_KERNELS):.3f}"
                   f" ms; dproj rel. to new {rel(out, ref):.1e}", flush=True)
     for variant, m in mods.items():
-        for bk, w in SCAN_GRID:
-            cfg = rec | dict(SCAN_BK=bk, SCAN_WARPS=w)
-            tag = f"  T={T} B={B} {variant:9s} SCAN_BK {bk:2d} warps {w}"
-            try:
-                yv, sv = m.rat_fwd(p, bias, lse=lse, config=cfg, mode="train", keep=True)
-                e_f = rel(yv, y)
-                t_f = kernel_ms(lambda: m.rat_fwd(p, bias, lse=lse, config=cfg, mode="train",
-                                                  keep=True)).get("rat_scan_fwd_kernel", 0)
-                del yv, sv
-                e_b = rel(m.rat_bwd(p, bias, y, lse, dy, config=cfg, mode="train", scan=scan)[0],
-                          ref)
-                t_b = kernel_ms(lambda: m.rat_bwd(p, bias, y, lse, dy, config=cfg, mode="train",
-                                                  scan=scan)).get("rat_scan_bwd_kernel", 0)
-            except Exception as e:  # noqa: BLE001
-                print(f"{tag} FAIL {type(e).__name__}: {str(e)[:100]}", flush=True)
-                continue
-            print(f"{tag}: scan fwd {t_f:.3f} ms (err {e_f:.0e}), scan bwd {t_b:.3f} ms "
-                  f"(err {e_b:.0e}){' (record)' if (bk, w) == (rec['SCAN_BK'], rec['SCAN_WARPS']) else ''}",
-                  flush=True)
+        for part, grid, keys in (("fwd", FWD_GRID, ("SCAN_BK", "SCAN_WARPS")),
+                                 ("bwd", BWD_GRID, ("BWD_SCAN_BK", "bwd_scan_num_warps"))):
+            for bk, w in grid:
+                cfg = rec | dict(zip(keys, (bk, w)))
+                tag = f"  T={T} B={B} {variant:9s} scan {part} BK {bk:2d} warps {w}"
+                try:
+                    if part == "fwd":
+                        yv, sv = m.rat_fwd(p, bias, lse=lse, config=cfg, mode="train", keep=True)
+                        err = rel(yv, y)
+                        del yv, sv
+                        ms = kernel_ms(lambda: m.rat_fwd(p, bias, lse=lse, config=cfg,
+                                                         mode="train", keep=True))
+                    else:
+                        err = rel(m.rat_bwd(p, bias, y, lse, dy, config=cfg, mode="train",
+                                            scan=scan)[0], ref)
+                        ms = kernel_ms(lambda: m.rat_bwd(p, bias, y, lse, dy, config=cfg,
+                                                         mode="train", scan=scan))
+                except Exception as e:  # noqa: BLE001
+                    print(f"{tag} FAIL {type(e).__name__}: {str(e)[:100]}", flush=True)
+                    continue
+                is_rec = (bk, w) == (rec.get(keys[0]), rec.get(keys[1]))
+                print(f"{tag}: {ms.get(f'rat_scan_{part}_kernel', 0):.3f} ms (err {err:.0e})"
+                      f"{' (record)' if is_rec else ''}", flush=True)
     del p, y, scan, dy, ref
     if not a.dry:
         torch.cuda.empty_cache()

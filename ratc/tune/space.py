@@ -54,12 +54,14 @@ def forward_space(m: MixerIR) -> list[dict]:
 def backward_space(m: MixerIR) -> list[dict]:
     """Keys only the backward launchers read (attention, RAT); [{}] where the backward shares
     the forward's keys."""
-    if m.kind is LayerKind.RAT:  # dK/dV's keys, then dq's
+    if m.kind is LayerKind.RAT:  # dK/dV's keys, then dq's, then the scan backward's
         blocks = list(itertools.product((64, 128), (32, 64, 128), (4, 8), (2, 3)))
         return [
             dict(BWD_BT=bt, BWD_BC=bc, bwd_num_warps=w, bwd_num_stages=s,
-                 DQ_BT=qt, DQ_BC=qc, dq_num_warps=qw, dq_num_stages=qs)
-            for (bt, bc, w, s), (qt, qc, qw, qs) in itertools.product(blocks, blocks)
+                 DQ_BT=qt, DQ_BC=qc, dq_num_warps=qw, dq_num_stages=qs,
+                 BWD_SCAN_BK=sk, bwd_scan_num_warps=sw)
+            for (bt, bc, w, s), (qt, qc, qw, qs), sk, sw in itertools.product(
+                blocks, blocks, (1, 2, 4), (1, 2, 4))
         ]
     if m.kind not in (LayerKind.SLIDING_WINDOW, LayerKind.ATTENTION):
         return [{}]
@@ -144,11 +146,12 @@ def keep(c: dict, m: MixerIR) -> bool:
 
 # the keys each launch reads alone, in the order a staged search takes them (ratc tune --staged):
 # a launch's keys change only that launch's time, so each group can be searched with the others
-# held; the RAT scans read SCAN_* in the forward and the backward alike
+# held (the RAT backward with RECOMPUTE_SCAN also runs the forward scan, at SCAN_*)
 LAUNCH_KEYS = {
     LayerKind.RAT: (("BT", "BC", "num_warps", "num_stages"),
                     ("DQ_BT", "DQ_BC", "dq_num_warps", "dq_num_stages"),
                     ("BWD_BT", "BWD_BC", "bwd_num_warps", "bwd_num_stages"),
+                    ("BWD_SCAN_BK", "bwd_scan_num_warps"),
                     ("SCAN_BK", "SCAN_WARPS")),
     LayerKind.SLIDING_WINDOW: (("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "TMA"),),
     LayerKind.ATTENTION: (("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "TMA"),),

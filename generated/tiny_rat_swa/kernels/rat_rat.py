@@ -478,9 +478,8 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None, keep=Fa
 #   rat_scan_fwd_kernel (STORE_K)  only with RECOMPUTE_SCAN (else the forward's launch kept them):
 #                            v~, k~ [B, T, D] (proj's dtype), self scores, caches, q^ [B, G, T,
 #                            BLOCK_D]
-#   rat_attn_bwd_dq_kernel   per query block and q/k group, over the group's heads: Delta,
-#                            dS_self, P_self, dz, and do [B*H, T, BLOCK_D] in proj's dtype
-#                            for the next kernels; dq^ (rotated) summed over the heads, in fp32
+#   rat_attn_bwd_dq_kernel   per query block: Delta, dS_self, P_self, dq^ (rotated), dz;
+#                            stores do [B*H, T, BLOCK_D] in proj's dtype for the next kernels
 #   rat_attn_bwd_dkv_kernel  per block of chunks: dK^ (rotated), dV~ over the later queries, from
 #                            the scan's q^ and that do, loaded as TMA blocks
 #   rat_scan_bwd_kernel      per block of chunks and q/k group: the scans' adjoint of the group's
@@ -497,6 +496,10 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None, keep=Fa
 #   them against 135 ms with BWD_BC = 64 and 2 stages (at T=16K, B=16: 31 against 37 ms); dq
 #   alone 46 ms at DQ_BC = 128, 3 stages, against 66 ms at DQ_BC = 64, 2 stages. Both fit shared
 #   memory up to d = 128 (BWD_FP32_CONFIG below halves them for fp32)
+#   BWD_SCAN_BK, bwd_scan_num_warps: the scan backward (chunks per program, power of two; its
+#   programs hold the H/G heads of a group, so they want fewer chunks and warps than the forward
+#   scan: 1 chunk and 1 warp took 3.67 ms at T=16K, B=16 on an H100, against 4.04 ms at the
+#   forward scan's record, 1 chunk and 2 warps)
 CONFIG.update({
     "BWD_BT": 64,
     "BWD_BC": 128,
@@ -506,6 +509,8 @@ CONFIG.update({
     "DQ_BC": 128,
     "dq_num_warps": 8,
     "dq_num_stages": 3,
+    "BWD_SCAN_BK": 1,
+    "bwd_scan_num_warps": 1,
 })
 
 
@@ -538,15 +543,13 @@ def rat_attn_bwd_dq_kernel(
     BLOCK_D: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
     LOG2_BASE: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    # for the heads h = r G + g reading q/k group g: Delta_t = dy_t . out_t, P_self,
-    # dS_self = P_self (do_t . v~_t - Delta_t); and sum_h dq^_t = sum_h sum_c' dS K^_c' once, in
-    # fp32 [B, T, G*d]: the group's heads share q^, and dq's [B, T, D] per head is never stored
+    # Delta_t = dy_t . out_t, dS_self = P_self (do_t . v~_t - Delta_t), dq^_t = sum_c' dS K^_c'
     tl.static_assert(BT >= 16)  # tl.dot's smallest tile, likewise below
     tl.static_assert(BC >= 16)
     tl.static_assert(BLOCK_D >= 16)
     i_t = tl.num_programs(0) - 1 - tl.program_id(0)  # longest rows (most chunks) first
-    i_bg = tl.program_id(1)
-    i_b, i_g = i_bg // G, i_bg % G
+    i_bh = tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
     D: tl.constexpr = H * d
     o_t = i_t * BT + tl.arange(0, BT)
     o_d = tl.arange(0, BLOCK_D)
@@ -554,49 +557,45 @@ def rat_attn_bwd_dq_kernel(
     m_td = m_t[:, None] & (o_d < d)[None, :]
     o_ct = o_t // L
     dt = p_y.dtype.element_ty  # the dot operands' dtype, as in the forward
+
+    p_row = p_proj + i_b.to(tl.int64) * stride_pb + o_t[:, None] * stride_pt
+    o_td = i_b.to(tl.int64) * T * D + o_t[:, None] * D + i_h * d + o_d[None, :]  # [B, T, D]
+    b_q = tl.load(p_qh + (((i_b * G + i_h % G).to(tl.int64) * T + o_t[:, None]) * BLOCK_D
+                          + o_d[None, :]), mask=m_td, other=0.0)  # q^, from the scan
+    b_dy = tl.load(p_dy + o_td, mask=m_td, other=0.0).to(tl.float32)
+    b_y = tl.load(p_y + o_td, mask=m_td, other=0.0).to(tl.float32)
+    b_delta = tl.sum(b_dy * b_y, axis=1)
+    b_sz = tl.sigmoid(tl.load(p_row + (OFF_Z + i_h * d + o_d[None, :]) * stride_pc, mask=m_td,
+                              other=0.0).to(tl.float32))
+    b_do = b_dy * b_sz
+    b_dz = b_dy * b_y * (1.0 - b_sz)  # dy . y~ sigmoid'(z), y~ = out / sigmoid(z)
+    p_drow = p_dproj + i_b.to(tl.int64) * T * F + o_t[:, None] * F  # dproj [B, T, F] contiguous
+    tl.store(p_drow + OFF_Z + i_h * d + o_d[None, :], b_dz.to(p_dproj.dtype.element_ty),
+             mask=m_td)
+    b_lse = tl.load(p_lse + i_bh * T + o_t, mask=m_t, other=0.0)
+
+    # the self term
+    b_vt = tl.load(p_v + o_td, mask=m_td, other=0.0).to(tl.float32)
+    b_ps = tl.exp2(tl.load(p_s + i_bh * T + o_t, mask=m_t, other=0.0) * qk_scale - b_lse)
+    b_dss = b_ps * (tl.sum(b_do * b_vt, axis=1) - b_delta)
+    tl.store(p_delta + i_bh * T + o_t, b_delta, mask=m_t)
+    tl.store(p_dss + i_bh * T + o_t, b_dss, mask=m_t)
+    tl.store(p_ps + i_bh * T + o_t, b_ps, mask=m_t)  # dv~_t = P_self do_t: the scan's backward
+
+    # the earlier chunks, unmasked then masked as in the forward
+    b_do = b_do.to(dt)
+    o_head = (i_bh.to(tl.int64) * T + o_t[:, None]) * BLOCK_D + o_d[None, :]  # [B*H, T, BLOCK_D]
+    tl.store(p_do + o_head, b_do, mask=m_td)
+    b_dq = tl.zeros([BT, BLOCK_D], dtype=tl.float32)
     c_first = (i_t * BT) // L
     c_end = (tl.minimum(i_t * BT + BT, T) - 1) // L
     c_mid = (c_first // BC) * BC
-
-    p_row = p_proj + i_b.to(tl.int64) * stride_pb + o_t[:, None] * stride_pt
-    b_q = tl.load(p_qh + ((i_bg.to(tl.int64) * T + o_t[:, None]) * BLOCK_D + o_d[None, :]),
-                  mask=m_td, other=0.0)  # q^, from the scan
-    b_dq = tl.zeros([BT, BLOCK_D], dtype=tl.float32)
-    for r in range(H // G):
-        i_h = r * G + i_g
-        i_bh = i_b * H + i_h
-        o_td = i_b.to(tl.int64) * T * D + o_t[:, None] * D + i_h * d + o_d[None, :]  # [B, T, D]
-        b_dy = tl.load(p_dy + o_td, mask=m_td, other=0.0).to(tl.float32)
-        b_y = tl.load(p_y + o_td, mask=m_td, other=0.0).to(tl.float32)
-        b_delta = tl.sum(b_dy * b_y, axis=1)
-        b_sz = tl.sigmoid(tl.load(p_row + (OFF_Z + i_h * d + o_d[None, :]) * stride_pc,
-                                  mask=m_td, other=0.0).to(tl.float32))
-        b_do = b_dy * b_sz
-        b_dz = b_dy * b_y * (1.0 - b_sz)  # dy . y~ sigmoid'(z), y~ = out / sigmoid(z)
-        p_drow = p_dproj + i_b.to(tl.int64) * T * F + o_t[:, None] * F  # dproj [B, T, F]
-        tl.store(p_drow + OFF_Z + i_h * d + o_d[None, :], b_dz.to(p_dproj.dtype.element_ty),
-                 mask=m_td)
-        b_lse = tl.load(p_lse + i_bh * T + o_t, mask=m_t, other=0.0)
-
-        # the self term: the scan's backward takes dv~_t = P_self do_t from P_self and do
-        b_vt = tl.load(p_v + o_td, mask=m_td, other=0.0).to(tl.float32)
-        b_ps = tl.exp2(tl.load(p_s + i_bh * T + o_t, mask=m_t, other=0.0) * qk_scale - b_lse)
-        b_dss = b_ps * (tl.sum(b_do * b_vt, axis=1) - b_delta)
-        b_do = b_do.to(dt)
-        tl.store(p_delta + i_bh * T + o_t, b_delta, mask=m_t)
-        tl.store(p_dss + i_bh * T + o_t, b_dss, mask=m_t)
-        tl.store(p_ps + i_bh * T + o_t, b_ps, mask=m_t)
-        o_head = (i_bh.to(tl.int64) * T + o_t[:, None]) * BLOCK_D + o_d[None, :]  # [B*H, T, ..]
-        tl.store(p_do + o_head, b_do, mask=m_td)
-
-        # the earlier chunks, unmasked then masked as in the forward
-        b_dq = _rat_bwd_dq_inner(b_q, b_do, b_lse, b_delta, b_dq, desc_k, desc_v, i_bh * NCP,
-                                 o_ct, 0, c_mid, qk_scale, BC, False, PRECISION)
-        b_dq = _rat_bwd_dq_inner(b_q, b_do, b_lse, b_delta, b_dq, desc_k, desc_v, i_bh * NCP,
-                                 o_ct, c_mid, c_end, qk_scale, BC, True, PRECISION)
+    b_dq = _rat_bwd_dq_inner(b_q, b_do, b_lse, b_delta, b_dq, desc_k, desc_v, i_bh * NCP, o_ct,
+                             0, c_mid, qk_scale, BC, False, PRECISION)
+    b_dq = _rat_bwd_dq_inner(b_q, b_do, b_lse, b_delta, b_dq, desc_k, desc_v, i_bh * NCP, o_ct,
+                             c_mid, c_end, qk_scale, BC, True, PRECISION)
     b_dq = b_dq * (qk_scale * 0.6931471805599453)  # ln 2: 1/sqrt(d)
-    o_gd = (i_b.to(tl.int64) * T + o_t[:, None]) * (G * d) + i_g * d + o_d[None, :]
-    tl.store(p_dq + o_gd, b_dq, mask=m_td)  # [B, T, G*d] fp32
+    tl.store(p_dq + o_td, b_dq.to(p_dq.dtype.element_ty), mask=m_td)
 
 
 @triton.jit
@@ -655,9 +654,8 @@ def rat_scan_bwd_kernel(
 ):
     # lam_t = dk~_t + g_{t+1} lam_{t+1} over the L tokens of chunks [BK], right to left, from
     # lam = dK~ (turned back) / dV~ at the chunk-final token, for the H/G heads h = r G + g that
-    # read group g's q and k, held as a leading dimension [BLOCK_HG, BK, BLOCK_DH, 2]: their dk
-    # and their dq (to the dq kernel's group sum of dq^) are summed here, once per group, into
-    # dproj
+    # read group g's q and k, held as a leading dimension [BLOCK_HG, BK, BLOCK_DH, 2]: their dq
+    # and dk are summed here, once per group, into dproj
     HG: tl.constexpr = H // G
     i_c, i_bg = tl.program_id(0) // BG, tl.program_id(0) % BG
     i_b, i_g = i_bg // G, i_bg % G
@@ -679,9 +677,10 @@ def rat_scan_bwd_kernel(
     b_lk = tl.load(p_dkc + o_cache, mask=m, other=0.0)  # [BLOCK_HG, BK, BLOCK_DH, 2]
     b_lv = tl.load(p_dvc + o_cache, mask=m, other=0.0)
     # every token of chunk c turns by the same R(c): dq = R^T dq^, dK~ = R^T dK^
-    b_cos, b_sin = _rope_cos_sin(o_c, o_i, d, LOG2_BASE)  # [BK, BLOCK_DH]
+    b_cos, b_sin = _rope_cos_sin(o_c, o_i, d, LOG2_BASE)
+    b_cos, b_sin = b_cos[None], b_sin[None]  # [1, BK, BLOCK_DH]
     b_1, b_2 = tl.split(b_lk)
-    b_lk = tl.join(b_1 * b_cos[None] + b_2 * b_sin[None], b_2 * b_cos[None] - b_1 * b_sin[None])
+    b_lk = tl.join(b_1 * b_cos + b_2 * b_sin, b_2 * b_cos - b_1 * b_sin)
     b_db = tl.zeros([BLOCK_HG, BLOCK_DH, 2], dtype=tl.float32)
     p_b = p_proj + i_b.to(tl.int64) * stride_pb
     p_db = p_dproj + i_b.to(tl.int64) * T * F  # dproj [B, T, F] contiguous
@@ -712,24 +711,23 @@ def rat_scan_bwd_kernel(
         b_vp = tl.load(p_v + o_td - D, mask=m_p, other=0.0).to(tl.float32)
         b_lk += b_dss * b_q.to(tl.float32)
         b_do = tl.load(p_do + o_ht.to(tl.int64) * BLOCK_D + o_j[None, None], mask=m, other=0.0)
-        b_lv += b_ps * b_do.to(tl.float32)
+        b_lv += b_ps * b_do.to(tl.float32)  # do [B*H, T, BLOCK_D]
         b_dkin = (1.0 - b_g) * b_lk
         b_dx = (1.0 - b_g) * b_lv
         b_da = (b_lk * (b_kp - b_kin.to(tl.float32)) + b_lv * (b_vp - b_x.to(tl.float32))) * b_gd
         b_da = tl.where(m, b_da, 0.0)
         b_db += tl.sum(b_da, axis=1)
-        # the group's dq^ sum [BK, BLOCK_DH, 2], fp32 [B, T, G*d]
-        b_dq = tl.load(p_dq + (i_b.to(tl.int64) * T + o_t[:, None, None]) * (G * d) + o_g[None],
-                       mask=m_g, other=0.0)
-        b_dq1, b_dq2 = tl.split(b_dq)  # not b_1, b_2: those hold [BLOCK_HG, ...] above
-        b_dq = tl.join(b_dq1 * b_cos + b_dq2 * b_sin, b_dq2 * b_cos - b_dq1 * b_sin)
-        b_dq += tl.sum(tl.where(m, b_dss * b_kt, 0.0), axis=0)
+        b_dq = tl.load(p_dq + o_td, mask=m, other=0.0).to(tl.float32)
+        b_1, b_2 = tl.split(b_dq)
+        b_dq = tl.join(b_1 * b_cos + b_2 * b_sin, b_2 * b_cos - b_1 * b_sin)
+        b_dq += b_dss * b_kt
         p_drow = p_db + o_t[:, None, None] * F  # [BK, 1, 1]
         o_hj = o_h * d + o_j[None, None]
         tl.store(p_drow[None] + OFF_X + o_hj, b_dx.to(p_dproj.dtype.element_ty), mask=m)
         tl.store(p_drow[None] + OFF_A + o_hj, b_da.to(p_dproj.dtype.element_ty), mask=m)
         # the group's sums (padding heads hold zeros: every load above is masked by m_hj)
-        tl.store(p_drow + OFF_Q + o_g[None], b_dq.to(p_dproj.dtype.element_ty), mask=m_g)
+        tl.store(p_drow + OFF_Q + o_g[None], tl.sum(tl.where(m, b_dq, 0.0), axis=0)
+                 .to(p_dproj.dtype.element_ty), mask=m_g)
         tl.store(p_drow + OFF_K + o_g[None], tl.sum(tl.where(m, b_dkin, 0.0), axis=0)
                  .to(p_dproj.dtype.element_ty), mask=m_g)
         b_lk = b_g * b_lk  # carries lam_t to t - 1
@@ -777,7 +775,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
                                        rows=max(cfg["BWD_BC"], cfg["DQ_BC"]))
     do = torch.empty(B * H, T, BLOCK_D, device=dev, dtype=dt)  # do per head
     delta, dss, ps = (torch.empty(B, H, T, **f32) for _ in range(3))  # Delta, dS_self, P_self
-    dq = torch.empty(B, T, GROUPS * HEAD_DIM, **f32)  # dq^ summed over each group's heads
+    dq = torch.empty_like(v)  # dq^
     dkc = torch.empty(B * H * NCP, BLOCK_D, **f32)  # dK^, dV~ of the chunk-final states
     dvc = torch.empty(B * H * NCP, BLOCK_D, **f32)
     dproj = torch.empty(B, T, IN_FEATURES, device=dev, dtype=dt)
@@ -785,7 +783,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
                   OFF_Z=OFF_Z, OFF_Q=OFF_Q, BLOCK_D=BLOCK_D,
                   PRECISION=cfg["fp32_dot"] if dt == torch.float32 else "tf32")
     desc_k, desc_v = _descriptors(kc, vc, cfg["DQ_BC"])
-    rat_attn_bwd_dq_kernel[lambda meta: (triton.cdiv(T, meta["BT"]), B * GROUPS)](
+    rat_attn_bwd_dq_kernel[lambda meta: (triton.cdiv(T, meta["BT"]), B * H)](
         p_proj=proj, p_qh=qh, p_dy=dy, p_y=y, p_lse=lse, p_s=s, p_v=v, desc_k=desc_k,
         desc_v=desc_v, p_delta=delta, p_dss=dss, p_ps=ps, p_dq=dq, p_dproj=dproj, p_do=do, T=T,
         NCP=NCP, F=IN_FEATURES, BT=cfg["DQ_BT"], BC=cfg["DQ_BC"], num_warps=cfg["dq_num_warps"],
@@ -802,11 +800,10 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
             PRECISION=common["PRECISION"], num_warps=cfg["bwd_num_warps"],
             num_stages=cfg["bwd_num_stages"])
     del qh
-    # one scan program per group: its H/G heads' channels as a leading dimension (padded to a
-    # power of two), so fewer chunks per program than the forward scan's SCAN_BK (both powers of
-    # two, as tl.arange needs)
+    # one scan program per group and BWD_SCAN_BK chunks: its H/G heads' channels as a leading
+    # dimension, padded to a power of two, as tl.arange needs
     BLOCK_HG = triton.next_power_of_2(H // GROUPS)
-    BK = max(1, cfg["SCAN_BK"] // BLOCK_HG)
+    BK = cfg["BWD_SCAN_BK"]
     n_blocks = triton.cdiv(triton.cdiv(T, CHUNK), BK)
     dbias = torch.empty(n_blocks, B, D, **f32)
     rat_scan_bwd_kernel[(n_blocks * B * GROUPS,)](
@@ -814,7 +811,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
         p_dkc=dkc, p_dvc=dvc, p_dproj=dproj, p_dbias=dbias, T=T, NC=NC, NCP=NCP,
         BG=B * GROUPS, **_strides_shape(proj), sm_scale=SM_SCALE, OFF_X=OFF_X, OFF_A=OFF_A,
         OFF_Q=OFF_Q, OFF_K=OFF_K, F=IN_FEATURES, D1=D1, BLOCK_DH=BLOCK_DH, BLOCK_D=BLOCK_D,
-        BK=BK, BLOCK_HG=BLOCK_HG, num_warps=cfg["SCAN_WARPS"])
+        BK=BK, BLOCK_HG=BLOCK_HG, num_warps=cfg["bwd_scan_num_warps"])
     return dproj, dbias.sum(dim=(0, 1))
 
 
@@ -825,7 +822,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_271b92cd5c6e"
+OP_NAMESPACE = "ratc_rat_1235468868b6"
 
 
 def _config_arg(config):
