@@ -457,7 +457,8 @@ def _generate_table(result):
 @click.option("--trials", type=click.IntRange(1, 100000), default=40, show_default=True,
               help="Finished trials each study should hold (resumed studies count theirs).")
 @click.option("--timeout", type=click.FloatRange(1, None), default=None,
-              help="Stop each study after this many seconds.")
+              help="Stop each study (or --staged search: it records its best config so far) "
+                   "after this many seconds.")
 @click.option("--storage", default=None,
               help="Optuna storage shared by workers: a journal file path or a database URL "
                    "(default: .ratc/studies/<device>.journal).")
@@ -476,7 +477,7 @@ def _generate_table(result):
                    "far, every config timed whole, from the default or the current record, "
                    "whichever is faster. About 110 measurements for RAT train, whose "
                    "joint space (about 750,000 configs) a study samples too thinly. One process; "
-                   "not with --trials, --timeout, --storage, --gpus or --sweep.")
+                   "not with --trials, --storage, --gpus or --sweep.")
 @click.option("--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
               help="--staged: compile each group's configs first in this many processes (into "
                    "Triton's cache), then time them in this one.")
@@ -507,7 +508,7 @@ def tune(ctx, spec, layers, mode, seq, batch, trials, timeout, storage, gpus, re
                         "one at a time)")
     if staged:
         given = [p.opts[0] for p in ctx.command.params
-                 if p.name in ("trials", "timeout", "storage", "gpus", "do_sweep")
+                 if p.name in ("trials", "storage", "gpus", "do_sweep")
                  and ctx.get_parameter_source(p.name) is not click.core.ParameterSource.DEFAULT]
         if given:
             raise UserError(f"--staged searches in one process without Optuna; drop "

@@ -258,6 +258,35 @@ def test_staged_search_skips_pruned_configs_and_fails_when_nothing_runs(monkeypa
         staged_search(Target(TINY_RAT, seq=16, batch=1), top=1, rounds=1)
 
 
+def test_staged_search_stops_at_its_timeout_with_the_best_so_far(monkeypatch):
+    import ratc.tune.study as study_mod
+
+    timed = _fake_rat_prefill(monkeypatch)
+    clock = [0.0]
+    measure = Objective.measure
+
+    def tick(self, cfg):  # every measurement takes a second
+        clock[0] += 1.0
+        return measure(self, cfg)
+
+    monkeypatch.setattr(Objective, "measure", tick)
+    monkeypatch.setattr(study_mod.time, "monotonic", lambda: clock[0])
+    groups = []
+    s = staged_search(Target(TINY_RAT, seq=16, batch=1), top=1, rounds=1, timeout=2.5,
+                      on_group=lambda *a: groups.append(a))
+    # the default at t = 1, two forward shapes at 2 and 3, then no more (and no retimes)
+    assert len(timed) == 3 and s["stopped"] and s["trials"] == 3
+    assert [g for g, _ in s["groups"]] == [("BT", "BC", "num_warps", "num_stages")]
+    assert len(groups) == 1 and groups[0][0] == s["groups"][0][0] and groups[0][3] == 2
+    first3 = list(timed)
+    ms = {i: measure(None, c) for i, c in enumerate(first3)}  # (appends to timed: copied first)
+    i_best = min(ms, key=ms.get)
+    assert s["config"] == first3[i_best] and s["ms"] == groups[0][2] == ms[i_best]
+    timed.clear()
+    s = staged_search(Target(TINY_RAT, seq=16, batch=1), top=1, rounds=1, timeout=1e9)
+    assert not s["stopped"] and len(s["groups"]) == 2 and s["ms"] == 1.0
+
+
 def test_staged_search_compiles_each_group_ahead_when_given_jobs(monkeypatch):
     import ratc.tune.study as study_mod
 
@@ -293,6 +322,8 @@ def test_staged_through_the_cli_writes_a_record_and_refuses_study_options(tmp_pa
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
     assert "best ms" in r.output
+    assert "staged train rnn L=None T=8 B=1: (BT, " in r.output  # off a terminal: a line a group
+    assert "configs timed: 1;" in r.output
     (row,) = json.loads(out.read_text())["rows"]
     assert row["config"] in small and row["complete"] >= 1 and row["mode"] == "train"
     (data,) = [load_records(p) for p in records.iterdir()]
@@ -304,7 +335,7 @@ def test_staged_through_the_cli_writes_a_record_and_refuses_study_options(tmp_pa
                         lambda target, **kw: starts.append(kw["start"]) or real(target, **kw))
     import ratc.tune.driver as driver_mod
     monkeypatch.setattr(driver_mod, "staged_search", study_mod.staged_search)
-    assert CliRunner().invoke(main, args).exit_code == 0
+    assert CliRunner().invoke(main, args + ["--timeout", "1000"]).exit_code == 0  # --timeout: ok
     assert starts == [rec["modes"]["train"]["T8xB1"]["config"]]
     for extra in (["--trials", "5"], ["--gpus", "all"], ["--sweep"], ["--storage", "x.db"]):
         r = CliRunner().invoke(main, args + extra)

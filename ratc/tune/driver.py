@@ -82,9 +82,9 @@ def tune_spec(ir: ModelIR, layers: list[str], mode: str, seqs: list[int], batch:
               json_path: str | None = None, staged: bool = False, jobs: int = 1) -> list[dict]:
     """Tune every layer in `layers` at every length in `seqs` in `mode`; save records; print the
     tables (and with do_sweep the sweep comparison); write every row to json_path if given.
-    staged: staged_search() in this process instead of an Optuna study (trials, timeout,
-    storage and gpus do not apply; the CLI refuses them together), compiling ahead in `jobs`
-    processes.
+    staged: staged_search() in this process instead of an Optuna study (trials, storage and
+    gpus do not apply; the CLI refuses them together), compiling ahead in `jobs` processes;
+    timeout then stops each search and keeps its best config so far.
     Returns the rows (one per study: summarize()'s keys plus layer, chunk, seq, batch, mode,
     wall_s, signature, bucket, cache_bytes, and "sweep" with sweep_report()'s keys)."""
     device = device_name()
@@ -101,13 +101,19 @@ def tune_spec(ir: ModelIR, layers: list[str], mode: str, seqs: list[int], batch:
                 target = Target(mixer, seq, batch, mode)
                 t0 = time.perf_counter()
                 if staged:
-                    with Progress(TextColumn(f"staged {mode} {name} L={chunk} T={seq} B={batch}"),
-                                  BarColumn(), TextColumn("{task.completed}/{task.total} configs"),
+                    label = f"staged {mode} {name} L={chunk} T={seq} B={batch}"
+                    with Progress(TextColumn(label), BarColumn(),
+                                  TextColumn("{task.completed}/{task.total} configs"),
                                   TimeElapsedColumn(), console=console) as bar:
                         task = bar.add_task("staged", total=None)
                         s = staged_search(target, jobs=jobs, start=current_config(
                             records, target), progress=lambda i, n: bar.update(
-                            task, completed=i, total=n))
+                            task, completed=i, total=n), timeout=timeout,
+                            on_group=_group_line(console, label, t0))
+                    if s["stopped"]:
+                        console.print(f"{label}: stopped by --timeout ({timeout:g} s) after "
+                                      f"{len(s['groups'])} of the launch groups; the record "
+                                      f"holds the best config so far")
                 elif ids:
                     path = spec_path or ir.name
                     run_workers([(worker_command(path, name, chunk, seq, batch, trials, timeout,
@@ -153,6 +159,17 @@ def tune_spec(ir: ModelIR, layers: list[str], mode: str, seqs: list[int], batch:
     if json_path:
         save_json(rows, device, mode, json_path)
     return rows
+
+
+def _group_line(console, label: str, t0: float):
+    """staged_search's on_group: off a terminal (a log file, where the progress bar shows
+    nothing until the end), one line per launch group searched."""
+    def line(keys, cfg, ms, n):
+        if not console.is_terminal:
+            values = ", ".join(f"{k}={cfg[k]}" for k in keys)
+            console.print(f"{label}: ({', '.join(keys)}) best {values}, {ms:.3f} ms; configs "
+                          f"timed: {n}; {time.perf_counter() - t0:.0f} s", soft_wrap=True)
+    return line
 
 
 def run_sweep(target: Target, study, console) -> dict:

@@ -286,7 +286,8 @@ def summarize(study) -> dict:
 
 
 def staged_search(target: Target, progress=None, reps: int = 3, top: int = 3,
-                  rounds: int = 2, jobs: int = 1, start: dict | None = None) -> dict:
+                  rounds: int = 2, jobs: int = 1, start: dict | None = None,
+                  timeout: float | None = None, on_group=None) -> dict:
     """Search the target's space one launch's keys at a time (`ratc tune --staged`).
 
     From the default config, or from `start` (the bucket's current record) where that is faster,
@@ -300,10 +301,16 @@ def staged_search(target: Target, progress=None, reps: int = 3, top: int = 3,
 
     jobs > 1: each group's configs are first compiled by precompile() in that many processes, so
     the timing finds them in Triton's cache (compiling dominates the search otherwise).
-    progress(done, total) after each new config. Returns summarize()'s keys (trials: the distinct
-    configs considered, complete / failed / statically pruned among them), "groups":
-    [(keys, the best config after that group)] and "start": "default" or "record".
+    progress(done, total) after each new config; on_group(keys, best config, its ms, configs
+    timed) after each group. timeout: seconds, after which no further config is measured (the
+    search stops at the first config past it, even inside a group, and skips the retimes): the
+    groups not reached keep the best config's values, and the result is the best so far.
+    Returns summarize()'s keys (trials: the distinct configs considered, complete / failed /
+    statically pruned among them), "groups": [(keys, the best config after that group)] for the
+    groups searched (a group cut by the timeout counts), "start": "default" or "record", and
+    "stopped": True where the timeout cut the search.
     """
+    deadline = None if timeout is None else time.monotonic() + timeout
     objective = Objective(target, reps=reps, worker="staged")
     m, space = target.mixer, objective.space
     cfg = {k: v for k, v in default_config(m, target.mode).items() if k in objective.values}
@@ -328,18 +335,35 @@ def staged_search(target: Target, progress=None, reps: int = 3, top: int = 3,
             ms = measure(record)
             if ms < best:
                 cfg, best, begun = record, ms, "record"
-    chosen = []
+    chosen, stopped = [], False
+
+    def out_of_time():
+        return deadline is not None and time.monotonic() >= deadline
+
     for g, opts in zip(groups, options):
+        if out_of_time():
+            stopped = True
+            break
         candidates = [cfg | dict(zip(g, values)) for values in opts]
         candidates = [c for c in candidates if c != cfg]
         runnable = [c for c in candidates if keep(c, m)]
         pruned += len(candidates) - len(runnable)
         if jobs > 1:
             precompile(target, runnable, jobs)
-        tried = [(cfg, best)] + [(c, measure(c)) for c in runnable]
-        cfg, best = min(retime(objective.measure, tried, recheck=[cfg], top=top, rounds=rounds),
-                        key=lambda x: x[1])
+        tried = [(cfg, best)]
+        for c in runnable:
+            if out_of_time():
+                stopped = True
+                break
+            tried.append((c, measure(c)))
+        if not stopped:
+            tried = retime(objective.measure, tried, recheck=[cfg], top=top, rounds=rounds)
+        cfg, best = min(tried, key=lambda x: x[1])
         chosen.append((g, dict(cfg)))
+        if on_group:
+            on_group(g, dict(cfg), best, len(tried) - 1)
+        if stopped:
+            break
     if progress:
         progress(total, total)
     if not math.isfinite(best):
@@ -350,7 +374,7 @@ def staged_search(target: Target, progress=None, reps: int = 3, top: int = 3,
         "default_ms": default_ms if math.isfinite(default_ms) else None,
         "speedup": default_ms / best if math.isfinite(default_ms) else None,
         "trials": len(first) + pruned, "complete": ok, "failed": len(first) - ok,
-        "pruned": pruned, "groups": chosen, "start": begun,
+        "pruned": pruned, "groups": chosen, "start": begun, "stopped": stopped,
     }
 
 
