@@ -6,7 +6,9 @@ driver, then `ptxas -v` on each kernel's PTX).
 
 The launchers run on CPU tensors (nothing executes; only the compile matters), with the module's
 CONFIG updated by --config (e.g. a train record). Prints, per kernel: warps, registers per
-thread, spill stores and loads (bytes), as ptxas reports them.
+thread, spill stores and loads (bytes), as ptxas reports them, and how many of the local-memory
+(spill) instructions in the SASS (nvdisasm) sit inside a loop (between a backward branch and its
+target) against outside one.
 """
 import argparse
 import importlib.util
@@ -59,13 +61,48 @@ mod.rat_bwd(proj, bias, y, lse, torch.zeros_like(y), config=cfg, mode="train", s
 ptxas = get_ptxas(a.arch).path
 arch = f"sm_{a.arch}a" if a.arch == 90 else f"sm_{a.arch}"
 print(f"{Path(a.module).name} sm_{a.arch}, config {cfg}")
+nvdisasm = str(Path(ptxas).with_name("nvdisasm"))
+
+
+def spills_in_loops(cubin):
+    """(local loads/stores inside loops, outside) in the cubin's SASS."""
+    sass = subprocess.run([nvdisasm, "-c", "-hex", cubin], capture_output=True, text=True).stdout
+    ins = [(int(m.group(1), 16), line) for line in sass.splitlines()
+           if (m := re.search(r"/\*([0-9a-f]{4,})\*/", line))]
+    labels = {}
+    for line in sass.splitlines():
+        if (m := re.match(r"\.(L_x_\d+):", line.strip())):
+            labels[m.group(1)] = None
+    # label addresses: the instruction after each label line
+    current = None
+    for line in sass.splitlines():
+        if (m := re.match(r"\.(L_x_\d+):", line.strip())):
+            current = m.group(1)
+        elif current and (a := re.search(r"/\*([0-9a-f]{4,})\*/", line)):
+            labels[current], current = int(a.group(1), 16), None
+    loops = [(labels[m.group(1)], addr) for addr, line in ins
+             if (m := re.search(r"BRA.*`\(\.(L_x_\d+)\)", line))
+             and labels.get(m.group(1)) is not None and labels[m.group(1)] < addr]
+    inside = outside = 0
+    for addr, line in ins:
+        if re.search(r"\b(STL|LDL)\b", line):
+            if any(lo <= addr <= hi for lo, hi in loops):
+                inside += 1
+            else:
+                outside += 1
+    return inside, outside
+
+
 for name, warps, ptx in compiled:
     with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
         f.write(ptx)
-    out = subprocess.run([ptxas, "-v", f"--gpu-name={arch}", f.name, "-o", "/dev/null"],
+    cubin = f.name + ".cubin"
+    out = subprocess.run([ptxas, "-v", f"--gpu-name={arch}", f.name, "-o", cubin],
                          capture_output=True, text=True).stderr
+    inside, outside = spills_in_loops(cubin)
     regs = re.search(r"Used (\d+) registers", out)
     spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", out)
     print(f"  {name:28s} warps {warps}  registers {regs.group(1) if regs else '?':>4s}  "
           f"spill stores {spill.group(1) if spill else '?':>6s} B, loads "
-          f"{spill.group(2) if spill else '?':>6s} B")
+          f"{spill.group(2) if spill else '?':>6s} B; local ld/st in loops {inside}, "
+          f"outside {outside}")
