@@ -9,10 +9,10 @@ and the denominators (FlashAttention-4's conditional rescale). The probabilities
 and lse = m + log2(l) is exact for any m, so the backward is unchanged.
 """
 import argparse
-import importlib.util
-import tempfile
 
 import torch
+
+from _common import kernel_ms, load, rel
 
 ap = argparse.ArgumentParser()
 ap.add_argument("module")
@@ -44,40 +44,6 @@ LAZY_NEW = '''        b_mn = tl.maximum(b_m, tl.max(b_sc, axis=1) * qk_scale)
 VARIANTS = {"as built": [], "lazy rescale": [(LAZY_OLD, LAZY_NEW)]}
 
 
-def load(path, edits=()):
-    src = open(path).read()
-    for old, new in edits:
-        assert src.count(old) == 1, old
-        src = src.replace(old, new)
-    f = tempfile.NamedTemporaryFile("w", suffix=".py", delete=False)
-    f.write(src)
-    f.close()
-    spec = importlib.util.spec_from_file_location(f"variant_{abs(hash(str(edits)))}", f.name)
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
-    return m
-
-
-def kernel_ms(fn, name="rat_attn_fwd_kernel", reps=5):
-    if a.dry:
-        fn()
-        return 0.0
-    from torch.profiler import ProfilerActivity, profile
-    for _ in range(2):
-        fn()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(reps):
-            fn()
-        torch.cuda.synchronize()
-    return {e.key: e.device_time_total / 1e3 / reps for e in prof.key_averages()}.get(name, 0.0)
-
-
-def rel(x, ref):
-    x, ref = x.float(), ref.float()
-    return ((x - ref).norm() / ref.norm()).item()
-
-
 print("dry run (CPU)" if a.dry else torch.cuda.get_device_name(), flush=True)
 mods = {name: load(a.module, edits) for name, edits in VARIANTS.items()}
 base = mods["as built"]
@@ -95,7 +61,8 @@ for T, B in SIZES:
                 lse = torch.empty_like(lse_ref)
                 err = rel(m.rat_fwd(p, bias, lse=lse, config=cfg, mode=mode), ref)
                 e_lse = (lse - lse_ref).abs().max().item()
-                ms = kernel_ms(lambda: m.rat_fwd(p, bias, lse=lse, config=cfg, mode=mode))
+                ms = kernel_ms(lambda: m.rat_fwd(p, bias, lse=lse, config=cfg, mode=mode),
+                               a.dry).get("rat_attn_fwd_kernel", 0.0)
                 print(f"T={T} B={B} {mode:7s} BT {cfg['BT']} BC {bc:3d}{'*' if bc == rec['BC'] else ' '}"
                       f" {name:12s} {ms:7.3f} ms  y err {err:.1e}  lse max diff {e_lse:.1e}",
                       flush=True)

@@ -13,11 +13,11 @@ generated/rat_swa/kernels/rat_rat.py and in text-edited variants of the scans.
 --dry: CPU, TRITON_INTERPRET=1, fp32, one tiny size, two configs: checks this script.
 """
 import argparse
-import importlib.util
 import itertools
-import tempfile
 
 import torch
+
+from _common import kernel_ms, load, rel
 
 ap = argparse.ArgumentParser()
 ap.add_argument("module")
@@ -40,42 +40,6 @@ VARIANTS = {
 }
 
 
-def load(path, edits=()):
-    src = open(path).read()
-    for old, new in edits:
-        assert src.count(old) == 1, old
-        src = src.replace(old, new)
-    f = tempfile.NamedTemporaryFile("w", suffix=".py", delete=False)
-    f.write(src)
-    f.close()
-    spec = importlib.util.spec_from_file_location(f"variant_{abs(hash((path, str(edits))))}",
-                                                  f.name)
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
-    return m
-
-
-def kernel_ms(fn, reps=5):
-    """{kernel name: ms per call of fn}."""
-    if a.dry:
-        fn()
-        return {}
-    from torch.profiler import ProfilerActivity, profile
-    for _ in range(2):
-        fn()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(reps):
-            fn()
-        torch.cuda.synchronize()
-    return {e.key: e.device_time_total / 1e3 / reps for e in prof.key_averages()}
-
-
-def rel(x, ref):
-    x, ref = x.float(), ref.float()
-    return ((x - ref).norm() / ref.norm()).item()
-
-
 print("dry run (CPU)" if a.dry else torch.cuda.get_device_name(), flush=True)
 mods = {name: load(a.module, edits) for name, edits in VARIANTS.items()}
 new = mods["as built"]
@@ -94,7 +58,7 @@ for T, B in SIZES:
         for name, m in (("old", old), ("new", new)):
             out = m.rat_bwd(p, bias, y, lse, dy, config=rec, mode="train", scan=scan)[0]
             ms = kernel_ms(lambda: m.rat_bwd(p, bias, y, lse, dy, config=rec, mode="train",
-                                             scan=scan))
+                                             scan=scan), a.dry)
             parts = "  ".join(f"{k.replace('rat_', '').replace('_kernel', '')} {ms.get(k, 0):.3f}"
                               for k in BWD_KERNELS)
             print(f"  {name} backward: {parts}  sum {sum(ms.get(k, 0) for k in BWD_KERNELS):.3f}"
@@ -111,12 +75,12 @@ for T, B in SIZES:
                         err = rel(yv, y)
                         del yv, sv
                         ms = kernel_ms(lambda: m.rat_fwd(p, bias, lse=lse, config=cfg,
-                                                         mode="train", keep=True))
+                                                         mode="train", keep=True), a.dry)
                     else:
                         err = rel(m.rat_bwd(p, bias, y, lse, dy, config=cfg, mode="train",
                                             scan=scan)[0], ref)
                         ms = kernel_ms(lambda: m.rat_bwd(p, bias, y, lse, dy, config=cfg,
-                                                         mode="train", scan=scan))
+                                                         mode="train", scan=scan), a.dry)
                 except Exception as e:  # noqa: BLE001
                     print(f"{tag} FAIL {type(e).__name__}: {str(e)[:100]}", flush=True)
                     continue
