@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # On a GPU machine (the device tool): `ratc tune` on specs/rat_swa.yaml at the ANCHORS sizes, the
 # Optuna-against-sweep comparison, and (2+ GPUs) one study on all GPUs against the same on one.
-#   bash scripts/gpu_tune.sh [prefill] [train] [decode] [sweep] [multi]    (no argument: the first
-#   four; `multi` needs 2+ GPUs)
+#   bash scripts/gpu_tune.sh [prefill] [train] [decode] [sweep] [multi] [staged_16384]
+#       [staged_131072]    (no argument: the first four; `multi` needs 2+ GPUs)
 # Estimated on one H100 (compiles dominate; every study also stops at its --timeout):
-#   prefill ~2.5 min, train ~4.5 min, decode ~1 min, sweep ~2.5 min, multi ~3 min (2 GPUs).
+#   prefill ~2.5 min, train ~4.5 min, decode ~1 min, sweep ~2.5 min, multi ~3 min (2 GPUs),
+#   staged_16384, staged_131072 ~5 min each (RAT train, `--staged`, from the record; each
+#   stops at its --timeout and records the best config so far: one a device call).
 # Run at most ~two stages per device call (10-minute limit), e.g. "prefill decode", "train",
 # "sweep", then "multi" on nvidia-h100-x2. Records: autotune/<GPU>.json (copied to $OUT/autotune/);
 # RECORDS_DIR=DIR writes records there instead of autotune/ (the multi stage always writes to
@@ -54,7 +56,12 @@ for stage in "${stages[@]}"; do
           --records-dir "$OUT/multi_records_$tag"
       done
       grep -h "^== multi" "$OUT"/tune_multi_*.log ;;
-    *) echo "unknown stage $stage (prefill, train, decode, sweep, multi)" >&2; exit 2 ;;
+    staged_16384|staged_131072)  # RAT train, one launch's keys at a time, compiled ahead
+      seq=${stage#staged_}
+      tune "staged_${seq}" --layer rat --mode train --seq "$seq" --batch $((262144 / seq)) \
+        --staged --jobs $(( $(nproc) > 3 ? $(nproc) - 2 : 1 )) --timeout 270 ;;
+    *) echo "unknown stage $stage (prefill, train, decode, sweep, multi, staged_16384," \
+         "staged_131072)" >&2; exit 2 ;;
   esac
 done
 mkdir -p "$OUT/autotune"
