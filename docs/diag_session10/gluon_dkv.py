@@ -147,8 +147,8 @@ def rat_dkv_gluon(qh, do, lse, delta, kc, vc, T, NC, NCP, H, G, L, qk_scale, BC=
     computes them: qh [B*G*T, BD], do [B*H*T, BD], kc, vc [B*H*NCP, BD] bf16; lse, delta
     [B*H*T] fp32."""
     BD = qh.shape[1]
-    dkc = torch.zeros(kc.shape, dtype=torch.float32, device=kc.device)
-    dvc = torch.zeros_like(dkc)
+    dkc = torch.empty(kc.shape, dtype=torch.float32, device=kc.device)  # rows >= NC unwritten
+    dvc = torch.empty_like(dkc)
     grid = (triton.cdiv(NC, BC), kc.shape[0] // NCP)
     args = (descriptor(qh, BT), descriptor(do, BT), descriptor(kc, BC), descriptor(vc, BC), lse,
             delta, dkc, dvc, T, NC, NCP, qk_scale)
