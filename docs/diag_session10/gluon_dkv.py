@@ -45,6 +45,17 @@ from triton.experimental.gluon.nvidia.hopper import TensorDescriptor  # noqa: E4
 
 
 @gluon.jit
+def _load_block(desc_q, desc_do, q_s, do_s, bars, stage, j, row_q, row_do, pred,
+                BT: gl.constexpr):
+    """TMA: query block j's q^ and do tiles into ring stage `stage` (if pred), on its barrier."""
+    bar = bars.index(stage)
+    mbarrier.expect(bar, desc_q.block_type.nbytes + desc_do.block_type.nbytes, pred=pred)
+    tma.async_copy_global_to_shared(desc_q, [row_q + j * BT, 0], bar, q_s.index(stage), pred=pred)
+    tma.async_copy_global_to_shared(desc_do, [row_do + j * BT, 0], bar, do_s.index(stage),
+                                    pred=pred)
+
+
+@gluon.jit
 def rat_dkv_gluon_kernel(
     desc_q, desc_do, desc_k, desc_v, p_lse, p_delta, p_dkc, p_dvc,
     T, NC, NCP, qk_scale, H: gl.constexpr, G: gl.constexpr, L: gl.constexpr,
@@ -78,14 +89,9 @@ def rat_dkv_gluon_kernel(
     row_q = ((i_bh // H) * G + (i_bh % H) % G) * T  # head h reads group h % G's q^
     t_lo = (((i_c * BC + 1) * L) // BT) * BT  # the block holding the first reader
     n_blocks = gl.cdiv(T - t_lo, BT)
-    tile_bytes: gl.constexpr = desc_q.block_type.nbytes + desc_do.block_type.nbytes
     for s in gl.static_range(STAGES - 1):  # the ring's first blocks
-        pred = s < n_blocks
-        mbarrier.expect(bars.index(s), tile_bytes, pred=pred)
-        tma.async_copy_global_to_shared(desc_q, [row_q + t_lo + s * BT, 0], bars.index(s),
-                                        q_s.index(s), pred=pred)
-        tma.async_copy_global_to_shared(desc_do, [row_do + t_lo + s * BT, 0], bars.index(s),
-                                        do_s.index(s), pred=pred)
+        _load_block(desc_q, desc_do, q_s, do_s, bars, s, s, row_q + t_lo, row_do + t_lo,
+                    s < n_blocks, BT)
     mbarrier.wait(kv_bar, phase=0)
 
     o_k = i_c * BC + gl.arange(0, BC, layout=gl.SliceLayout(1, s_layout))
@@ -103,13 +109,8 @@ def rat_dkv_gluon_kernel(
         # retires this product (the previous block's all are): the previous stage can be refilled
         s_t = warpgroup_mma_wait(num_outstanding=0, deps=(s_t, ))
         nj = j + STAGES - 1
-        ns = nj % STAGES
-        pred = nj < n_blocks
-        mbarrier.expect(bars.index(ns), tile_bytes, pred=pred)
-        tma.async_copy_global_to_shared(desc_q, [row_q + t_lo + nj * BT, 0], bars.index(ns),
-                                        q_s.index(ns), pred=pred)
-        tma.async_copy_global_to_shared(desc_do, [row_do + t_lo + nj * BT, 0], bars.index(ns),
-                                        do_s.index(ns), pred=pred)
+        _load_block(desc_q, desc_do, q_s, do_s, bars, nj % STAGES, nj, row_q + t_lo,
+                    row_do + t_lo, nj < n_blocks, BT)
         dp_t = warpgroup_mma(v_s, do_t.permute((1, 0)), zero_s, use_acc=False, is_async=True)
         o_t = t_lo + j * BT + gl.arange(0, BT, layout=gl.SliceLayout(0, s_layout))
         m_t = o_t < T
