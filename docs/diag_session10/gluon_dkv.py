@@ -16,8 +16,8 @@ later query blocks of BT queries (q^ and do tiles through a STAGES-deep TMA ring
     dK += dS^T q^          waited for (kept in flight across the loop's back edge, as first
                            written, ptxas serialized every product: its warning C7515)
 
-Triton's tl.dot version (rat_attn_bwd_dkv_kernel) waits after every product instead. One
-warpgroup (4 warps), BC = 64 rows; d = 128 only (BLOCK_D).
+Triton's tl.dot version (rat_attn_bwd_dkv_kernel) waits after every product instead. BC = 64
+rows on one warpgroup (4 warps) or 128 on two (8 warps); d = 128 only (BLOCK_D).
 """
 import argparse
 import itertools
@@ -160,6 +160,9 @@ def rat_dkv_gluon(qh, do, lse, delta, kc, vc, T, NC, NCP, H, G, L, qk_scale, BC=
     return dkc, dvc
 
 
+# (BC, BT, STAGES, warps): one warpgroup over 64 chunks, or two over 128 (the Triton record's)
+CONFIGS = ((64, 64, 2, 4), (64, 64, 3, 4), (64, 128, 2, 4), (128, 64, 2, 8), (128, 64, 3, 8))
+
 if a.compile:
     import subprocess
     import tempfile
@@ -168,15 +171,16 @@ if a.compile:
     B, H, G, L, T, BD = 1, 4, 2, 16, 4096, 128
     NC = NCP = T // L
     bf = dict(dtype=torch.bfloat16)
-    for BT, STAGES in itertools.product((64, 128), (2, 3)):
+    for BC, BT, STAGES, warps in CONFIGS:
         k = rat_dkv_gluon(torch.zeros(B * G * T, BD, **bf), torch.zeros(B * H * T, BD, **bf),
                           torch.zeros(B * H * T), torch.zeros(B * H * T),
                           torch.zeros(B * H * NCP, BD, **bf), torch.zeros(B * H * NCP, BD, **bf),
-                          T, NC, NCP, H, G, L, 0.1, BT=BT, STAGES=STAGES, warmup=True)
+                          T, NC, NCP, H, G, L, 0.1, BC=BC, BT=BT, STAGES=STAGES,
+                          num_warps=warps, warmup=True)
         ops = [line.split()[0] + (" " + line.split()[1] if "wait_group" in line else "")
                for line in map(str.strip, k.asm["ptx"].splitlines())
                if line.startswith(("wgmma.mma", "wgmma.wait", "wgmma.commit", "ex2"))]
-        print(f"BC 64, BT {BT}, {STAGES} stages: " + " ".join(
+        print(f"BC {BC}, BT {BT}, {STAGES} stages, {warps} warps: " + " ".join(
             f"{op.replace('.sync.aligned', '')} x{len(list(run))}"
             for op, run in itertools.groupby(ops)))
         # ptxas serializes wgmma (and says so, C7515) where it cannot keep them asynchronous
@@ -233,20 +237,20 @@ for T, B in ((16384, 16), (131072, 2)):
           f"{cfg['bwd_num_warps']} warps, {cfg['bwd_num_stages']} stages): {t_ref:.3f} ms",
           flush=True)
     rows = (torch.arange(kc.shape[0], device="cuda") % NCP) < NC  # the written rows
-    for BT, STAGES in itertools.product((64, 128), (2, 3)):
+    for BC, BT, STAGES, warps in CONFIGS:
         def gluon_dkv():
             return rat_dkv_gluon(qh2, do, lse, delta, kc, vc, T, NC, NCP, mod.H, mod.GROUPS,
-                                 mod.CHUNK, scale, BT=BT, STAGES=STAGES)
+                                 mod.CHUNK, scale, BC=BC, BT=BT, STAGES=STAGES, num_warps=warps)
         try:
             dk, dv = gluon_dkv()
             err = max(((x - r)[rows].norm() / r[rows].norm()).item()
                       for x, r in ((dk, ref_k), (dv, ref_v)))
             ms = do_bench(gluon_dkv, rep=200)
         except Exception as e:  # noqa: BLE001
-            print(f"  Gluon BT {BT} STAGES {STAGES}: FAIL {type(e).__name__}: {str(e)[:150]}",
-                  flush=True)
+            print(f"  Gluon BC {BC}, BT {BT}, {STAGES} stages, {warps} warps: FAIL "
+                  f"{type(e).__name__}: {str(e)[:150]}", flush=True)
             continue
-        print(f"  Gluon BC 64, BT {BT}, {STAGES} stages: {ms:.3f} ms ({t_ref / ms:.2f}x), "
-              f"rel. err {err:.1e}", flush=True)
+        print(f"  Gluon BC {BC}, BT {BT}, {STAGES} stages, {warps} warps: {ms:.3f} ms "
+              f"({t_ref / ms:.2f}x), rel. err {err:.1e}", flush=True)
     del proj, kc, vc, qh, do, lse, delta
     torch.cuda.empty_cache()
