@@ -30,6 +30,8 @@ ap = argparse.ArgumentParser()
 ap.add_argument("module", nargs="?")
 ap.add_argument("--compile", action="store_true")
 a = ap.parse_args()
+if not a.compile and not a.module:
+    ap.error("give --compile (CPU) or a generated RAT kernel module to compare with (GPU)")
 if a.compile:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
     from compile_check import CompileOnlyDriver
