@@ -1,12 +1,13 @@
 """Session 11: the RAT dq kernel summed over each q/k group (docs/diag_session10/dq_grouped.patch)
 against main's per-head dq kernel, at block shapes the per-head record could not use (8 warps).
 
-    python3 dq_sweep.py MAIN_MODULE GROUPED_MODULE [--dry]
+    python3 dq_sweep.py MAIN_MODULE GROUPED_MODULE [--dry] [--record-only]
 
 Both modules are generated/rat_swa/kernels/rat_rat.py, built from main and from main with the
 patch applied. Per train size: main's backward kernels at its record; the grouped build's dq and
 scan-backward kernels at each (DQ_BT, DQ_BC, dq_num_warps, dq_num_stages), other keys at main's
 record, with dproj's relative distance to main's.
+--record-only: the second module at main's record alone (an A/B of two builds' backwards).
 --dry: CPU, TRITON_INTERPRET=1, fp32, one tiny size, two configs: checks this script.
 """
 import argparse
@@ -23,6 +24,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("main")
 ap.add_argument("grouped")
 ap.add_argument("--dry", action="store_true")
+ap.add_argument("--record-only", action="store_true")
 a = ap.parse_args()
 SIZES = [(80, 1)] if a.dry else [(16384, 16), (131072, 2)]
 DEV, DT = ("cpu", torch.float32) if a.dry else ("cuda", torch.bfloat16)
@@ -52,9 +54,10 @@ for T, B in SIZES:
     ms = kernel_ms(lambda: main.rat_bwd(p, bias, y, lse, dy, config=rec, mode="train",
                                         scan=scan), a.dry)
     print(f"  main, record: {parts(ms)}", flush=True)
-    for bt, bc, w, st in GRID:
+    keys = ("DQ_BT", "DQ_BC", "dq_num_warps", "dq_num_stages")
+    for bt, bc, w, st in [tuple(rec[k] for k in keys)] if a.record_only else GRID:
         cfg = rec | dict(DQ_BT=bt, DQ_BC=bc, dq_num_warps=w, dq_num_stages=st)
-        tag = f"  grouped DQ_BT {bt:3d} DQ_BC {bc:3d} {w} warps {st} stages"
+        tag = f"  {'second' if a.record_only else 'grouped'} DQ_BT {bt:3d} DQ_BC {bc:3d} {w} warps {st} stages"
         try:
             err = rel(grp.rat_bwd(p, bias, y, lse, dy, config=cfg, mode="train", scan=scan)[0],
                       ref)
