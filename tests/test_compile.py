@@ -130,10 +130,9 @@ def op_calls(name, mod):
         x = torch.randn(2, 19, 200, generator=g).to(DEVICE)  # 200: not a power of two
         w = torch.randn(200, generator=g).to(DEVICE)
         dy = torch.randn(2, 19, 200, generator=g).to(DEVICE)
-        dr = torch.randn(2, 19, 200, generator=g).to(DEVICE)  # the residual form's gradient
-        _, rstd = mod.rms_norm_fwd_op(x, w, 1e-5, "")
-        return (mod.rms_norm_fwd_op, (x, w, 1e-5, ""),
-                mod.rms_norm_bwd_op, (x, w, rstd, dy, dr, ""))
+        _, rstd, r = mod.rms_norm_fwd_op(x, w, 1e-5, "", True)  # the residual form: all outputs
+        return (mod.rms_norm_fwd_op, (x, w, 1e-5, "", True),
+                mod.rms_norm_bwd_op, (x, w, rstd, dy, r, ""))
     proj = torch.randn(2, 19, mod.IN_FEATURES, generator=g).to(DEVICE)  # 19: a partial chunk
     dy = torch.randn(2, 19, mod.D, generator=g).to(DEVICE)
     bias = torch.randn(mod.D, generator=g).to(DEVICE)

@@ -39,29 +39,28 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=dtype))
 
     def forward(self, x, residual=False):
-        """x [..., N] -> y; with residual, (y, r): r x's rows [M, N] (x's memory), for the
-        block's output projection to add to (residual_out)."""
+        """x [..., N] -> y; with residual, (y, r): r a new [M, N] copy of x's rows, for the
+        block's output projection to add into (residual_out)."""
         if residual:
             return rms_norm_residual(x, self.weight, self.eps)
         return rms_norm(x, self.weight, self.eps)
 
 
 def residual_out(r, y, linear, shape):
-    """r + linear(y) viewed as `shape`, a new tensor: the GEMM reads r as its addend (addmm, beta
-    1, in its epilogue), so a pre-norm block's residual add has no launch of its own. Where the
+    """r + linear(y) viewed as `shape`, the GEMM adding into r in place (addmm_, beta 1): a pre-norm
+    block's residual add done by its output projection, with no launch of its own. Where the
     dtypes differ (autocast: a bf16 linear(y) into an fp32 residual stream) linear runs as usual
-    and r + its output is rounded once to r's dtype.
+    and its output is added into r, in r's dtype.
 
     Args:
-        r: [M, N], what RMSNorm(..., residual=True) returned (the block input's rows; not
-            written).
+        r: [M, N], the copy RMSNorm(..., residual=True) returned (overwritten).
         y: [..., K] with M rows; linear: nn.Linear(K, N) without bias.
         shape: the block input's shape, [..., N].
     """
     y2 = y.reshape(-1, y.shape[-1])
     if r.dtype == y.dtype == linear.weight.dtype:
-        return torch.addmm(r, y2, linear.weight.t()).view(shape)
-    return torch.add(r, linear(y2)).to(r.dtype).view(shape)
+        return r.addmm_(y2, linear.weight.t()).view(shape)
+    return r.add_(linear(y2)).view(shape)
 
 
 class Mixer(nn.Module):

@@ -109,14 +109,12 @@ TUNED = {'NVIDIA H100 80GB HBM3': {'prefill': {'T131072xB2': {'BC': 64,
                                                     'BT': 64,
                                                     'BWD_BC': 128,
                                                     'BWD_BT': 64,
-                                                    'BWD_SCAN_BK': 1,
                                                     'DQ_BC': 64,
                                                     'DQ_BT': 64,
                                                     'SCAN_BK': 16,
                                                     'SCAN_WARPS': 4,
                                                     'bwd_num_stages': 3,
                                                     'bwd_num_warps': 8,
-                                                    'bwd_scan_num_warps': 1,
                                                     'dq_num_stages': 2,
                                                     'dq_num_warps': 4,
                                                     'num_stages': 3,
@@ -765,17 +763,12 @@ def rat_scan_bwd_kernel(
     b_db = tl.zeros([BLOCK_HG, BLOCK_DH, 2], dtype=tl.float32)
     p_b = p_proj + i_b.to(tl.int64) * stride_pb
     p_db = p_dproj + i_b.to(tl.int64) * T * F  # dproj [B, T, F] contiguous
-    # k~_t of the chunks' last tokens; each step below loads k~_{t-1}, the next step's k~_t
-    o_td = (i_b.to(tl.int64) * T * D + (o_c * L + L - 1)[None, :, None, None] * D + o_h * d
-            + o_j[None, None])
-    b_kt = tl.load(p_kt + o_td, mask=((o_c * L + L - 1) < T)[None, :, None, None] & m_hj,
-                   other=0.0).to(tl.float32)
     for i in range(L):
         l = L - 1 - i
         o_t = o_c * L + l
         m_g = (o_t < T)[:, None, None] & m_j[None, :, :]  # [BK, BLOCK_DH, 2]: the group's rows
         m = m_g[None] & m_hj
-        m_p = ((o_t - 1 < T) & (l > 0))[None, :, None, None] & m_hj  # token t - 1 in the chunk
+        m_p = ((o_t < T) & (l > 0))[None, :, None, None] & m_hj
         p_row = p_b + o_t[:, None, None] * stride_pt  # [BK, 1, 1]
         o_td = i_b.to(tl.int64) * T * D + o_t[None, :, None, None] * D + o_h * d + o_j[None, None]
         b_a = tl.load(p_row[None] + (OFF_A + o_h * d + o_j[None, None]) * stride_pc, mask=m,
@@ -791,6 +784,7 @@ def rat_scan_bwd_kernel(
         m_ht = (o_t < T)[None, :, None, None] & (o_r < HG)[:, None, None, None]
         b_dss = tl.load(p_dss + o_ht, mask=m_ht, other=0.0) * sm_scale
         b_ps = tl.load(p_ps + o_ht, mask=m_ht, other=0.0)
+        b_kt = tl.load(p_kt + o_td, mask=m, other=0.0).to(tl.float32)
         # k~_{t-1}, v~_{t-1}, 0 at a chunk start
         b_kp = tl.load(p_kt + o_td - D, mask=m_p, other=0.0).to(tl.float32)
         b_vp = tl.load(p_v + o_td - D, mask=m_p, other=0.0).to(tl.float32)
@@ -817,7 +811,6 @@ def rat_scan_bwd_kernel(
                  .to(p_dproj.dtype.element_ty), mask=m_g)
         b_lk = b_g * b_lk  # carries lam_t to t - 1
         b_lv = b_g * b_lv
-        b_kt = b_kp
     tl.store(p_dbias + (i_c * (BG // G) + i_b) * D + o_hr[:, None, None] * d + o_j[None], b_db,
              mask=m_rj)
 
@@ -908,7 +901,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_f74d2819aff3"
+OP_NAMESPACE = "ratc_rat_6b2bc9ac84b0"
 
 
 def _config_arg(config):

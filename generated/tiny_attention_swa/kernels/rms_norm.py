@@ -11,12 +11,10 @@
 #   backward  g = dy * w,  dx = rstd * (g - n * sum(g * n) / N),  dw = sum over rows of dy * n~
 #
 # Pre-norm residual blocks (out = x + f(rms_norm(x))) use the residual form, rms_norm_residual:
-# beside y it returns r, x's rows [M, N] as an output of the norm itself (x, not a copy: autograd
-# sees a view of x that the norm's Function produced). The block's output GEMM reads r as its
-# addend (addmm with beta 1, in the GEMM's epilogue, into a new tensor), and r's gradient dr
-# reaches the norm's backward, whose launch adds it into dx. So neither the residual add nor
-# autograd's sum of x's two gradients is a launch of its own: each would read two [M, N] tensors
-# and write one.
+# the forward's launch also writes r, a copy of x [M, N], into which the block's output GEMM adds
+# f in place (addmm_ with beta 1, in the GEMM's epilogue), and the backward's launch adds r's
+# gradient dr into dx. So neither the residual add nor autograd's sum of x's two gradients is a
+# launch of its own: each would read two [M, N] tensors and write one.
 #
 # Numerics follow the PyTorch path (rms_norm_torch, what the package used before): the row is
 # normalised in fp32, the normalised value is rounded to x's dtype, and only then multiplied by
@@ -28,7 +26,8 @@
 # where the GPU rounds to nearest even: bf16 under TRITON_INTERPRET=1 is off by up to an ulp.)
 #
 # Triton path, one launch each way:
-#   rms_norm_fwd_kernel  a [BLOCK_M, BLOCK_N] tile per program: x -> y, rstd (1 read, 1 write)
+#   rms_norm_fwd_kernel  a [BLOCK_M, BLOCK_N] tile per program: x -> y, rstd (1 read, 1 write;
+#                        the residual form also writes r)
 #   rms_norm_bwd_kernel  a range of rows per program, BLOCK_M at a time: x, dy (and dr) -> dx, and
 #                        the program's partial sum of dw [N] (fp32), summed over programs in torch
 
@@ -92,7 +91,8 @@ def rms_norm_torch(x, weight, eps):
 
 @triton.jit
 def rms_norm_fwd_kernel(
-    p_x, p_w, p_y, p_rstd, M, N, stride_xm, eps, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    p_x, p_w, p_y, p_rstd, p_r, M, N, stride_xm, eps,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, WRITE_R: tl.constexpr,
 ):
     # rstd = (sum(x^2) / N + eps)^(-1/2), y = round_x(x * rstd) * w for rows [BLOCK_M]
     i_m = tl.program_id(0)
@@ -101,6 +101,8 @@ def rms_norm_fwd_kernel(
     m_m, m_n = o_m < M, o_n < N
     m = m_m[:, None] & m_n[None, :]
     b_x = tl.load(p_x + o_m[:, None].to(tl.int64) * stride_xm + o_n[None, :], mask=m, other=0.0)
+    if WRITE_R:  # the residual copy [M, N]
+        tl.store(p_r + o_m[:, None].to(tl.int64) * N + o_n[None, :], b_x, mask=m)
     b_x = b_x.to(tl.float32)
     b_rstd = tl.rsqrt(tl.sum(b_x * b_x, axis=1) / N + eps)  # [BLOCK_M]; padding adds zeros
     b_n = (b_x * b_rstd[:, None]).to(p_x.dtype.element_ty)  # rounded as the PyTorch path does
@@ -164,7 +166,7 @@ def _rows(x):
     return x2 if x2.stride(-1) == 1 else x2.contiguous()
 
 
-def rms_norm_fwd(x, weight, eps, config=None):
+def rms_norm_fwd(x, weight, eps, config=None, residual=False):
     """Launch the forward.
 
     Args:
@@ -172,23 +174,27 @@ def rms_norm_fwd(x, weight, eps, config=None):
         weight: [N] fp16/bf16/fp32, contiguous.
         eps: added to mean(x^2).
         config: launch parameters, CONFIG's keys (default CONFIG).
+        residual: also write r, a copy of x's rows.
     Returns:
         y: [..., N] contiguous, in torch.promote_types(x.dtype, weight.dtype);
-        rstd: [...] fp32, 1 / sqrt(mean(x^2) + eps) of each row.
+        rstd: [...] fp32, 1 / sqrt(mean(x^2) + eps) of each row;
+        r: with residual, [M, N] contiguous in x's dtype, x's values; else an empty tensor.
     """
     N = x.shape[-1]
     x2 = _rows(x)
     M = x2.shape[0]
     y = torch.empty(x.shape, device=x.device, dtype=torch.promote_types(x.dtype, weight.dtype))
     rstd = torch.empty(x.shape[:-1], device=x.device, dtype=torch.float32)
+    r = torch.empty((M, N) if residual else (0,), device=x.device, dtype=x.dtype)
     if M == 0:
-        return y, rstd
+        return y, rstd, r
     cfg = _launch_config(x2, config)
     rms_norm_fwd_kernel[lambda meta: (triton.cdiv(M, meta["BLOCK_M"]),)](
-        p_x=x2, p_w=weight, p_y=y, p_rstd=rstd, M=M, N=N, stride_xm=x2.stride(0), eps=eps,
-        BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], num_warps=cfg["num_warps"],
+        p_x=x2, p_w=weight, p_y=y, p_rstd=rstd, p_r=r, M=M, N=N, stride_xm=x2.stride(0), eps=eps,
+        BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], WRITE_R=residual,
+        num_warps=cfg["num_warps"],
     )
-    return y, rstd
+    return y, rstd, r
 
 
 def rms_norm_bwd(x, weight, rstd, dy, config=None, dr=None):
@@ -198,8 +204,8 @@ def rms_norm_bwd(x, weight, rstd, dy, config=None, dr=None):
         x, weight, config: as rms_norm_fwd took them.
         rstd: [...] fp32, rms_norm_fwd's.
         dy: [..., N] gradient of y.
-        dr: None, or the gradient of the residual form's r (x.numel() elements, rows of N),
-            added into dx.
+        dr: None, or the gradient of the residual copy r (x.numel() elements, rows of N), added
+            into dx.
     Returns:
         dx: [..., N] contiguous in x's dtype; dw: [N] fp32 (the partial sums of the programs,
         summed in torch).
@@ -232,7 +238,7 @@ def rms_norm_bwd(x, weight, rstd, dy, config=None, dr=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rms_norm_b61202e15850"
+OP_NAMESPACE = "ratc_rms_norm_bc349169b3f2"
 
 
 def _config_arg(config):
@@ -267,15 +273,18 @@ def _custom_op(name, impl, fake):
     return getattr(ops, name)
 
 
-def _rms_norm_fwd_impl(x: torch.Tensor, weight: torch.Tensor, eps: float,
-                       config: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """rms_norm_fwd as an op: y [..., N] in promote_types(x, weight), rstd [...] fp32."""
-    return rms_norm_fwd(x, weight.contiguous(), eps, _config_of(config))
+def _rms_norm_fwd_impl(x: torch.Tensor, weight: torch.Tensor, eps: float, config: str,
+                       residual: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """rms_norm_fwd as an op: y [..., N] in promote_types(x, weight), rstd [...] fp32, and the
+    residual copy r [M, N] in x's dtype (empty unless residual)."""
+    return rms_norm_fwd(x, weight.contiguous(), eps, _config_of(config), residual)
 
 
-def _rms_norm_fwd_fake(x, weight, eps, config):
+def _rms_norm_fwd_fake(x, weight, eps, config, residual):
+    N = x.shape[-1]
     return (x.new_empty(x.shape, dtype=torch.promote_types(x.dtype, weight.dtype)),
-            x.new_empty(x.shape[:-1], dtype=torch.float32))
+            x.new_empty(x.shape[:-1], dtype=torch.float32),
+            x.new_empty((x.numel() // N, N) if residual else (0,)))
 
 
 def _rms_norm_bwd_impl(x: torch.Tensor, weight: torch.Tensor, rstd: torch.Tensor,
@@ -296,15 +305,14 @@ rms_norm_bwd_op = _custom_op("rms_norm_bwd", _rms_norm_bwd_impl, _rms_norm_bwd_f
 class RMSNormFunction(torch.autograd.Function):
     """y = rms_norm(x, weight, eps), or with residual (y, r) (rms_norm_residual's), with the Triton
     kernels both ways (as custom ops; config is _config_arg's text). Saves x, weight and rstd [...]
-    fp32. With residual the second output is x itself: autograd hands out a view of x whose
-    gradient comes back here as dr."""
+    fp32."""
 
     @staticmethod
     def forward(ctx, x, weight, eps, config="", residual=False):
-        y, rstd = rms_norm_fwd_op(x, weight, eps, config)
+        y, rstd, r = rms_norm_fwd_op(x, weight, eps, config, residual)
         ctx.save_for_backward(x, weight, rstd)
         ctx.config = config
-        return (y, x) if residual else y
+        return (y, r) if residual else y
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -328,15 +336,10 @@ def rms_norm_triton(x, weight, eps, config=None, residual=False):
     if weight.shape != (x.shape[-1],) or x.shape[-1] > MAX_N:
         raise ValueError(f"rms_norm_triton needs weight [N] for x [..., N] with N <= {MAX_N}, "
                          f"got x {tuple(x.shape)} and weight {tuple(weight.shape)}")
-    args = (x, weight, float(eps), _config_arg(config))
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
-        out = RMSNormFunction.apply(*args, residual)
-    else:
-        y = rms_norm_fwd_op(*args)[0]
-        out = (y, x) if residual else y
-    if residual:  # r: x's rows [M, N]
-        return out[0], out[1].reshape(-1, x.shape[-1])
-    return out
+        return RMSNormFunction.apply(x, weight, float(eps), _config_arg(config), residual)
+    y, _, r = rms_norm_fwd_op(x, weight, float(eps), _config_arg(config), residual)
+    return (y, r) if residual else y
 
 
 def _triton_path(x, weight):
@@ -367,21 +370,20 @@ def rms_norm(x, weight, eps):
 
 
 def rms_norm_residual(x, weight, eps):
-    """rms_norm(x, weight, eps) and x's rows, for a pre-norm residual block to add to.
+    """rms_norm(x, weight, eps) and a copy of x for a pre-norm residual block to add into.
 
-    On the Triton path r comes out of the norm's autograd Function, so r's gradient is added
-    into x's in the norm's backward launch (module notes: "Pre-norm residual blocks"). r shares
-    x's memory (a copy only where reshape needs one): add to it out of place.
+    The Triton path writes the copy in the norm's own launch, and its backward adds the copy's
+    gradient into x's in the norm's backward launch (module notes: "Pre-norm residual blocks").
 
     Args:
         x, weight, eps: as rms_norm takes them.
     Returns:
         y: [..., N] as rms_norm returns it;
-        r: [M, N] (M = x.numel() / N) in x's dtype, x's rows.
+        r: [M, N] (M = x.numel() / N) contiguous in x's dtype, a new tensor holding x's rows.
 
     Example: y, r = rms_norm_residual(h, norm.weight, 1e-6)
-             out = torch.addmm(r, f(y).reshape(-1, K), w.t()).view(h.shape)   # h + f(y) @ w.T
+             out = r.addmm_(f(y).reshape(-1, K), w.t()).view(h.shape)   # h + f(y) @ w.T
     """
     if _triton_path(x, weight):
         return rms_norm_triton(x, weight, eps, residual=True)
-    return rms_norm_torch(x, weight, eps), x.reshape(-1, x.shape[-1])
+    return rms_norm_torch(x, weight, eps), x.reshape(-1, x.shape[-1]).clone()
