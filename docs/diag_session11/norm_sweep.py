@@ -39,7 +39,7 @@ for tile, warps in FWD:
     y, rstd, r = mod.rms_norm_fwd(x, w, 1e-6, cfg, residual=True)
     same = torch.equal(y, y0) and torch.equal(rstd, rstd0) and torch.equal(r, r0)
     t = ms(lambda: mod.rms_norm_fwd(x, w, 1e-6, cfg, residual=True))
-    print(f"fwd TILE {tile:5d} warps {warps:2d}: {t:.3f} ms ({3 * M * N * 2 / t / 1e9:.0f} GB/s)"
+    print(f"fwd TILE {tile:5d} warps {warps:2d}: {t:.3f} ms ({3 * M * N * 2 / t / 1e6:.0f} GB/s)"
           f"{'' if same else '  DIFFERS'}", flush=True)
 for tile, warps, per_sm in BWD:
     cfg = dict(TILE=tile, num_warps=warps, PROGRAMS_PER_SM=per_sm)
@@ -47,5 +47,5 @@ for tile, warps, per_sm in BWD:
     err = ((dw - dw0).norm() / dw0.norm()).item()  # dw: partial sums in another grouping
     t = ms(lambda: mod.rms_norm_bwd(x, w, rstd0, dy, cfg, dr))
     print(f"bwd TILE {tile:5d} warps {warps:2d} programs/SM {per_sm}: {t:.3f} ms "
-          f"({4 * M * N * 2 / t / 1e9:.0f} GB/s) dw rel. {err:.0e}"
+          f"({4 * M * N * 2 / t / 1e6:.0f} GB/s) dw rel. {err:.0e}"
           f"{'' if torch.equal(dx, dx0) else '  dx DIFFERS'}", flush=True)
