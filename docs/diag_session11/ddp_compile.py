@@ -1,0 +1,53 @@
+"""Session 11: torch.compile of a DDP-wrapped generated Model (scripts/dist_check.py --compile
+failed in AOTAutograd on 2 H100s: "output spec mismatch" in a DDPOptimizer submodule holding an
+autograd.Function). One forward + backward per variant, each in a fresh process:
+
+    torchrun --nproc_per_node N docs/diag_session11/ddp_compile.py [--package generated/small_rat_swa]
+        [--backend inductor|aot_eager] [--autocast] [--no-optimize-ddp] [--cpu]
+
+--no-optimize-ddp: torch._dynamo.config.optimize_ddp = False (one graph, no bucket splits).
+--cpu: gloo and TRITON_INTERPRET=1 (set it in the environment), fp32, tiny sequence.
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from ratc.build import import_built  # noqa: E402
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--package", default="generated/small_rat_swa")
+ap.add_argument("--backend", default="inductor")
+ap.add_argument("--autocast", action="store_true")
+ap.add_argument("--no-optimize-ddp", action="store_true")
+ap.add_argument("--cpu", action="store_true")
+a = ap.parse_args()
+dist.init_process_group("gloo" if a.cpu else "nccl")
+rank = dist.get_rank()
+dev = torch.device("cpu") if a.cpu else torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+if not a.cpu:
+    torch.cuda.set_device(dev)
+if a.no_optimize_ddp:
+    torch._dynamo.config.optimize_ddp = False
+torch.manual_seed(0)
+pkg = import_built(a.package)
+model = pkg.Model(device=dev, dtype=torch.float32)
+ddp = DistributedDataParallel(model, device_ids=None if a.cpu else [dev.index])
+f = torch.compile(ddp, backend=a.backend)
+ids = torch.randint(0, pkg.SPEC["vocab_size"], (2, 10 if a.cpu else 257), device=dev)
+tag = f"{a.backend}, autocast {a.autocast}, optimize_ddp {not a.no_optimize_ddp}"
+try:
+    for step in range(2):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.autocast):
+            out = f(ids[:, :-1])
+        out.float().square().mean().backward()
+    print(f"rank {rank}: {tag}: OK", flush=True)
+except Exception as e:  # noqa: BLE001
+    print(f"rank {rank}: {tag}: FAIL {type(e).__name__}: {str(e).splitlines()[0][:200]}",
+          flush=True)
+dist.destroy_process_group()
