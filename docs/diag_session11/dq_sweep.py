@@ -8,6 +8,7 @@ patch applied. Per train size: main's backward kernels at its record; the groupe
 scan-backward kernels at each (DQ_BT, DQ_BC, dq_num_warps, dq_num_stages), other keys at main's
 record, with dproj's relative distance to main's.
 --record-only: the second module at main's record alone (an A/B of two builds' backwards).
+--dkv: sweep the dK/dV kernel's keys (BWD_BT, BWD_BC, bwd_num_warps, bwd_num_stages) instead.
 --dry: CPU, TRITON_INTERPRET=1, fp32, one tiny size, two configs: checks this script.
 """
 import argparse
@@ -25,10 +26,14 @@ ap.add_argument("main")
 ap.add_argument("grouped")
 ap.add_argument("--dry", action="store_true")
 ap.add_argument("--record-only", action="store_true")
+ap.add_argument("--dkv", action="store_true")
 a = ap.parse_args()
 SIZES = [(80, 1)] if a.dry else [(16384, 16), (131072, 2)]
 DEV, DT = ("cpu", torch.float32) if a.dry else ("cuda", torch.bfloat16)
 GRID = [(64, 64, 4, 2)] + list(itertools.product((64, 128), (64, 128), (8,), (2, 3)))
+if a.dkv:
+    GRID = [(64, 128, 8, 3), (64, 128, 8, 2), (64, 64, 4, 2), (64, 64, 4, 3), (64, 64, 8, 3),
+            (128, 64, 4, 2), (128, 128, 8, 2), (32, 128, 8, 3), (32, 64, 4, 3)]
 if a.dry:
     GRID = [(16, 16, 4, 2), (16, 32, 8, 2)]
 KERNELS = ("rat_attn_bwd_dq_kernel", "rat_attn_bwd_dkv_kernel", "rat_scan_bwd_kernel")
@@ -54,10 +59,12 @@ for T, B in SIZES:
     ms = kernel_ms(lambda: main.rat_bwd(p, bias, y, lse, dy, config=rec, mode="train",
                                         scan=scan), a.dry)
     print(f"  main, record: {parts(ms)}", flush=True)
-    keys = ("DQ_BT", "DQ_BC", "dq_num_warps", "dq_num_stages")
+    keys = (("BWD_BT", "BWD_BC", "bwd_num_warps", "bwd_num_stages") if a.dkv else
+            ("DQ_BT", "DQ_BC", "dq_num_warps", "dq_num_stages"))
     for bt, bc, w, st in [tuple(rec[k] for k in keys)] if a.record_only else GRID:
-        cfg = rec | dict(DQ_BT=bt, DQ_BC=bc, dq_num_warps=w, dq_num_stages=st)
-        tag = f"  {'second' if a.record_only else 'grouped'} DQ_BT {bt:3d} DQ_BC {bc:3d} {w} warps {st} stages"
+        cfg = rec | dict(zip(keys, (bt, bc, w, st)))
+        tag = (f"  {'second' if a.record_only or a.dkv else 'grouped'} {keys[0]} {bt:3d} "
+               f"{keys[1]} {bc:3d} {w} warps {st} stages")
         try:
             err = rel(grp.rat_bwd(p, bias, y, lse, dy, config=cfg, mode="train", scan=scan)[0],
                       ref)
