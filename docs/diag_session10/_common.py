@@ -1,5 +1,5 @@
-"""Helpers of the session 10 diagnostics: a RAT kernel module loaded with text edits, kernel
-times from torch.profiler, relative distance."""
+"""Helpers of the session 10 (and 11) diagnostics: a RAT kernel module loaded with text edits,
+the train step's inputs at a size, kernel times from torch.profiler, relative distance."""
 import importlib.util
 import tempfile
 
@@ -20,6 +20,20 @@ def load(path, edits=()):
     m = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(m)
     return m
+
+
+def train_inputs(mod, T, B, dev, dt):
+    """Random proj, gate bias and dy for RAT kernel module `mod` at T x B, with its train record
+    and what its forward keeps: (p, bias, rec, lse, y, scan, dy, ref), ref = dproj at rec."""
+    g = torch.Generator(device=dev).manual_seed(T)
+    p = torch.randn(B, T, mod.IN_FEATURES, device=dev, dtype=dt, generator=g)
+    bias = torch.randn(mod.D, device=dev, generator=g)
+    rec = mod._launch_config(p.clone().requires_grad_(), mode="train")
+    lse = torch.empty(B, mod.H, T, device=dev)
+    y, scan = mod.rat_fwd(p, bias, lse=lse, config=rec, mode="train", keep=True)
+    dy = torch.randn(y.shape, device=dev, dtype=y.dtype, generator=g)
+    ref = mod.rat_bwd(p, bias, y, lse, dy, config=rec, mode="train", scan=scan)[0]
+    return p, bias, rec, lse, y, scan, dy, ref
 
 
 def kernel_ms(fn, dry=False, reps=5):

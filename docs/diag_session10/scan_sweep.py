@@ -17,7 +17,7 @@ import itertools
 
 import torch
 
-from _common import kernel_ms, load, rel
+from _common import kernel_ms, load, rel, train_inputs
 
 ap = argparse.ArgumentParser()
 ap.add_argument("module")
@@ -45,14 +45,7 @@ mods = {name: load(a.module, edits) for name, edits in VARIANTS.items()}
 new = mods["as built"]
 old = load(a.old) if a.old else None
 for T, B in SIZES:
-    g = torch.Generator(device=DEV).manual_seed(T)
-    p = torch.randn(B, T, new.IN_FEATURES, device=DEV, dtype=DT, generator=g)
-    bias = torch.randn(new.D, device=DEV, generator=g)
-    rec = new._launch_config(p.clone().requires_grad_(), mode="train")
-    lse = torch.empty(B, new.H, T, device=DEV)
-    y, scan = new.rat_fwd(p, bias, lse=lse, config=rec, mode="train", keep=True)
-    dy = torch.randn(y.shape, device=DEV, dtype=y.dtype, generator=g)
-    ref = new.rat_bwd(p, bias, y, lse, dy, config=rec, mode="train", scan=scan)[0]
+    p, bias, rec, lse, y, scan, dy, ref = train_inputs(new, T, B, DEV, DT)
     print(f"T={T} B={B} train record {rec}", flush=True)
     if old is not None:
         for name, m in (("old", old), ("new", new)):

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "diag_session10"))
-from _common import kernel_ms, load, rel  # noqa: E402
+from _common import kernel_ms, load, rel, train_inputs  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("main")
@@ -47,14 +47,7 @@ def parts(ms):
 print("dry run (CPU)" if a.dry else torch.cuda.get_device_name(), flush=True)
 main, grp = load(a.main), load(a.grouped)
 for T, B in SIZES:
-    g = torch.Generator(device=DEV).manual_seed(T)
-    p = torch.randn(B, T, main.IN_FEATURES, device=DEV, dtype=DT, generator=g)
-    bias = torch.randn(main.D, device=DEV, generator=g)
-    rec = main._launch_config(p.clone().requires_grad_(), mode="train")
-    lse = torch.empty(B, main.H, T, device=DEV)
-    y, scan = main.rat_fwd(p, bias, lse=lse, config=rec, mode="train", keep=True)
-    dy = torch.randn(y.shape, device=DEV, dtype=y.dtype, generator=g)
-    ref = main.rat_bwd(p, bias, y, lse, dy, config=rec, mode="train", scan=scan)[0]
+    p, bias, rec, lse, y, scan, dy, ref = train_inputs(main, T, B, DEV, DT)
     print(f"T={T} B={B} main's train record {rec}", flush=True)
     ms = kernel_ms(lambda: main.rat_bwd(p, bias, y, lse, dy, config=rec, mode="train",
                                         scan=scan), a.dry)
