@@ -6,6 +6,7 @@ autograd.Function). One forward + backward per variant, each in a fresh process:
         [--backend inductor|aot_eager] [--autocast] [--no-optimize-ddp] [--cpu]
 
 --no-optimize-ddp: torch._dynamo.config.optimize_ddp = False (one graph, no bucket splits).
+--bare-first: compile and step the model without DDP first, as dist_check.py's reference does.
 --cpu: gloo and TRITON_INTERPRET=1 (set it in the environment), fp32, tiny sequence.
 """
 import argparse
@@ -26,6 +27,7 @@ ap.add_argument("--backend", default="inductor")
 ap.add_argument("--autocast", action="store_true")
 ap.add_argument("--no-optimize-ddp", action="store_true")
 ap.add_argument("--cpu", action="store_true")
+ap.add_argument("--bare-first", action="store_true")
 a = ap.parse_args()
 dist.init_process_group("gloo" if a.cpu else "nccl")
 rank = dist.get_rank()
@@ -37,15 +39,23 @@ if a.no_optimize_ddp:
 torch.manual_seed(0)
 pkg = import_built(a.package)
 model = pkg.Model(device=dev, dtype=torch.float32)
-ddp = DistributedDataParallel(model, device_ids=None if a.cpu else [dev.index])
-f = torch.compile(ddp, backend=a.backend)
 ids = torch.randint(0, pkg.SPEC["vocab_size"], (2, 10 if a.cpu else 257), device=dev)
-tag = f"{a.backend}, autocast {a.autocast}, optimize_ddp {not a.no_optimize_ddp}"
-try:
-    for step in range(2):
+tag = (f"{a.backend}, autocast {a.autocast}, optimize_ddp {not a.no_optimize_ddp}"
+       f"{', bare model compiled first' if a.bare_first else ''}")
+
+
+def steps(f):
+    for _ in range(2):
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.autocast):
             out = f(ids[:, :-1])
         out.float().square().mean().backward()
+
+
+try:
+    if a.bare_first:
+        steps(torch.compile(model, backend=a.backend))
+    steps(torch.compile(DistributedDataParallel(model, device_ids=None if a.cpu else [dev.index]),
+                        backend=a.backend))
     print(f"rank {rank}: {tag}: OK", flush=True)
 except Exception as e:  # noqa: BLE001
     print(f"rank {rank}: {tag}: FAIL {type(e).__name__}: {str(e).splitlines()[0][:200]}",
