@@ -161,7 +161,7 @@ def test_residual_out_adds_into_the_copy_in_both_dtype_cases():
         x, r = norm(h, residual=True)
         assert r.shape == (10, 24) and torch.equal(r, h.detach().reshape(10, 24))
         lin_y = lin.to(y_dtype)
-        out = layers.residual_out(r, y, lin_y, h.shape)
+        out = layers.residual_out(r, y, lin_y)
         want = h.detach() + lin_y(y.detach()).float()
         assert out.shape == h.shape and out.dtype == torch.float32
         torch.testing.assert_close(out, want, rtol=1e-2 if y_dtype == torch.bfloat16 else 1e-5,

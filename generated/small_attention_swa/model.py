@@ -43,7 +43,7 @@ class FFN(nn.Module):
 
     def forward(self, h):
         x, r = self.ln(h, residual=True)
-        return residual_out(r, torch.nn.functional.gelu(self.fc1(x)), self.fc2, h.shape)
+        return residual_out(r, torch.nn.functional.gelu(self.fc1(x)), self.fc2)
 
 
 class Block(nn.Module):

@@ -43,18 +43,24 @@ class RMSNorm(nn.Module):
         return rms_norm(x, self.weight, self.eps)
 
 
-def residual_out(r, y, linear, shape):
-    """r + linear(y) viewed as `shape`, the GEMM adding into r in place (addmm_, beta 1): a pre-norm
-    block's residual add done by its output projection, with no launch of its own. Where the
-    dtypes differ (autocast: a bf16 linear(y) into an fp32 residual stream) linear runs as usual
-    and its output is added into r, in r's dtype.
+def residual_out(r, y, linear):
+    """r + linear(y) viewed as [..., N] (y's leading dims), the GEMM adding into r in place
+    (addmm_, beta 1): a pre-norm block's residual add done by its output projection, with no
+    launch of its own. Where the dtypes differ (autocast: a bf16 linear(y) into an fp32 residual
+    stream) linear runs as usual and its output is added into r, in r's dtype.
+
+    The output's shape comes from y and r here rather than from the caller: a shape passed in is
+    a torch.Size value in compiled graphs, and under torch.compile of a DDP model (DDPOptimizer
+    splits the graph at gradient buckets) one crossing a split with symbolic sizes failed
+    AOTAutograd ("output spec mismatch").
 
     Args:
         r: [M, N], the copy RMSNorm(..., residual=True) returned (overwritten).
-        y: [..., K] with M rows; linear: nn.Linear(K, N) without bias.
-        shape: the block input's shape, [..., N].
+        y: [..., K] with M rows, the block input's leading dims; linear: nn.Linear(K, N) without
+            bias.
     """
     y2 = y.reshape(-1, y.shape[-1])
+    shape = (*y.shape[:-1], r.shape[-1])
     if r.dtype == y.dtype == linear.weight.dtype:
         return r.addmm_(y2, linear.weight.t()).view(shape)
     return r.add_(linear(y2)).view(shape)
@@ -123,7 +129,7 @@ class Mixer(nn.Module):
             return h
         x, r = self.input_norm(h, residual=True)
         proj = self.in_proj(x)
-        out = residual_out(r, self.kernels.core(proj, self._gate_bias()), self.out_proj, h.shape)
+        out = residual_out(r, self.kernels.core(proj, self._gate_bias()), self.out_proj)
         self.decode_kernels.prefill_cache(cache.tensors, proj, self._gate_bias(), lengths)
         return out
 
@@ -184,7 +190,7 @@ class RnnMixer(Mixer):
         """h [B, T, 384] -> h + mixer(h), same shape and dtype."""
         x, r = self.input_norm(h, residual=True)
         y = rnn_rnn.core(self.in_proj(x), self.gate_bias)
-        return residual_out(r, y, self.out_proj, h.shape)
+        return residual_out(r, y, self.out_proj)
 
 
 MIXERS = {
