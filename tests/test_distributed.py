@@ -61,7 +61,8 @@ def full_state(model):
             for n, p in model.named_parameters()}
 
 
-def worker(rank, init_file, out_dir, dtype, interpret):
+def join_group(rank, init_file, interpret):
+    """A spawned rank: the kernels' path (interpreter or PyTorch), one thread, the gloo group."""
     if interpret:
         os.environ["TRITON_INTERPRET"] = "1"
     else:
@@ -69,6 +70,10 @@ def worker(rank, init_file, out_dir, dtype, interpret):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
                             world_size=WORLD)
+
+
+def worker(rank, init_file, out_dir, dtype, interpret):
+    join_group(rank, init_file, interpret)
     from torch.distributed.fsdp import fully_shard
     from torch.nn.parallel import DistributedDataParallel
 
@@ -114,10 +119,7 @@ def test_ddp_and_fsdp2_match_one_process(tmp_path, monkeypatch, dtype, interpret
 
 
 def compiled_ddp_worker(rank, init_file, out_dir):
-    os.environ["TRITON_INTERPRET"] = "1"
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
-                            world_size=WORLD)
+    join_group(rank, init_file, interpret=True)
     from torch.nn.parallel import DistributedDataParallel
 
     # the tiny model in gradient buckets of about 17 KiB (its FFN weights are 16 KiB each), as a

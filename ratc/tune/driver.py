@@ -163,12 +163,14 @@ def tune_spec(ir: ModelIR, layers: list[str], mode: str, seqs: list[int], batch:
 
 def _group_line(console, label: str, t0: float):
     """staged_search's on_group: off a terminal (a log file, where the progress bar shows
-    nothing until the end), one line per launch group searched."""
+    nothing until the end), one line per launch group searched; on one, None."""
+    if console.is_terminal:
+        return None
+
     def line(keys, cfg, ms, n):
-        if not console.is_terminal:
-            values = ", ".join(f"{k}={cfg[k]}" for k in keys)
-            console.print(f"{label}: ({', '.join(keys)}) best {values}, {ms:.3f} ms; configs "
-                          f"timed: {n}; {time.perf_counter() - t0:.0f} s", soft_wrap=True)
+        values = ", ".join(f"{k}={cfg[k]}" for k in keys)
+        console.print(f"{label}: ({', '.join(keys)}) best {values}, {ms:.3f} ms; configs "
+                      f"timed: {n}; {time.perf_counter() - t0:.0f} s", soft_wrap=True)
     return line
 
 
