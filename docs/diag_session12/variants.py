@@ -36,6 +36,59 @@ DKV = {
                        (GRID_L, "rat_attn_bwd_dkv_kernel[lambda meta: (triton.cdiv(NC, "
                                 "meta[\"BC\"]), B * H)](")],
 }
+# dq in the dK/dV kernel: dS^T K^ per query block, added into an fp32 [B, T, G*d] buffer (each q/k
+# group's heads summed) by TMA reduce-add (descriptor.atomic_add); the dq kernel keeps only its
+# per-token work; the scan backward reads the group sums, scaled, in place of summing per-head dq^
+DQ_LOOPS = """    b_dq = _rat_bwd_dq_inner(b_q, b_do, b_lse, b_delta, b_dq, desc_k, desc_v, i_bh * NCP, o_ct,
+                             0, c_mid, qk_scale, BC, False, PRECISION)
+    b_dq = _rat_bwd_dq_inner(b_q, b_do, b_lse, b_delta, b_dq, desc_k, desc_v, i_bh * NCP, o_ct,
+                             c_mid, c_end, qk_scale, BC, True, PRECISION)
+    b_dq = b_dq * (qk_scale * 0.6931471805599453)  # ln 2: 1/sqrt(d)
+    tl.store(p_dq + o_td, b_dq.to(p_dq.dtype.element_ty), mask=m_td)
+"""
+REDUCE = [
+    (DQ_LOOPS, ""),
+    ("desc_q, desc_do, p_lse, p_delta, desc_k, desc_v, p_dkc, p_dvc,",
+     "desc_q, desc_do, p_lse, p_delta, desc_k, desc_v, p_dkc, p_dvc, desc_dq, p_dqg, "
+     "TMA_RED: tl.constexpr,"),
+    ("        b_dst = b_pt * (b_dpt - b_delta[None, :])\n",
+     "        b_dst = b_pt * (b_dpt - b_delta[None, :])\n"
+     "        b_dqt = tl.dot(tl.trans(b_dst.to(b_kc.dtype)), b_kc, input_precision=PRECISION)\n"
+     "        if TMA_RED:\n"
+     "            desc_dq.atomic_add([(i_bh // H) * T + t0, ((i_bh % H) % G) * d], b_dqt)\n"
+     "        else:  # the interpreter has no descriptor reduce\n"
+     "            tl.atomic_add(p_dqg + ((i_bh // H) * T + o_t[:, None]) * (G * d)\n"
+     "                          + ((i_bh % H) % G) * d + o_d[None, :], b_dqt,\n"
+     "                          mask=m_t[:, None] & (o_d < d)[None, :])\n"),
+    ("p_dkc=dkc, p_dvc=dvc, T=T",
+     "p_dkc=dkc, p_dvc=dvc, desc_dq=TensorDescriptor(dq.view(B * T, GROUPS * HEAD_DIM), "
+     "shape=[B * T, GROUPS * HEAD_DIM], strides=[GROUPS * HEAD_DIM, 1], "
+     "block_shape=[cfg['BWD_BT'], BLOCK_D]), p_dqg=dq, "
+     "TMA_RED=os.environ.get('TRITON_INTERPRET') != '1', T=T"),
+    ("    dq = torch.empty_like(v)  # dq^\n",
+     "    dq = torch.zeros(B, T, GROUPS * HEAD_DIM, **f32)\n"),
+    ("    b_cos, b_sin = b_cos[None], b_sin[None]  # [1, BK, BLOCK_DH]\n",
+     "    b_cos2, b_sin2 = b_cos, b_sin\n"
+     "    b_cos, b_sin = b_cos[None], b_sin[None]  # [1, BK, BLOCK_DH]\n"),
+    ("""        b_dq = tl.load(p_dq + o_td, mask=m, other=0.0).to(tl.float32)
+        b_1, b_2 = tl.split(b_dq)
+        b_dq = tl.join(b_1 * b_cos + b_2 * b_sin, b_2 * b_cos - b_1 * b_sin)
+        b_dq += b_dss * b_kt
+""", """        b_dq = tl.load(p_dq + (i_b.to(tl.int64) * T + o_t[:, None, None]) * (G * d) + o_g[None],
+                       mask=m_g, other=0.0) * sm_scale
+        b_dq1, b_dq2 = tl.split(b_dq)
+        b_dq = tl.join(b_dq1 * b_cos2 + b_dq2 * b_sin2, b_dq2 * b_cos2 - b_dq1 * b_sin2)
+        b_dq += tl.sum(tl.where(m, b_dss * b_kt, 0.0), axis=0)
+"""),
+    ("""        tl.store(p_drow + OFF_Q + o_g[None], tl.sum(tl.where(m, b_dq, 0.0), axis=0)
+                 .to(p_dproj.dtype.element_ty), mask=m_g)
+""", """        tl.store(p_drow + OFF_Q + o_g[None], b_dq.to(p_dproj.dtype.element_ty), mask=m_g)
+"""),
+]
+DKV["reduce"] = REDUCE
+DKV["reduce+rev"] = REDUCE + [(LOOP, REV)]
+RED_SHAPES = [(64, 128, 8, 3), (64, 128, 8, 2), (32, 128, 8, 3), (32, 128, 8, 2), (64, 64, 4, 2),
+              (64, 64, 8, 2), (32, 64, 4, 3)]
 ROUNDS = 3
 FWD = [(256, 64, 8, 2), (256, 64, 8, 3), (256, 32, 8, 2), (256, 128, 8, 2), (128, 128, 8, 2),
        (128, 64, 8, 2)]
@@ -44,14 +97,14 @@ DQ = [(256, 64, 8, 2), (256, 32, 8, 2), (256, 64, 8, 3), (128, 64, 8, 2)]
 ap = argparse.ArgumentParser()
 ap.add_argument("module")
 ap.add_argument("--dry", action="store_true")
-ap.add_argument("--only", default="dkv,fwd,dq")
+ap.add_argument("--only", default="dkv,fwd,dq,reduce")
 ap.add_argument("--sizes", default="16384x16,131072x2")
 a = ap.parse_args()
 only = a.only.split(",")
 SIZES = [(80, 1)] if a.dry else [tuple(map(int, s.split("x"))) for s in a.sizes.split(",")]
 DEV, DT = ("cpu", torch.float32) if a.dry else ("cuda", torch.bfloat16)
 if a.dry:
-    ROUNDS, FWD, DQ = 1, [(32, 16, 4, 2)], [(32, 16, 4, 2)]
+    ROUNDS, FWD, DQ, RED_SHAPES = 1, [(32, 16, 4, 2)], [(32, 16, 4, 2)], [(32, 16, 4, 2)]
 mods = {name: load(a.module, edits) for name, edits in DKV.items()}
 main = mods["main"]
 print("dry run (CPU)" if a.dry else torch.cuda.get_device_name(), flush=True)
@@ -73,10 +126,39 @@ for T, B in SIZES:
     def bwd(mod, cfg):
         return lambda: mod.rat_bwd(p, bias, y, lse, dy, config=cfg, mode="train", scan=scan)
 
+    def parts(ms):
+        return (f"dkv {one(ms, 'rat_attn_bwd_dkv_kernel'):.3f} dq "
+                f"{one(ms, 'rat_attn_bwd_dq_kernel'):.3f} scan {one(ms, 'rat_scan_bwd_kernel'):.3f}"
+                f" all {sum(ms.values()) if ms else 0:.3f}")
+
+    if "reduce" in only:
+        keys = ("BWD_BT", "BWD_BC", "bwd_num_warps", "bwd_num_stages")
+        totals = {}
+        for r in range(ROUNDS if not a.dry else 1):
+            for n in ("main", "reduce", "reduce+rev"):
+                for shape in [tuple(rec[k] for k in keys)] if n == "main" else RED_SHAPES:
+                    cfg = rec | dict(zip(keys, shape))
+                    tag = f"  {n:10s} {shape}"
+                    try:
+                        err = rel(bwd(mods[n], cfg)()[0], ref)
+                        ms = kernel_ms(bwd(mods[n], cfg), a.dry)
+                    except Exception as e:  # noqa: BLE001
+                        print(f"{tag}: FAIL {type(e).__name__}: {str(e)[:200]}", flush=True)
+                        continue
+                    totals.setdefault((n, shape), []).append(sum(ms.values()) if ms else 0)
+                    print(f"{tag} round {r}: {parts(ms)} (dproj err {err:.0e})", flush=True)
+            if r == 0 and not a.dry:
+                RED_SHAPES = sorted(RED_SHAPES, key=lambda s: totals.get(("reduce", s), [1e9])[0])[:3]
+        for (n, shape), ts in totals.items():
+            print(f"  backward kernels median {n:10s} {shape}: {statistics.median(ts):.3f} ms",
+                  flush=True)
+
     if "dkv" in only:
-        times = {n: [] for n in mods}
+        names = ["main", "rev", "rev+chunk-fast"]
+        times = {n: [] for n in names}
         for r in range(ROUNDS):
-            for n, mod in (mods.items() if r % 2 == 0 else reversed(mods.items())):
+            for n in (names if r % 2 == 0 else names[::-1]):
+                mod = mods[n]
                 err = rel(bwd(mod, rec)()[0], ref)
                 ms = kernel_ms(bwd(mod, rec), a.dry)
                 t = one(ms, "rat_attn_bwd_dkv_kernel")
