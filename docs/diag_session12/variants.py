@@ -87,6 +87,33 @@ REDUCE = [
 ]
 DKV["reduce"] = REDUCE
 DKV["reduce+rev"] = REDUCE + [(LOOP, REV)]
+# the score exponentials: exact (main), none (a bound: what the kernels cost without them; wrong
+# results), or two at a time on the MUFU by packed half-precision ex2 (inline PTX, sm_90)
+HELPERS = (
+    "@triton.jit\ndef _softplus(x):\n",
+    "@triton.jit\ndef _ex2_bf16(x):\n"
+    "    return tl.inline_asm_elementwise('ex2.approx.ftz.bf16x2 $0, $1;', '=r,r',\n"
+    "                                     [x.to(tl.bfloat16)], dtype=tl.bfloat16, is_pure=True,\n"
+    "                                     pack=2)\n\n\n"
+    "@triton.jit\ndef _ex2_f16(x):\n"
+    "    return tl.inline_asm_elementwise('ex2.approx.f16x2 $0, $1;', '=r,r',\n"
+    "                                     [x.to(tl.float16)], dtype=tl.float16, is_pure=True,\n"
+    "                                     pack=2)\n\n\n"
+    "@triton.jit\ndef _softplus(x):\n")
+EXP_SITES = ("b_sc * qk_scale - b_mn[:, None]", "b_sc * qk_scale - b_lse[:, None]",
+             "b_st * qk_scale - b_lse[None, :]")
+
+
+def exp_edits(fn):
+    return [HELPERS] + [(f"tl.exp2({x})", fn.format(x)) for x in EXP_SITES]
+
+
+EXP = {
+    "exact": [],
+    "none": exp_edits("(1.0 + 0.001 * ({}))"),
+    "bf16x2": exp_edits("_ex2_bf16({}).to(tl.float32)"),
+    "f16x2": exp_edits("_ex2_f16({}).to(tl.float32)"),
+}
 RED_SHAPES = [(64, 128, 8, 3), (64, 128, 8, 2), (32, 128, 8, 3), (32, 128, 8, 2), (64, 64, 4, 2),
               (64, 64, 8, 2), (32, 64, 4, 3)]
 ROUNDS = 3
@@ -97,7 +124,7 @@ DQ = [(256, 64, 8, 2), (256, 32, 8, 2), (256, 64, 8, 3), (128, 64, 8, 2)]
 ap = argparse.ArgumentParser()
 ap.add_argument("module")
 ap.add_argument("--dry", action="store_true")
-ap.add_argument("--only", default="dkv,fwd,dq,reduce")
+ap.add_argument("--only", default="dkv,fwd,dq,reduce,exp")
 ap.add_argument("--sizes", default="16384x16,131072x2")
 a = ap.parse_args()
 only = a.only.split(",")
@@ -131,6 +158,32 @@ for T, B in SIZES:
                 f"{one(ms, 'rat_attn_bwd_dq_kernel'):.3f} scan {one(ms, 'rat_scan_bwd_kernel'):.3f}"
                 f" all {sum(ms.values()) if ms else 0:.3f}")
 
+    if "exp" in only and not a.dry:
+        emods = {n: load(a.module, e) for n, e in EXP.items()}
+        res = {}
+        for r in range(ROUNDS):
+            for n in (list(EXP) if r % 2 == 0 else list(EXP)[::-1]):
+                m = emods[n]
+                try:
+                    lse2 = torch.empty_like(lse)
+                    f = (lambda: m.rat_fwd(p, bias, lse=lse2, config=rec, mode="train",
+                                           keep=True))
+                    yerr = rel(f()[0], y)
+                    fms = kernel_ms(f)
+                    derr = rel(bwd(m, rec)()[0], ref)
+                    bms = kernel_ms(bwd(m, rec))
+                except Exception as e:  # noqa: BLE001
+                    print(f"  exp {n}: FAIL {type(e).__name__}: {str(e)[:300]}", flush=True)
+                    continue
+                t = (one(fms, "rat_attn_fwd_kernel"), one(bms, "rat_attn_bwd_dq_kernel"),
+                     one(bms, "rat_attn_bwd_dkv_kernel"))
+                res.setdefault(n, []).append(t)
+                print(f"  exp {n:7s} round {r}: fwd {t[0]:.3f} dq {t[1]:.3f} dkv {t[2]:.3f} "
+                      f"(y err {yerr:.1e}, dproj err {derr:.1e})", flush=True)
+        for n, ts in res.items():
+            print(f"  exp median {n:7s}: " + " ".join(
+                f"{k} {statistics.median(x[i] for x in ts):.3f}"
+                for i, k in enumerate(("fwd", "dq", "dkv"))), flush=True)
     if "reduce" in only:
         keys = ("BWD_BT", "BWD_BC", "bwd_num_warps", "bwd_num_stages")
         totals = {}
