@@ -11,6 +11,8 @@ MODULE is generated/rat_swa/kernels/rat_rat.py. Per train size:
 - fwd: the forward attention kernel at block shapes with BT = 256 (outside the tuner's space)
   and at the record, with y's distance to the record's.
 - dq: the dq kernel at DQ_BT = 256 shapes and at the record.
+--dkv-variants: which of `DKV` the dkv part times (mask2, maskif, maskif2: the causal mask).
+--only exp: the score exponentials (`EXP`); reduce: dq added in the dK/dV kernel (`REDUCE`).
 --dry: CPU, TRITON_INTERPRET=1, fp32, T = 80, tiny blocks: checks this script and the edits.
 """
 import argparse
@@ -116,6 +118,16 @@ EXP = {
 }
 RED_SHAPES = [(64, 128, 8, 3), (64, 128, 8, 2), (32, 128, 8, 3), (32, 128, 8, 2), (64, 64, 4, 2),
               (64, 64, 8, 2), (32, 64, 4, 3)]
+# the dK/dV kernel's causal mask: m_t folded into the queries' chunk index (one compare and one
+# select a score, not two compares, an and and a select), or applied only where a block can need
+# it (a uniform branch: the block's diagonal query blocks and T's edge)
+MASK = ("        b_pt = tl.where((o_k[:, None] < (o_t // L)[None, :]) & m_t[None, :], b_pt, 0.0)\n")
+DKV["mask2"] = [(MASK, "        b_pt = tl.where(o_k[:, None] < tl.where(m_t, o_t // L, 0)[None, :], "
+                       "b_pt, 0.0)\n")]
+DKV["maskif"] = [(MASK, "        if (t0 < (i_c * BC + BC) * L) | (t0 + BT > T):\n    " + MASK)]
+DKV["maskif2"] = [(MASK, "        if (t0 < (i_c * BC + BC) * L) | (t0 + BT > T):\n"
+                         "            b_pt = tl.where(o_k[:, None] < tl.where(m_t, o_t // L, 0)"
+                         "[None, :], b_pt, 0.0)\n")]
 ROUNDS = 3
 FWD = [(256, 64, 8, 2), (256, 64, 8, 3), (256, 32, 8, 2), (256, 128, 8, 2), (128, 128, 8, 2),
        (128, 64, 8, 2)]
@@ -126,6 +138,7 @@ ap.add_argument("module")
 ap.add_argument("--dry", action="store_true")
 ap.add_argument("--only", default="dkv,fwd,dq,reduce,exp")
 ap.add_argument("--sizes", default="16384x16,131072x2")
+ap.add_argument("--dkv-variants", default="main,rev,rev+chunk-fast")
 a = ap.parse_args()
 only = a.only.split(",")
 SIZES = [(80, 1)] if a.dry else [tuple(map(int, s.split("x"))) for s in a.sizes.split(",")]
@@ -207,7 +220,7 @@ for T, B in SIZES:
                   flush=True)
 
     if "dkv" in only:
-        names = ["main", "rev", "rev+chunk-fast"]
+        names = a.dkv_variants.split(",")
         times = {n: [] for n in names}
         for r in range(ROUNDS):
             for n in (names if r % 2 == 0 else names[::-1]):
