@@ -12,7 +12,8 @@ MODULE is generated/rat_swa/kernels/rat_rat.py. Per train size:
   and at the record, with y's distance to the record's.
 - dq: the dq kernel at DQ_BT = 256 shapes and at the record.
 --dkv-variants: which of `DKV` the dkv part times (mask2, maskif, maskif2: the causal mask).
---only exp: the score exponentials (`EXP`); reduce: dq added in the dK/dV kernel (`REDUCE`).
+--only exp: the score exponentials (`EXP`; --exp-variants, nosoftmax: the forward without
+its softmax); reduce: dq added in the dK/dV kernel (`REDUCE`).
 --dry: CPU, TRITON_INTERPRET=1, fp32, T = 80, tiny blocks: checks this script and the edits.
 """
 import argparse
@@ -116,6 +117,35 @@ EXP = {
     "bf16x2": exp_edits("_ex2_bf16({}).to(tl.float32)"),
     "f16x2": exp_edits("_ex2_f16({}).to(tl.float32)"),
 }
+# the forward's next key block's scores issued before this block's softmax (as FlashAttention-3
+# overlaps them within a warpgroup): the score tile rotates through the loop; one spare product
+# past the last block
+AHEAD = [("""    for k0 in range(lo, hi, BC):
+        b_kc = desc_k.load([row0 + k0, 0])  # [BC, BLOCK_D]
+        b_sc = tl.dot(b_q, tl.trans(b_kc), input_precision=PRECISION)  # [BT, BC], unscaled
+""", """    b_kn = desc_k.load([row0 + lo, 0])
+    b_sn = tl.dot(b_q, tl.trans(b_kn), input_precision=PRECISION)
+    for k0 in range(lo, hi, BC):
+        b_sc = b_sn
+        b_kn = desc_k.load([row0 + k0 + BC, 0])  # [BC, BLOCK_D]
+        b_sn = tl.dot(b_q, tl.trans(b_kn), input_precision=PRECISION)  # [BT, BC], unscaled
+""")]
+# a bound: the forward's loop with no softmax at all (P = S; wrong results): loads and products
+NOSM = [("""        # b_m starts at the (finite) self score, so no row is ever all -inf
+        b_mn = tl.maximum(b_m, tl.max(b_sc, axis=1) * qk_scale)
+        b_p = tl.exp2(b_sc * qk_scale - b_mn[:, None])  # one FMA per score
+        b_alpha = tl.exp2(b_m - b_mn)
+        b_l = b_l * b_alpha + tl.sum(b_p, axis=1)
+        b_vc = desc_v.load([row0 + k0, 0])
+        b_acc = tl.dot(b_p.to(b_vc.dtype), b_vc, b_acc * b_alpha[:, None],
+                       input_precision=PRECISION)
+        b_m = b_mn
+""", """        b_vc = desc_v.load([row0 + k0, 0])
+        b_acc = tl.dot(b_sc.to(b_vc.dtype), b_vc, b_acc, input_precision=PRECISION)
+""")]
+EXP["nosoftmax"] = NOSM
+FWD_AHEAD = [(128, 64, 8, 2), (128, 64, 8, 3), (128, 128, 8, 2), (64, 64, 4, 2), (64, 64, 4, 3),
+             (64, 32, 4, 3), (128, 32, 8, 3), (64, 128, 4, 2)]
 RED_SHAPES = [(64, 128, 8, 3), (64, 128, 8, 2), (32, 128, 8, 3), (32, 128, 8, 2), (64, 64, 4, 2),
               (64, 64, 8, 2), (32, 64, 4, 3)]
 # the dK/dV kernel's causal mask: m_t folded into the queries' chunk index (one compare and one
@@ -136,9 +166,10 @@ DQ = [(256, 64, 8, 2), (256, 32, 8, 2), (256, 64, 8, 3), (128, 64, 8, 2)]
 ap = argparse.ArgumentParser()
 ap.add_argument("module")
 ap.add_argument("--dry", action="store_true")
-ap.add_argument("--only", default="dkv,fwd,dq,reduce,exp")
+ap.add_argument("--only", default="dkv,fwd,dq,reduce,exp,ahead")
 ap.add_argument("--sizes", default="16384x16,131072x2")
 ap.add_argument("--dkv-variants", default="main,rev,rev+chunk-fast")
+ap.add_argument("--exp-variants", default="exact,none,bf16x2,f16x2")
 a = ap.parse_args()
 only = a.only.split(",")
 SIZES = [(80, 1)] if a.dry else [tuple(map(int, s.split("x"))) for s in a.sizes.split(",")]
@@ -171,11 +202,38 @@ for T, B in SIZES:
                 f"{one(ms, 'rat_attn_bwd_dq_kernel'):.3f} scan {one(ms, 'rat_scan_bwd_kernel'):.3f}"
                 f" all {sum(ms.values()) if ms else 0:.3f}")
 
+    if "ahead" in only:
+        am = load(a.module, AHEAD)
+        keys = ("BT", "BC", "num_warps", "num_stages")
+        recs = tuple(rec[k] for k in keys)
+        shapes = [(32, 16, 4, 2)] if a.dry else FWD_AHEAD
+        first = {}
+        for r in range(ROUNDS):
+            for n, m, shape in ([("main", main, recs)] + [("ahead", am, s) for s in shapes]
+                                + [("ahead", am, recs)]):
+                cfg = rec | dict(zip(keys, shape))
+                tag = f"  {n:5s} BT {shape[0]:3d} BC {shape[1]:3d} {shape[2]} warps {shape[3]} stages"
+                try:
+                    lse2 = torch.empty_like(lse)
+                    f = (lambda: m.rat_fwd(p, bias, lse=lse2, config=cfg, mode="train",
+                                           keep=True))
+                    err = rel(f()[0], y)
+                    ms = kernel_ms(f, a.dry)
+                except Exception as e:  # noqa: BLE001
+                    print(f"{tag}: FAIL {type(e).__name__}: {str(e)[:200]}", flush=True)
+                    continue
+                t = one(ms, 'rat_attn_fwd_kernel')
+                if n == "ahead" and r == 0:
+                    first[shape] = t
+                print(f"{tag} round {r}: {t:.3f} ms (y err {err:.0e})", flush=True)
+            # later rounds: main and "ahead" at the record and at round 0's best other shape
+            shapes = sorted((s for s in first if s != recs), key=first.get)[:1]
     if "exp" in only and not a.dry:
-        emods = {n: load(a.module, e) for n, e in EXP.items()}
+        enames = a.exp_variants.split(",")
+        emods = {n: load(a.module, EXP[n]) for n in enames}
         res = {}
         for r in range(ROUNDS):
-            for n in (list(EXP) if r % 2 == 0 else list(EXP)[::-1]):
+            for n in (enames if r % 2 == 0 else enames[::-1]):
                 m = emods[n]
                 try:
                     lse2 = torch.empty_like(lse)
