@@ -134,6 +134,37 @@ def test_triton_matches_reference(B, T, H, d, G, L, variant, layout, cfg, poison
     assert err <= TOL[torch.float32], msg
 
 
+@pytest.mark.interpreter
+def test_fallback_blocks(monkeypatch):
+    """Query blocks whose fixed softmax references sit far above their self scores (here: q of
+    group 0 scaled 40x over tokens 16-31) are flagged by the attention kernel and redone by its
+    FALLBACK launch with the online softmax; the others keep the fixed references. At this gap
+    (hundreds of log2 units) the fixed references alone underflow every term of those rows.
+    fp32 (compiled too, on a GPU): at such logits bf16's rounding of q alone moves them by units"""
+    m = make_mixer(2, 16, 2, 2)
+    mod = load_kernel(m, SMALL)
+    proj, bias = make_inputs(1, 40, m, torch.float64, seed=5)
+    proj[:, 16:32, mod.OFF_Q:mod.OFF_Q + 16] *= 40.0
+    proj = proj.float()
+    flags = []
+    launch = mod.rat_attn_fwd_kernel
+
+    class Recorder:  # each launch's p_flag as the launch left it
+        def __getitem__(self, grid):
+            def run(**kwargs):
+                out = launch[grid](**kwargs)
+                flags.append(kwargs["p_flag"].tolist())
+                return out
+            return run
+
+    monkeypatch.setattr(mod, "rat_attn_fwd_kernel", Recorder())
+    y = run_triton(mod, proj, bias, SMALL)
+    # head 0's block 1 (tokens 16-31) alone, of [head 0: blocks 0, 1, 2; head 1: blocks 0, 1, 2]
+    assert flags[0] == [0, 1, 0, 0, 0, 0]
+    err, msg = rel_err(y, reference(m, proj, bias))
+    assert err <= TOL[torch.float32], msg
+
+
 @pytest.mark.parametrize("B, T, H, d, G, L, variant, layout, cfg", CASES)
 def test_torch_matches_reference(B, T, H, d, G, L, variant, layout, cfg):
     m = make_mixer(H, d, G, L, variant)

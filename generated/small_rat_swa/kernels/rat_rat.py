@@ -17,13 +17,20 @@
 #   y_t  = softmax([q_t.K~_0 .. q_t.K~_{c-1}, q_t.k~_t] / sqrt(d)) . [V~_0 .. V~_{c-1}; v~_t]
 #   K~_c', V~_c' = k~, v~ at token c'L + L - 1 (chunk-final states); out = sigmoid(z) * y
 #
-# Triton path, two launches:
+# Triton path, three launches:
 #   rat_scan_fwd_kernel  in-chunk scans -> v~ [B, T, D], self scores q_t.k~_t [B, H, T] (fp32),
 #                        chunk-final K~ (rotated), V~ [B*H, NCP, BLOCK_D] (NC rows per head used,
 #                        NCP = NC rounded up to whole key blocks): the layer's decode cache;
-#                        q^ [B, G, T, BLOCK_D], each query turned by chunk RoPE at its chunk
-#   rat_attn_fwd_kernel  online softmax from the self term over the earlier chunks' K~, V~
-#                        (and, for training, each query's log-denominator lse [B, H, T])
+#                        q^ [B, G, T, BLOCK_D], each query turned by chunk RoPE at its chunk;
+#                        max_c' |K~_c'| per head
+#   rat_attn_fwd_kernel  softmax from the self term over the earlier chunks' K~, V~ (and, for
+#                        training, each query's log-denominator lse [B, H, T]) against a fixed
+#                        reference per query, m_t = max(|q_t| max_c' |K~_c'| / sqrt(d), s_t) >= every
+#                        score of the row (Cauchy-Schwarz): no running max, nothing rescaled.
+#                        A query block where some m_t - s_t > 100 (log2 units) is flagged instead
+#                        (its largest term could fall below fp32's normal range); fp16 inputs
+#                        take the online softmax (running max) throughout
+#   rat_attn_fwd_kernel (FALLBACK)  the flagged blocks, with the online softmax (running max)
 # Backward (RatFunction; kernels in templates/rat_bwd.py.jinja): from the forward scan's outputs
 #   (kept, or recomputed with RECOMPUTE_SCAN), dq per query block, dK~/dV~ per block of chunks,
 #   and the scans' adjoint per block of chunks
@@ -237,7 +244,7 @@ def _rope_cos_sin(pos, o_f, d: tl.constexpr, LOG2_BASE: tl.constexpr):
 
 @triton.jit
 def rat_scan_fwd_kernel(
-    p_proj, p_bias, p_v, p_s, p_kc, p_vc, p_qh, p_kt,
+    p_proj, p_bias, p_v, p_s, p_kc, p_vc, p_qh, p_kt, p_kmax,
     T, NC, NCP, BH, stride_pb, stride_pt, stride_pc,
     OFF_X: tl.constexpr, OFF_A: tl.constexpr, OFF_Q: tl.constexpr, OFF_K: tl.constexpr,
     H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
@@ -247,7 +254,7 @@ def rat_scan_fwd_kernel(
     # k~_t = g k~_{t-1} + w k_t, v~_t = g v~_{t-1} + w x_t over the L tokens of chunks [BK];
     # writes v~_t, s_t = q_t . k~_t, the chunk-final (rotated) K~, V~, and q^_t, q_t rotated at its chunk
     # (once per group: by the programs of heads h < G); STORE_K, for the backward: also k~_t,
-    # unrotated
+    # unrotated; max |K~_c'| over the head's chunks into p_kmax[b, h] (zeroed by the caller)
     tl.static_assert(2 * D1 >= d)
     tl.static_assert(d % 2 == 0)  # RoPE pairs channel i with i + d/2
     # heads vary fastest, so programs in flight share the rows of q and k (each read by H/G heads)
@@ -294,8 +301,12 @@ def rat_scan_fwd_kernel(
     b_k1, b_k2 = tl.split(b_k)
     b_k = tl.join(b_k1 * b_cos - b_k2 * b_sin, b_k2 * b_cos + b_k1 * b_sin)
     o_cache = (i_bh * NCP + o_c[:, None, None]) * BLOCK_D + o_j[None]  # [B, H, NCP, BLOCK_D]
-    tl.store(p_kc + o_cache, b_k.to(p_kc.dtype.element_ty), mask=m)
+    b_k = b_k.to(p_kc.dtype.element_ty)
+    tl.store(p_kc + o_cache, b_k, mask=m)
     tl.store(p_vc + o_cache, b_v.to(p_vc.dtype.element_ty), mask=m)
+    # the norms of the cached (rounded) K~, which the attention's scores are products with
+    b_kf = tl.where(m, b_k.to(tl.float32), 0.0)
+    tl.atomic_max(p_kmax + i_bh, tl.sqrt(tl.max(tl.sum(tl.sum(b_kf * b_kf, axis=2), axis=1))))
 
 
 @triton.jit
@@ -324,20 +335,76 @@ def _rat_attn_inner(
 
 
 @triton.jit
+def _rat_attn_inner_fixed(
+    b_q, b_m, b_l, b_acc, desc_k, desc_v, row0, o_ct, lo, hi, qk_scale,
+    BC: tl.constexpr, MASKED: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """The same sums against a fixed reference b_m >= every score of the row (log2 units): no
+    running max, l and acc never rescaled. Returns (l, acc)."""
+    for k0 in range(lo, hi, BC):
+        b_kc = desc_k.load([row0 + k0, 0])  # [BC, BLOCK_D]
+        b_sc = tl.dot(b_q, tl.trans(b_kc), input_precision=PRECISION)  # [BT, BC], unscaled
+        b_p = tl.exp2(b_sc * qk_scale - b_m[:, None])  # <= 1
+        if MASKED:
+            o_k = k0 + tl.arange(0, BC)
+            b_p = tl.where(o_k[None, :] < o_ct[:, None], b_p, 0.0)
+        b_l += tl.sum(b_p, axis=1)
+        b_vc = desc_v.load([row0 + k0, 0])
+        b_acc = tl.dot(b_p.to(b_vc.dtype), b_vc, b_acc, input_precision=PRECISION)
+    return b_l, b_acc
+
+
+@triton.jit
 def rat_attn_fwd_kernel(
-    p_proj, p_qh, p_v, p_s, desc_k, desc_v, p_y, p_lse,
-    T, NCP, stride_pb, stride_pt, stride_pc, qk_scale,
+    p_proj, p_qh, p_v, p_s, desc_k, desc_v, p_y, p_lse, p_kmax, p_flag,
+    T, BH, NCP, stride_pb, stride_pt, stride_pc, qk_scale,
     OFF_Z: tl.constexpr, OFF_Q: tl.constexpr,
     H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
     BLOCK_D: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
     LOG2_BASE: tl.constexpr, PRECISION: tl.constexpr, STORE_LSE: tl.constexpr = False,
+    FIXED: tl.constexpr = True, FALLBACK: tl.constexpr = False,
+    FALLBACK_BLOCKS: tl.constexpr = 1024,
 ):
     # y_t = (e^{s_t} v~_t + sum_{c' < c(t)} e^{q_t.K~_c'/sqrt(d)} V~_c') / (e^{s_t} + sum e^{...})
+    # One program a query block (grid (T / BT, B * H), longest rows first); FIXED: each flags
+    # p_flag[b, h, block] where its fixed references would not do (else the online softmax
+    # throughout); FALLBACK: one program per FALLBACK_BLOCKS flags, which runs the flagged
+    # blocks' online softmax (none: it only reads the flags)
+    n_t = tl.cdiv(T, BT)
+    if FALLBACK:
+        o_f = tl.program_id(0) * FALLBACK_BLOCKS + tl.arange(0, FALLBACK_BLOCKS)
+        n_f = BH * n_t
+        if tl.max(tl.load(p_flag + o_f, mask=o_f < n_f, other=0)) != 0:
+            for j in range(FALLBACK_BLOCKS):
+                f = tl.program_id(0) * FALLBACK_BLOCKS + j
+                if f < n_f:
+                    if tl.load(p_flag + f) != 0:
+                        _rat_attn_block(
+                            f % n_t, f // n_t, p_proj, p_qh, p_v, p_s, desc_k, desc_v, p_y,
+                            p_lse, p_kmax, p_flag, T, NCP, stride_pb, stride_pt, stride_pc,
+                            qk_scale, OFF_Z, OFF_Q, H, G, d, L, BLOCK_D, BT, BC, PRECISION,
+                            STORE_LSE, False)
+    else:
+        _rat_attn_block(n_t - 1 - tl.program_id(0), tl.program_id(1), p_proj, p_qh, p_v, p_s,
+                        desc_k, desc_v, p_y, p_lse, p_kmax, p_flag, T, NCP, stride_pb, stride_pt,
+                        stride_pc, qk_scale, OFF_Z, OFF_Q, H, G, d, L, BLOCK_D, BT, BC,
+                        PRECISION, STORE_LSE, FIXED)
+
+
+@triton.jit
+def _rat_attn_block(
+    i_t, i_bh, p_proj, p_qh, p_v, p_s, desc_k, desc_v, p_y, p_lse, p_kmax, p_flag,
+    T, NCP, stride_pb, stride_pt, stride_pc, qk_scale,
+    OFF_Z: tl.constexpr, OFF_Q: tl.constexpr,
+    H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
+    BLOCK_D: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, PRECISION: tl.constexpr,
+    STORE_LSE: tl.constexpr, FIXED: tl.constexpr,
+):
+    """Query block i_t of head i_bh: FIXED against fixed references (or flag the block), else
+    with the online softmax."""
     tl.static_assert(BT >= 16)  # tl.dot's smallest tile, likewise below
     tl.static_assert(BC >= 16)
     tl.static_assert(BLOCK_D >= 16)
-    i_t = tl.num_programs(0) - 1 - tl.program_id(0)  # longest rows (most chunks) first
-    i_bh = tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     D: tl.constexpr = H * d
     o_t = i_t * BT + tl.arange(0, BT)
@@ -351,7 +418,7 @@ def rat_attn_fwd_kernel(
     b_q = tl.load(p_qh + (((i_b * G + i_h % G).to(tl.int64) * T + o_t[:, None]) * BLOCK_D
                           + o_d[None, :]), mask=m_td, other=0.0)
 
-    # the self term opens the online softmax: m = s_t, l = 1, acc = v~_t
+    # the self term opens the softmax: m = s_t, l = 1, acc = v~_t
     b_m = tl.load(p_s + i_bh * T + o_t, mask=m_t, other=0.0) * qk_scale
     b_l = tl.full([BT], 1.0, dtype=tl.float32)
     p_vt = p_v + i_b.to(tl.int64) * T * D + o_t[:, None] * D + i_h * d + o_d[None, :]
@@ -360,11 +427,44 @@ def rat_attn_fwd_kernel(
     c_first = (i_t * BT) // L  # every query of the block sees chunks 0 .. c_first - 1
     c_end = (tl.minimum(i_t * BT + BT, T) - 1) // L  # no query sees chunk c_end or later
     c_mid = (c_first // BC) * BC
-    b_m, b_l, b_acc = _rat_attn_inner(b_q, b_m, b_l, b_acc, desc_k, desc_v, i_bh * NCP, o_ct,
-                                      0, c_mid, qk_scale, BC, False, PRECISION)
-    b_m, b_l, b_acc = _rat_attn_inner(b_q, b_m, b_l, b_acc, desc_k, desc_v, i_bh * NCP, o_ct,
-                                      c_mid, c_end, qk_scale, BC, True, PRECISION)
+    if FIXED:
+        # m_t >= q^_t . K^_c' / sqrt(d) for every c' (|q^_t| = |q_t|: RoPE turns, it does not
+        # stretch) and >= s_t. While m_t - s_t <= 100 the largest term 2^(s - m_t) >= 2^-100, a
+        # normal float, and terms below 2^-126 (flushed) weigh under 2^-26 of it: the sums are the
+        # online softmax's up to rounding. A larger gap (huge or non-finite scores) flags the
+        # block for the FALLBACK launch. Rows past T have q^ = 0 and s = 0: m = 0, no gap
+        b_qf = b_q.to(tl.float32)
+        b_mf = tl.sqrt(tl.sum(b_qf * b_qf, axis=1)) * tl.load(p_kmax + i_bh) * qk_scale
+        b_mf = tl.maximum(b_mf, b_m)
+        ok = tl.max(b_mf - b_m) <= 100.0
+        tl.store(p_flag + i_bh * tl.cdiv(T, BT) + i_t, 1 - ok.to(p_flag.dtype.element_ty))
+        if ok:
+            b_l = tl.exp2(b_m - b_mf)
+            b_acc = b_acc * b_l[:, None]
+            b_l, b_acc = _rat_attn_inner_fixed(b_q, b_mf, b_l, b_acc, desc_k, desc_v,
+                                               i_bh * NCP, o_ct, 0, c_mid, qk_scale, BC, False,
+                                               PRECISION)
+            b_l, b_acc = _rat_attn_inner_fixed(b_q, b_mf, b_l, b_acc, desc_k, desc_v,
+                                               i_bh * NCP, o_ct, c_mid, c_end, qk_scale, BC, True,
+                                               PRECISION)
+            _rat_attn_out(b_mf, b_l, b_acc, i_b, i_h, i_bh, o_t, o_d, m_t, m_td, p_row, p_y,
+                          p_lse, T, stride_pc, OFF_Z, H, d, STORE_LSE)
+    else:
+        b_m, b_l, b_acc = _rat_attn_inner(b_q, b_m, b_l, b_acc, desc_k, desc_v, i_bh * NCP,
+                                          o_ct, 0, c_mid, qk_scale, BC, False, PRECISION)
+        b_m, b_l, b_acc = _rat_attn_inner(b_q, b_m, b_l, b_acc, desc_k, desc_v, i_bh * NCP,
+                                          o_ct, c_mid, c_end, qk_scale, BC, True, PRECISION)
+        _rat_attn_out(b_m, b_l, b_acc, i_b, i_h, i_bh, o_t, o_d, m_t, m_td, p_row, p_y, p_lse,
+                      T, stride_pc, OFF_Z, H, d, STORE_LSE)
 
+
+@triton.jit
+def _rat_attn_out(
+    b_m, b_l, b_acc, i_b, i_h, i_bh, o_t, o_d, m_t, m_td, p_row, p_y, p_lse, T, stride_pc,
+    OFF_Z: tl.constexpr, H: tl.constexpr, d: tl.constexpr, STORE_LSE: tl.constexpr,
+):
+    """y = acc / l gated by sigmoid(z), and lse = m + log2(l)."""
+    D: tl.constexpr = H * d
     b_y = b_acc / b_l[:, None]
     if STORE_LSE:  # log2 of the softmax denominator, in the exp2 units of b_m (the backward's)
         tl.store(p_lse + i_bh * T + o_t, b_m + tl.log2(b_l), mask=m_t)
@@ -386,8 +486,8 @@ def _rat_scan(proj, gate_bias, cfg, v, kt=None, rows=None):
 
     Returns s [B, H, T] fp32 (q_t . k~_t), the chunk-final caches kc, vc [B*H*NCP, BLOCK_D] of
     proj's dtype (K~ rotated), NCP = NC rounded up to whole key blocks of `rows` chunks (default
-    cfg["BC"]; rows NC .. NCP-1 zero), NCP, and q^ [B, G, T, BLOCK_D] of proj's dtype (q
-    rotated by chunk RoPE; columns d .. BLOCK_D-1 unwritten).
+    cfg["BC"]; rows NC .. NCP-1 zero), NCP, q^ [B, G, T, BLOCK_D] of proj's dtype (q
+    rotated by chunk RoPE; columns d .. BLOCK_D-1 unwritten), and kmax [B*H] fp32, max_c' |K~_c'|.
     """
     B, T, _ = proj.shape
     NC = T // CHUNK
@@ -401,13 +501,14 @@ def _rat_scan(proj, gate_bias, cfg, v, kt=None, rows=None):
     kc.view(B * H, NCP, BLOCK_D)[:, NC:].zero_()
     vc.view(B * H, NCP, BLOCK_D)[:, NC:].zero_()
     qh = torch.empty(B, GROUPS, T, BLOCK_D, device=dev, dtype=dt)
+    kmax = torch.zeros(B * H, device=dev, dtype=torch.float32)
     rat_scan_fwd_kernel[lambda meta: (triton.cdiv(triton.cdiv(T, CHUNK), meta["BK"]) * B * H,)](
-        p_proj=proj, p_bias=gate_bias, p_v=v, p_s=s, p_kc=kc, p_vc=vc, p_qh=qh,
+        p_proj=proj, p_bias=gate_bias, p_v=v, p_s=s, p_kc=kc, p_vc=vc, p_qh=qh, p_kmax=kmax,
         p_kt=v if kt is None else kt, STORE_K=kt is not None, T=T, NC=NC, NCP=NCP, BH=B * H,
         **_strides_shape(proj), OFF_X=OFF_X, OFF_A=OFF_A, OFF_Q=OFF_Q, OFF_K=OFF_K,
         D1=D1, BLOCK_DH=BLOCK_DH, BLOCK_D=BLOCK_D, BK=cfg["SCAN_BK"], num_warps=cfg["SCAN_WARPS"],
     )
-    return s, kc, vc, NCP, qh
+    return s, kc, vc, NCP, qh, kmax
 
 
 def _cache_rows(T, rows):
@@ -448,16 +549,25 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None, keep=Fa
     kt = torch.empty(B, T, D, device=dev, dtype=dt) if keep else None  # k~_t
     y = torch.empty(B, T, D, device=dev, dtype=dt) if out is None else out
     assert y.shape == (B, T, D) and y.dtype == dt and y.is_contiguous()
-    s, kc, vc, NCP, qh = _rat_scan(proj, gate_bias, cfg, v, kt, rows=MAX_BC if keep else None)
+    s, kc, vc, NCP, qh, kmax = _rat_scan(proj, gate_bias, cfg, v, kt,
+                                         rows=MAX_BC if keep else None)
     desc_k, desc_v = _descriptors(kc, vc, cfg["BC"])
-    rat_attn_fwd_kernel[lambda meta: (triton.cdiv(T, meta["BT"]), B * H)](
+    n_blocks = B * H * triton.cdiv(T, cfg["BT"])
+    flag = torch.empty(n_blocks, device=dev, dtype=torch.int8)  # blocks for the fallback
+    args = dict(
         p_proj=proj, p_qh=qh, p_v=v, p_s=s, desc_k=desc_k, desc_v=desc_v, p_y=y,
-        p_lse=s if lse is None else lse, STORE_LSE=lse is not None, T=T, NCP=NCP,
-        **_strides_shape(proj), qk_scale=SM_SCALE * LOG2E,
+        p_lse=s if lse is None else lse, p_kmax=kmax, p_flag=flag, STORE_LSE=lse is not None,
+        T=T, BH=B * H, NCP=NCP, **_strides_shape(proj), qk_scale=SM_SCALE * LOG2E,
         OFF_Z=OFF_Z, OFF_Q=OFF_Q, BLOCK_D=BLOCK_D,
         BT=cfg["BT"], BC=cfg["BC"], PRECISION=cfg["fp32_dot"] if dt == torch.float32 else "tf32",
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
+    # fp16's P would flush to zero the terms more than 2^24 below a fixed reference: online
+    fixed = dt != torch.float16
+    rat_attn_fwd_kernel[(triton.cdiv(T, cfg["BT"]), B * H)](**args, FIXED=fixed)
+    if fixed:
+        rat_attn_fwd_kernel[(triton.cdiv(n_blocks, 1024), 1)](**args, FALLBACK=True,
+                                                              FALLBACK_BLOCKS=1024)
     return (y, (v, kt, s, kc, vc, qh)) if keep else y
 
 
@@ -775,8 +885,8 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
     else:
         v, kt = (torch.empty(B, T, D, device=dev, dtype=dt) for _ in range(2))
         # cache rows per head: whole key blocks of both kernels (powers of two: the larger block)
-        s, kc, vc, NCP, qh = _rat_scan(proj, gate_bias, cfg, v, kt,
-                                       rows=max(cfg["BWD_BC"], cfg["DQ_BC"]))
+        s, kc, vc, NCP, qh, _ = _rat_scan(proj, gate_bias, cfg, v, kt,
+                                          rows=max(cfg["BWD_BC"], cfg["DQ_BC"]))
     do = torch.empty(B * H, T, BLOCK_D, device=dev, dtype=dt)  # do per head
     delta, dss, ps = (torch.empty(B, H, T, **f32) for _ in range(3))  # Delta, dS_self, P_self
     dq = torch.empty_like(v)  # dq^
@@ -826,7 +936,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_2ba25270ef66"
+OP_NAMESPACE = "ratc_rat_997e74c6c19a"
 
 
 def _config_arg(config):
