@@ -165,6 +165,23 @@ def test_fallback_blocks(monkeypatch):
     assert err <= TOL[torch.float32], msg
 
 
+@pytest.mark.interpreter
+@pytest.mark.parametrize("T, L, d, variant", [(37, 2, 16, "paper"), (29, 4, 17, "custom"),
+                                              (3, 8, 16, "paper")])
+def test_scan_kmax(T, L, d, variant):
+    """The scan's max |K~_c'| per head: the norm of the largest cached chunk-final state (the
+    forward's fixed references are products with it); 0 with no complete chunk."""
+    m = make_mixer(2, d, 2, L, variant)
+    mod = load_kernel(m, SMALL)
+    proj, bias = make_inputs(2, T, m, torch.float32, seed=T)
+    v = torch.empty(2, T, m.d_model, device=DEVICE)
+    s, kc, vc, NCP, qh, kmax = mod._rat_scan(proj, bias, dict(mod.CONFIG, **SMALL), v)
+    NC = T // L
+    want = kc.view(2 * 2, NCP, -1)[:, :NC, :d].norm(dim=-1).amax(dim=1) if NC else \
+        torch.zeros(4, device=DEVICE)
+    torch.testing.assert_close(kmax, want, rtol=1e-6, atol=0)
+
+
 @pytest.mark.parametrize("B, T, H, d, G, L, variant, layout, cfg", CASES)
 def test_torch_matches_reference(B, T, H, d, G, L, variant, layout, cfg):
     m = make_mixer(H, d, G, L, variant)
