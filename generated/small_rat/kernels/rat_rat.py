@@ -428,11 +428,12 @@ def _rat_attn_block(
     c_end = (tl.minimum(i_t * BT + BT, T) - 1) // L  # no query sees chunk c_end or later
     c_mid = (c_first // BC) * BC
     if FIXED:
-        # m_t >= q^_t . K^_c' / sqrt(d) for every c' (|q^_t| = |q_t|: RoPE turns, it does not
-        # stretch) and >= s_t. While m_t - s_t <= 100 the largest term 2^(s - m_t) >= 2^-100, a
-        # normal float, and terms below 2^-126 (flushed) weigh under 2^-26 of it: the sums are the
-        # online softmax's up to rounding. A larger gap (huge or non-finite scores) flags the
-        # block for the FALLBACK launch. Rows past T have q^ = 0 and s = 0: m = 0, no gap
+        # m_t >= q^_t . K^_c' / sqrt(d) for every c' (Cauchy-Schwarz on the operands the products
+        # take: the loaded q^ and the cached K^, up to the dot's fp32 rounding) and >= s_t. While
+        # m_t - s_t <= 100 the largest term 2^(s - m_t) >= 2^-100, a normal float, and terms
+        # below 2^-126 (flushed) weigh under 2^-26 of it: the sums are the online softmax's up to
+        # rounding. A larger gap (huge or non-finite scores) flags the block for the FALLBACK
+        # launch. Rows past T have q^ = 0 and s = 0: m = 0, no gap
         b_qf = b_q.to(tl.float32)
         b_mf = tl.sqrt(tl.sum(b_qf * b_qf, axis=1)) * tl.load(p_kmax + i_bh) * qk_scale
         b_mf = tl.maximum(b_mf, b_m)
@@ -936,7 +937,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_997e74c6c19a"
+OP_NAMESPACE = "ratc_rat_79acba45eba0"
 
 
 def _config_arg(config):
