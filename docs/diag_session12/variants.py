@@ -1,20 +1,23 @@
 """Session 12: the RAT attention kernels' variants and block shapes the tuner's space lacks.
 
-    python3 variants.py MODULE [--dry] [--only dkv,fwd,dq] [--sizes 16384x16,131072x2]
+    python3 variants.py MODULE [--dry] [--only PARTS] [--sizes 16384x16,131072x2]
 
-MODULE is generated/rat_swa/kernels/rat_rat.py. Per train size:
-- dkv: the dK/dV kernel at the train record in variants made by text edits (`DKV` below):
-  main; its query loop run from the last query block down ("rev"), so that programs launched
-  together read the same q^ and do rows at the same time (L2 hits instead of HBM reads); "rev"
-  with the chunk blocks on the fast grid axis ("rev+chunk-fast"). Timed in ROUNDS interleaved
-  rounds (the card heats within a call), with dproj's relative distance to main's.
-- fwd: the forward attention kernel at block shapes with BT = 256 (outside the tuner's space)
-  and at the record, with y's distance to the record's.
-- dq: the dq kernel at DQ_BT = 256 shapes and at the record.
---dkv-variants: which of `DKV` the dkv part times (mask2, maskif, maskif2: the causal mask).
---only exp: the score exponentials (`EXP`; --exp-variants, nosoftmax: the forward without
-its softmax); reduce: dq added in the dK/dV kernel (`REDUCE`).
---dry: CPU, TRITON_INTERPRET=1, fp32, T = 80, tiny blocks: checks this script and the edits.
+MODULE is generated/rat_swa/kernels/rat_rat.py as of 750c2b9 (`git show
+750c2b9:generated/rat_swa/kernels/rat_rat.py`): the text edits below match that module, before
+the fixed softmax reference went in. Per train size, each part against the module as built:
+- dkv (--dkv-variants, from `DKV`): the dK/dV kernel at the train record: its query loop run from
+  the last query block down ("rev"), so that programs launched together read the same q^ and do
+  rows at the same time; "rev" with the chunk blocks on the fast grid axis; the causal mask
+  (mask2, maskif, maskif2). ROUNDS interleaved rounds (the card heats within a call), with
+  dproj's relative distance to main's.
+- fwd, dq: the forward and dq kernels at block shapes with BT = 256 (outside the tuner's space).
+- reduce: dq added in the dK/dV kernel by TMA reduce-add (`REDUCE`), at 7 dK/dV shapes.
+- exp (--exp-variants, from `EXP`): the score exponentials exact, none, packed bf16x2 / f16x2;
+  nosoftmax: the forward without its softmax (bounds: wrong results).
+- ahead, fix, fixonly: the forward's next scores issued early; the fixed softmax reference with
+  and without its in-kernel fallback (`AHEAD`, `FIX`, `FIXONLY`), at the `FWD_*` shapes.
+--dry: CPU, TRITON_INTERPRET=1, fp32, T = 80, tiny blocks: checks this script and the edits
+(not exp: inline PTX does not interpret).
 """
 import argparse
 import statistics
