@@ -1,0 +1,310 @@
+"""Session 13: the RAT forward attention (fixed softmax reference) in Gluon, with the next key
+block's scores in flight during this block's softmax (Hopper; Triton 3.6's
+triton.experimental.gluon). Not used by ratc.
+
+    python3 docs/diag_session13/gluon_fwd.py --compile      # CPU: compile for sm_90, PTX order
+    python3 docs/diag_session13/gluon_fwd.py MODULE         # GPU: against MODULE's Triton kernel
+
+Per program: BT queries of one head (64 a warpgroup: 4 warps for 64, 8 for 128), q^ in shared
+memory, the chunk-final keys and values through TMA rings (KST and VST stages; a key stage is
+free once its scores are, a value stage once its product is). Per key block j:
+
+    issue S_j+1 = q^ K_j+1^T        (in flight)
+    P_j = exp2(S_j - m), masked on diagonal blocks, l += rowsum P_j
+    issue O += P_j V_j              (in flight, chained on the previous block's)
+    wait until one group is left: S_j+1 done, O_j-1 done (O_j may still run)
+
+Triton's tl.dot kernel (rat_attn_fwd_kernel) waits for S_j before its softmax and for O_j before
+the next block. The self term, the reference m_t = max(|q^_t| max|K~| / sqrt(d), s_t), the flag
+(blocks where m_t - s_t > 100 are left to the FALLBACK launch) and the output (y gated by
+sigmoid(z), lse) are the Triton kernel's.
+"""
+import argparse
+import itertools
+import sys
+from pathlib import Path
+
+import torch
+
+ap = argparse.ArgumentParser()
+ap.add_argument("module", nargs="?")
+ap.add_argument("--compile", action="store_true")
+ap.add_argument("--configs", default=None, help="BT,BC,KST,VST,warps;... (default: CONFIGS)")
+a = ap.parse_args()
+if not a.compile and not a.module:
+    ap.error("give --compile (CPU) or a generated RAT kernel module to compare with (GPU)")
+if a.compile:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    from compile_check import CompileOnlyDriver
+    from triton.runtime import driver
+    driver.set_active(CompileOnlyDriver(90))
+
+import triton  # noqa: E402
+from triton.experimental import gluon  # noqa: E402
+from triton.experimental.gluon import language as gl  # noqa: E402
+from triton.experimental.gluon.language.nvidia.hopper import (  # noqa: E402
+    fence_async_shared, mbarrier, tma, warpgroup_mma, warpgroup_mma_init, warpgroup_mma_wait)
+from triton.experimental.gluon.nvidia.hopper import TensorDescriptor  # noqa: E402
+
+
+@gluon.jit
+def _load_tile(desc, bufs, bars, j, row0, pred, BC: gl.constexpr):
+    """TMA: key block j (rows row0 + j BC ..) into ring stage j % stages, on its barrier."""
+    st = j % bufs.type.shape[0]
+    mbarrier.expect(bars.index(st), desc.block_type.nbytes, pred=pred)
+    tma.async_copy_global_to_shared(desc, [row0 + j * BC, 0], bars.index(st), bufs.index(st),
+                                    pred=pred)
+
+
+@gluon.jit
+def _wait_tile(bufs, bars, j):
+    """Wait for key block j's tile; returns its stage."""
+    n: gl.constexpr = bufs.type.shape[0]
+    mbarrier.wait(bars.index(j % n), phase=(j // n) & 1)
+    return bufs.index(j % n)
+
+
+@gluon.jit
+def _probs(s, m, o_ct, j, c_first, qk_scale, BC: gl.constexpr, col_s: gl.constexpr):
+    """P = 2^(S qk_scale - m) of key block j, zero where c' >= c(t) (blocks reaching c_first)."""
+    p = gl.exp2(s * qk_scale - m[:, None])
+    if j * BC + BC > c_first:
+        o_k = j * BC + gl.arange(0, BC, layout=col_s)
+        p = gl.where(o_k[None, :] < o_ct[:, None], p, 0.0)
+    return p
+
+
+@gluon.jit
+def rat_fwd_gluon_kernel(
+    p_proj, p_qh, p_v, p_s, desc_k, desc_v, p_y, p_lse, p_kmax, p_flag,
+    T, NCP, stride_pb, stride_pt, stride_pc, qk_scale,
+    OFF_Z: gl.constexpr, H: gl.constexpr, G: gl.constexpr, d: gl.constexpr, L: gl.constexpr,
+    BT: gl.constexpr, BC: gl.constexpr, BD: gl.constexpr, KST: gl.constexpr,
+    VST: gl.constexpr, num_warps: gl.constexpr,
+):
+    gl.static_assert(BT == 16 * num_warps)  # 64 rows a warpgroup
+    gl.static_assert(KST >= 2)  # K_j+1 must be resident while block j's softmax runs
+    gl.static_assert(VST >= 2)
+    n_t = gl.cdiv(T, BT)
+    i_t = n_t - 1 - gl.program_id(0)  # longest rows first
+    i_bh = gl.program_id(1)
+    i_b = i_bh // H
+    i_h = i_bh % H
+    D: gl.constexpr = H * d
+    dt: gl.constexpr = p_y.dtype.element_ty
+
+    s_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, BC, 16])
+    o_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, BD, 16])
+    a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+    row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
+    col_o: gl.constexpr = gl.SliceLayout(0, o_layout)
+    row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
+    col_s: gl.constexpr = gl.SliceLayout(0, s_layout)
+
+    o_t = i_t * BT + gl.arange(0, BT, layout=row_o)
+    o_d = gl.arange(0, BD, layout=col_o)
+    m_t = o_t < T
+    m_td = m_t[:, None] & (o_d < d)[None, :]
+    q = gl.load(p_qh + (((i_b * G + i_h % G).to(gl.int64) * T + o_t[:, None]) * BD
+                        + o_d[None, :]), mask=m_td, other=0.0)
+    s_self = gl.load(p_s + i_bh * T + o_t, mask=m_t, other=0.0) * qk_scale
+    qf = q.to(gl.float32)
+    m = gl.sqrt(gl.sum(qf * qf, axis=1)) * gl.load(p_kmax + i_bh) * qk_scale
+    m = gl.maximum(m, s_self)
+    ok = gl.max(m - s_self, axis=0) <= 100.0
+    gl.store(p_flag + i_bh * n_t + i_t, 1 - ok.to(gl.int8))
+    if ok:
+        q_s = gl.allocate_shared_memory(dt, [BT, BD],
+                                        gl.NVMMASharedLayout.get_default_for([BT, BD], dt))
+        k_s = gl.allocate_shared_memory(dt, [KST, BC, BD], desc_k.layout)
+        v_s = gl.allocate_shared_memory(dt, [VST, BC, BD], desc_v.layout)
+        kbar = gl.allocate_shared_memory(gl.int64, [KST, 1], mbarrier.MBarrierLayout())
+        vbar = gl.allocate_shared_memory(gl.int64, [VST, 1], mbarrier.MBarrierLayout())
+        for i in gl.static_range(KST):
+            mbarrier.init(kbar.index(i), count=1)
+        for i in gl.static_range(VST):
+            mbarrier.init(vbar.index(i), count=1)
+
+        c_first = (i_t * BT) // L  # every query of the block sees chunks 0 .. c_first - 1
+        c_end = (gl.minimum(i_t * BT + BT, T) - 1) // L  # none sees c_end or later
+        n_k = gl.cdiv(c_end, BC)
+        row_k = i_bh * NCP
+        for i in gl.static_range(KST):
+            _load_tile(desc_k, k_s, kbar, i, row_k, i < n_k, BC)
+        for i in gl.static_range(VST):
+            _load_tile(desc_v, v_s, vbar, i, row_k, i < n_k, BC)
+        q_s.store(q)
+        fence_async_shared()
+        gl.thread_barrier()
+
+        # the self term opens the sums: l = 2^(s_t - m), acc = l v~_t
+        l_self = gl.exp2(s_self - m)
+        p_vt = p_v + i_b.to(gl.int64) * T * D + o_t[:, None] * D + i_h * d + o_d[None, :]
+        acc = gl.load(p_vt, mask=m_td, other=0.0).to(gl.float32) * l_self[:, None]
+        l = gl.convert_layout(l_self, row_s)
+        m_s = gl.convert_layout(m, row_s)
+        o_ct = gl.convert_layout(o_t // L, row_s)
+        zero_s = gl.zeros([BT, BC], gl.float32, layout=s_layout)
+        if n_k > 0:
+            s = warpgroup_mma(q_s, _wait_tile(k_s, kbar, 0).permute((1, 0)), zero_s,
+                              use_acc=False, is_async=True)
+            s = warpgroup_mma_wait(num_outstanding=0, deps=(s, ))
+            _load_tile(desc_k, k_s, kbar, KST, row_k, KST < n_k, BC)
+            o = warpgroup_mma_init(acc)
+            p_op = gl.zeros([BT, BC], dt, layout=a_layout)
+            for j in range(n_k - 1):
+                s_next = warpgroup_mma(q_s, _wait_tile(k_s, kbar, j + 1).permute((1, 0)),
+                                       zero_s, use_acc=False, is_async=True)
+                p = _probs(s, m_s, o_ct, j, c_first, qk_scale, BC, col_s)
+                l += gl.sum(p, axis=1)
+                p_op = gl.convert_layout(p.to(dt), a_layout)
+                o = warpgroup_mma(p_op, _wait_tile(v_s, vbar, j), o, is_async=True)
+                # S_j+1 and every product before O_j done: K_j+1's and V_j-1's stages are free
+                s, q_s = warpgroup_mma_wait(num_outstanding=1, deps=(s_next, q_s))
+                _load_tile(desc_k, k_s, kbar, j + 1 + KST, row_k, j + 1 + KST < n_k, BC)
+                _load_tile(desc_v, v_s, vbar, j - 1 + VST, row_k,
+                           (j >= 1) & (j - 1 + VST < n_k), BC)
+            j = n_k - 1
+            p = _probs(s, m_s, o_ct, j, c_first, qk_scale, BC, col_s)
+            l += gl.sum(p, axis=1)
+            o = warpgroup_mma(gl.convert_layout(p.to(dt), a_layout), _wait_tile(v_s, vbar, j),
+                              o, is_async=True)
+            acc = warpgroup_mma_wait(num_outstanding=0, deps=(o, ))
+        for i in gl.static_range(KST):
+            mbarrier.invalidate(kbar.index(i))
+        for i in gl.static_range(VST):
+            mbarrier.invalidate(vbar.index(i))
+
+        # y = acc / l gated by sigmoid(z); lse = m + log2 l
+        l_o = gl.convert_layout(l, row_o)
+        y = acc / l_o[:, None]
+        gl.store(p_lse + i_bh * T + o_t, m + gl.log2(l_o), mask=m_t)
+        p_row = p_proj + i_b.to(gl.int64) * stride_pb + o_t[:, None] * stride_pt
+        z = gl.load(p_row + (OFF_Z + i_h * d + o_d[None, :]) * stride_pc, mask=m_td,
+                    other=0.0).to(gl.float32)
+        y = y / (1.0 + gl.exp2(z * -1.4426950408889634))
+        gl.store(p_y + i_b.to(gl.int64) * T * D + o_t[:, None] * D + i_h * d + o_d[None, :],
+                 y.to(dt), mask=m_td)
+
+
+def descriptor(t, rows):
+    """A [rows, BD] TMA block descriptor over a 2-D bf16 tensor."""
+    layout = gl.NVMMASharedLayout.get_default_for([rows, t.shape[1]], gl.bfloat16)
+    return TensorDescriptor(t, list(t.shape), list(t.stride()), [rows, t.shape[1]], layout)
+
+
+def rat_fwd_gluon(mod, proj, v, s, kc, vc, qh, kmax, y, lse, flag, BT, BC, KST, VST, warps,
+                  warmup=False):
+    """y, lse of the fixed-reference blocks (flag set for the others), as rat_attn_fwd_kernel."""
+    B, T, _ = proj.shape
+    NCP = kc.shape[0] // (B * mod.H)
+    grid = (triton.cdiv(T, BT), B * mod.H)
+    args = (proj, qh, v, s, descriptor(kc, BC), descriptor(vc, BC), y, lse, kmax, flag, T, NCP,
+            proj.stride(0), proj.stride(1), proj.stride(2), mod.SM_SCALE * mod.LOG2E)
+    kw = dict(OFF_Z=mod.OFF_Z, H=mod.H, G=mod.GROUPS, d=mod.HEAD_DIM, L=mod.CHUNK, BT=BT, BC=BC,
+              BD=mod.BLOCK_D, KST=KST, VST=VST, num_warps=warps)
+    if warmup:
+        return rat_fwd_gluon_kernel.warmup(*args, **kw, grid=grid)
+    rat_fwd_gluon_kernel[grid](*args, **kw)
+
+
+# (BT, BC, KST, VST, warps)
+CONFIGS = ((64, 64, 2, 3, 4), (64, 64, 3, 3, 4), (64, 32, 2, 3, 4), (64, 32, 3, 4, 4),
+           (128, 64, 2, 3, 8), (128, 64, 3, 3, 8), (128, 32, 3, 4, 8), (64, 128, 2, 2, 4))
+if a.configs:
+    CONFIGS = tuple(tuple(int(x) for x in c.split(",")) for c in a.configs.split(";"))
+
+if a.compile:
+    import subprocess
+    import tempfile
+    import types
+
+    from triton.backends.nvidia.compiler import get_ptxas
+    mod = types.SimpleNamespace(H=4, GROUPS=2, HEAD_DIM=128, CHUNK=16, BLOCK_D=128, OFF_Z=0,
+                                SM_SCALE=128 ** -0.5, LOG2E=1.4426950408889634)
+    B, T, BD = 1, 4096, 128
+    NCP = T // 16
+    bf = dict(dtype=torch.bfloat16)
+    proj = torch.zeros(B, T, 1024, **bf)
+    for BT, BC, KST, VST, warps in CONFIGS:
+        k = rat_fwd_gluon(mod, proj, torch.zeros(B, T, 512, **bf), torch.zeros(B, 4, T),
+                          torch.zeros(B * 4 * NCP, BD, **bf), torch.zeros(B * 4 * NCP, BD, **bf),
+                          torch.zeros(B, 2, T, BD, **bf), torch.zeros(B * 4),
+                          torch.zeros(B, T, 512, **bf), torch.zeros(B, 4, T),
+                          torch.zeros(B * 4 * T // BT, dtype=torch.int8), BT, BC, KST, VST, warps,
+                          warmup=True)
+        ops = [line.split()[0] + (" " + line.split()[1] if "wait_group" in line else "")
+               for line in map(str.strip, k.asm["ptx"].splitlines())
+               if line.startswith(("wgmma.mma", "wgmma.wait", "wgmma.commit", "ex2"))]
+        print(f"BT {BT}, BC {BC}, KST {KST}, VST {VST}, {warps} warps, smem "
+              f"{k.metadata.shared} B: " + " ".join(
+                  f"{op.replace('.sync.aligned', '')} x{len(list(run))}"
+                  for op, run in itertools.groupby(ops)))
+        with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
+            f.write(k.asm["ptx"])
+        out = subprocess.run([get_ptxas(90).path, "-v", "--gpu-name=sm_90a", f.name, "-o",
+                              f.name + ".cubin"], capture_output=True, text=True)
+        print("  " + "\n  ".join(line for line in (out.stdout + out.stderr).splitlines()
+                                 if "C7515" in line or "registers" in line or "spill" in line))
+    raise SystemExit(0)
+
+# GPU: MODULE's Triton forward attention (the fixed-reference launch, record shape) against this
+# one on the same kept scan outputs, at both train sizes
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "diag_session10"))
+from _common import load, rel  # noqa: E402
+from triton.testing import do_bench  # noqa: E402
+
+mod = load(a.module)
+print(torch.cuda.get_device_name(), flush=True)
+for T, B in ((16384, 16), (131072, 2)):
+    g = torch.Generator(device="cuda").manual_seed(T)
+    proj = torch.randn(B, T, mod.IN_FEATURES, device="cuda", dtype=torch.bfloat16, generator=g)
+    bias = torch.randn(mod.D, device="cuda", generator=g)
+    cfg = mod._launch_config(proj.clone().requires_grad_(), mode="train")
+    v = torch.empty(B, T, mod.D, device="cuda", dtype=torch.bfloat16)
+    s, kc, vc, NCP, qh, kmax = mod._rat_scan(proj, bias, cfg, v, None, rows=mod.MAX_BC)
+    scale = mod.SM_SCALE * mod.LOG2E
+
+    def triton_fwd():
+        y = torch.empty(B, T, mod.D, device="cuda", dtype=torch.bfloat16)
+        lse = torch.empty(B, mod.H, T, device="cuda")
+        flag = torch.empty(B * mod.H * triton.cdiv(T, cfg["BT"]), device="cuda",
+                           dtype=torch.int8)
+        desc_k, desc_v = mod._descriptors(kc, vc, cfg["BC"])
+        mod.rat_attn_fwd_kernel[(triton.cdiv(T, cfg["BT"]), B * mod.H)](
+            p_proj=proj, p_qh=qh, p_v=v, p_s=s, desc_k=desc_k, desc_v=desc_v, p_y=y, p_lse=lse,
+            p_kmax=kmax, p_flag=flag, STORE_LSE=True, T=T, BH=B * mod.H, NCP=NCP,
+            **mod._strides_shape(proj), qk_scale=scale, OFF_Z=mod.OFF_Z, OFF_Q=mod.OFF_Q,
+            BLOCK_D=mod.BLOCK_D, BT=cfg["BT"], BC=cfg["BC"], PRECISION="tf32",
+            num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], FIXED=True)
+        return y, lse, flag
+
+    y0, l0, f0 = triton_fwd()
+    assert int(f0.sum()) == 0, "random inputs flagged a block"
+    t_ref = do_bench(triton_fwd, rep=300)
+    print(f"T={T} B={B} Triton forward attention (record BT {cfg['BT']}, BC {cfg['BC']}, "
+          f"{cfg['num_warps']} warps, {cfg['num_stages']} stages): {t_ref:.3f} ms", flush=True)
+    for BT, BC, KST, VST, warps in CONFIGS:
+        y = torch.empty_like(y0)
+        lse = torch.empty_like(l0)
+        flag = torch.empty(B * mod.H * triton.cdiv(T, BT), device="cuda", dtype=torch.int8)
+
+        def gluon_fwd():
+            rat_fwd_gluon(mod, proj, v, s, kc, vc, qh, kmax, y, lse, flag, BT, BC, KST, VST,
+                          warps)
+        name = f"Gluon BT {BT}, BC {BC}, KST {KST}, VST {VST}, {warps} warps"
+        try:
+            gluon_fwd()
+            torch.cuda.synchronize()
+            err = rel(y, y0)
+            lerr = (lse - l0).abs().max().item()
+            ms = do_bench(gluon_fwd, rep=300)
+        except Exception as e:  # noqa: BLE001
+            print(f"  {name}: FAIL {type(e).__name__}: {str(e)[:200]}", flush=True)
+            continue
+        print(f"  {name}: {ms:.3f} ms ({t_ref / ms:.3f}x), y rel. err {err:.1e}, lse max diff "
+              f"{lerr:.1e}, flags {int(flag.sum())}", flush=True)
+    del proj, v, s, kc, vc, qh, y0, l0
+    torch.cuda.empty_cache()
