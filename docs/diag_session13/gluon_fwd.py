@@ -20,7 +20,6 @@ the next block. The self term, the reference m_t = max(|q^_t| max|K~| / sqrt(d),
 sigmoid(z), lse) are the Triton kernel's.
 """
 import argparse
-import itertools
 import sys
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import torch
 ap = argparse.ArgumentParser()
 ap.add_argument("module", nargs="?")
 ap.add_argument("--compile", action="store_true")
-ap.add_argument("--configs", default=None, help="BT,BC,KST,VST,warps;... (default: CONFIGS)")
+ap.add_argument("--configs", default=None, help="BT,BC,KST,VST,warps,qreg;... (default: CONFIGS)")
 a = ap.parse_args()
 if not a.compile and not a.module:
     ap.error("give --compile (CPU) or a generated RAT kernel module to compare with (GPU)")
@@ -43,25 +42,10 @@ import triton  # noqa: E402
 from triton.experimental import gluon  # noqa: E402
 from triton.experimental.gluon import language as gl  # noqa: E402
 from triton.experimental.gluon.language.nvidia.hopper import (  # noqa: E402
-    fence_async_shared, mbarrier, tma, warpgroup_mma, warpgroup_mma_init, warpgroup_mma_wait)
-from triton.experimental.gluon.nvidia.hopper import TensorDescriptor  # noqa: E402
+    fence_async_shared, mbarrier, warpgroup_mma, warpgroup_mma_init, warpgroup_mma_wait)
 
-
-@gluon.jit
-def _load_tile(desc, bufs, bars, j, row0, pred, BC: gl.constexpr):
-    """TMA: key block j (rows row0 + j BC ..) into ring stage j % stages, on its barrier."""
-    st = j % bufs.type.shape[0]
-    mbarrier.expect(bars.index(st), desc.block_type.nbytes, pred=pred)
-    tma.async_copy_global_to_shared(desc, [row0 + j * BC, 0], bars.index(st), bufs.index(st),
-                                    pred=pred)
-
-
-@gluon.jit
-def _wait_tile(bufs, bars, j):
-    """Wait for key block j's tile; returns its stage."""
-    n: gl.constexpr = bufs.type.shape[0]
-    mbarrier.wait(bars.index(j % n), phase=(j // n) & 1)
-    return bufs.index(j % n)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _gluon_common import _load_tile, _wait_tile, compile_report, descriptor  # noqa: E402
 
 
 @gluon.jit
@@ -80,7 +64,7 @@ def rat_fwd_gluon_kernel(
     T, NCP, stride_pb, stride_pt, stride_pc, qk_scale,
     OFF_Z: gl.constexpr, H: gl.constexpr, G: gl.constexpr, d: gl.constexpr, L: gl.constexpr,
     BT: gl.constexpr, BC: gl.constexpr, BD: gl.constexpr, KST: gl.constexpr,
-    VST: gl.constexpr, num_warps: gl.constexpr,
+    VST: gl.constexpr, QREG: gl.constexpr, num_warps: gl.constexpr,
 ):
     gl.static_assert(BT == 16 * num_warps)  # 64 rows a warpgroup
     gl.static_assert(KST >= 2)  # K_j+1 must be resident while block j's softmax runs
@@ -98,6 +82,7 @@ def rat_fwd_gluon_kernel(
     o_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, BD, 16])
     a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+    q_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
     row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
     col_o: gl.constexpr = gl.SliceLayout(0, o_layout)
     row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
@@ -116,8 +101,6 @@ def rat_fwd_gluon_kernel(
     ok = gl.max(m - s_self, axis=0) <= 100.0
     gl.store(p_flag + i_bh * n_t + i_t, 1 - ok.to(gl.int8))
     if ok:
-        q_s = gl.allocate_shared_memory(dt, [BT, BD],
-                                        gl.NVMMASharedLayout.get_default_for([BT, BD], dt))
         k_s = gl.allocate_shared_memory(dt, [KST, BC, BD], desc_k.layout)
         v_s = gl.allocate_shared_memory(dt, [VST, BC, BD], desc_v.layout)
         kbar = gl.allocate_shared_memory(gl.int64, [KST, 1], mbarrier.MBarrierLayout())
@@ -135,9 +118,14 @@ def rat_fwd_gluon_kernel(
             _load_tile(desc_k, k_s, kbar, i, row_k, i < n_k, BC)
         for i in gl.static_range(VST):
             _load_tile(desc_v, v_s, vbar, i, row_k, i < n_k, BC)
-        q_s.store(q)
-        fence_async_shared()
-        gl.thread_barrier()
+        if QREG:  # the scores' A operand from registers: wgmma reads only K from shared memory
+            q_s = gl.convert_layout(q, q_layout)
+        else:
+            q_s = gl.allocate_shared_memory(dt, [BT, BD],
+                                            gl.NVMMASharedLayout.get_default_for([BT, BD], dt))
+            q_s.store(q)
+            fence_async_shared()
+            gl.thread_barrier()
 
         # the self term opens the sums: l = 2^(s_t - m), acc = l v~_t
         l_self = gl.exp2(s_self - m)
@@ -162,7 +150,7 @@ def rat_fwd_gluon_kernel(
                 p_op = gl.convert_layout(p.to(dt), a_layout)
                 o = warpgroup_mma(p_op, _wait_tile(v_s, vbar, j), o, is_async=True)
                 # S_j+1 and every product before O_j done: K_j+1's and V_j-1's stages are free
-                s, q_s = warpgroup_mma_wait(num_outstanding=1, deps=(s_next, q_s))
+                s = warpgroup_mma_wait(num_outstanding=1, deps=(s_next, ))
                 _load_tile(desc_k, k_s, kbar, j + 1 + KST, row_k, j + 1 + KST < n_k, BC)
                 _load_tile(desc_v, v_s, vbar, j - 1 + VST, row_k,
                            (j >= 1) & (j - 1 + VST < n_k), BC)
@@ -189,14 +177,8 @@ def rat_fwd_gluon_kernel(
                  y.to(dt), mask=m_td)
 
 
-def descriptor(t, rows):
-    """A [rows, BD] TMA block descriptor over a 2-D bf16 tensor."""
-    layout = gl.NVMMASharedLayout.get_default_for([rows, t.shape[1]], gl.bfloat16)
-    return TensorDescriptor(t, list(t.shape), list(t.stride()), [rows, t.shape[1]], layout)
-
-
 def rat_fwd_gluon(mod, proj, v, s, kc, vc, qh, kmax, y, lse, flag, BT, BC, KST, VST, warps,
-                  warmup=False):
+                  qreg, warmup=False):
     """y, lse of the fixed-reference blocks (flag set for the others), as rat_attn_fwd_kernel."""
     B, T, _ = proj.shape
     NCP = kc.shape[0] // (B * mod.H)
@@ -204,50 +186,36 @@ def rat_fwd_gluon(mod, proj, v, s, kc, vc, qh, kmax, y, lse, flag, BT, BC, KST, 
     args = (proj, qh, v, s, descriptor(kc, BC), descriptor(vc, BC), y, lse, kmax, flag, T, NCP,
             proj.stride(0), proj.stride(1), proj.stride(2), mod.SM_SCALE * mod.LOG2E)
     kw = dict(OFF_Z=mod.OFF_Z, H=mod.H, G=mod.GROUPS, d=mod.HEAD_DIM, L=mod.CHUNK, BT=BT, BC=BC,
-              BD=mod.BLOCK_D, KST=KST, VST=VST, num_warps=warps)
+              BD=mod.BLOCK_D, KST=KST, VST=VST, QREG=bool(qreg), num_warps=warps)
     if warmup:
         return rat_fwd_gluon_kernel.warmup(*args, **kw, grid=grid)
     rat_fwd_gluon_kernel[grid](*args, **kw)
 
 
-# (BT, BC, KST, VST, warps)
-CONFIGS = ((64, 64, 2, 3, 4), (64, 64, 3, 3, 4), (64, 32, 2, 3, 4), (64, 32, 3, 4, 4),
-           (128, 64, 2, 3, 8), (128, 64, 3, 3, 8), (128, 32, 3, 4, 8), (64, 128, 2, 2, 4))
+# (BT, BC, KST, VST, warps, q^ in registers)
+CONFIGS = ((64, 64, 2, 3, 4, 0), (64, 64, 2, 3, 4, 1), (64, 32, 2, 3, 4, 0), (64, 32, 2, 3, 4, 1),
+           (128, 64, 2, 3, 8, 0), (128, 64, 2, 3, 8, 1), (128, 32, 3, 4, 8, 1),
+           (64, 128, 2, 2, 4, 1), (128, 128, 2, 2, 8, 1))
 if a.configs:
     CONFIGS = tuple(tuple(int(x) for x in c.split(",")) for c in a.configs.split(";"))
 
 if a.compile:
-    import subprocess
-    import tempfile
     import types
 
-    from triton.backends.nvidia.compiler import get_ptxas
     mod = types.SimpleNamespace(H=4, GROUPS=2, HEAD_DIM=128, CHUNK=16, BLOCK_D=128, OFF_Z=0,
                                 SM_SCALE=128 ** -0.5, LOG2E=1.4426950408889634)
     B, T, BD = 1, 4096, 128
     NCP = T // 16
     bf = dict(dtype=torch.bfloat16)
     proj = torch.zeros(B, T, 1024, **bf)
-    for BT, BC, KST, VST, warps in CONFIGS:
+    for BT, BC, KST, VST, warps, qreg in CONFIGS:
         k = rat_fwd_gluon(mod, proj, torch.zeros(B, T, 512, **bf), torch.zeros(B, 4, T),
                           torch.zeros(B * 4 * NCP, BD, **bf), torch.zeros(B * 4 * NCP, BD, **bf),
                           torch.zeros(B, 2, T, BD, **bf), torch.zeros(B * 4),
                           torch.zeros(B, T, 512, **bf), torch.zeros(B, 4, T),
                           torch.zeros(B * 4 * T // BT, dtype=torch.int8), BT, BC, KST, VST, warps,
-                          warmup=True)
-        ops = [line.split()[0] + (" " + line.split()[1] if "wait_group" in line else "")
-               for line in map(str.strip, k.asm["ptx"].splitlines())
-               if line.startswith(("wgmma.mma", "wgmma.wait", "wgmma.commit", "ex2"))]
-        print(f"BT {BT}, BC {BC}, KST {KST}, VST {VST}, {warps} warps, smem "
-              f"{k.metadata.shared} B: " + " ".join(
-                  f"{op.replace('.sync.aligned', '')} x{len(list(run))}"
-                  for op, run in itertools.groupby(ops)))
-        with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
-            f.write(k.asm["ptx"])
-        out = subprocess.run([get_ptxas(90).path, "-v", "--gpu-name=sm_90a", f.name, "-o",
-                              f.name + ".cubin"], capture_output=True, text=True)
-        print("  " + "\n  ".join(line for line in (out.stdout + out.stderr).splitlines()
-                                 if "C7515" in line or "registers" in line or "spill" in line))
+                          qreg, warmup=True)
+        compile_report(k, f"BT {BT}, BC {BC}, KST {KST}, VST {VST}, {warps} warps, qreg {qreg}")
     raise SystemExit(0)
 
 # GPU: MODULE's Triton forward attention (the fixed-reference launch, record shape) against this
@@ -286,15 +254,15 @@ for T, B in ((16384, 16), (131072, 2)):
     t_ref = do_bench(triton_fwd, rep=300)
     print(f"T={T} B={B} Triton forward attention (record BT {cfg['BT']}, BC {cfg['BC']}, "
           f"{cfg['num_warps']} warps, {cfg['num_stages']} stages): {t_ref:.3f} ms", flush=True)
-    for BT, BC, KST, VST, warps in CONFIGS:
+    for BT, BC, KST, VST, warps, qreg in CONFIGS:
         y = torch.empty_like(y0)
         lse = torch.empty_like(l0)
         flag = torch.empty(B * mod.H * triton.cdiv(T, BT), device="cuda", dtype=torch.int8)
 
         def gluon_fwd():
             rat_fwd_gluon(mod, proj, v, s, kc, vc, qh, kmax, y, lse, flag, BT, BC, KST, VST,
-                          warps)
-        name = f"Gluon BT {BT}, BC {BC}, KST {KST}, VST {VST}, {warps} warps"
+                          warps, qreg)
+        name = f"Gluon BT {BT}, BC {BC}, KST {KST}, VST {VST}, {warps} warps, qreg {qreg}"
         try:
             gluon_fwd()
             torch.cuda.synchronize()

@@ -1,0 +1,52 @@
+"""Session 13: what the Gluon prototypes share (TMA ring helpers, descriptors, the compile
+report). Importing it needs no GPU; the kernels compile for sm_90 on a CPU through
+scripts/compile_check.py's stand-in driver, which the scripts install before importing it."""
+import itertools
+import subprocess
+import tempfile
+
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma
+from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+
+@gluon.jit
+def _load_tile(desc, bufs, bars, j, row0, pred, BC: gl.constexpr):
+    """TMA: key block j (rows row0 + j BC ..) into ring stage j % stages, on its barrier."""
+    st = j % bufs.type.shape[0]
+    mbarrier.expect(bars.index(st), desc.block_type.nbytes, pred=pred)
+    tma.async_copy_global_to_shared(desc, [row0 + j * BC, 0], bars.index(st), bufs.index(st),
+                                    pred=pred)
+
+
+@gluon.jit
+def _wait_tile(bufs, bars, j):
+    """Wait for key block j's tile; returns its stage."""
+    n: gl.constexpr = bufs.type.shape[0]
+    mbarrier.wait(bars.index(j % n), phase=(j // n) & 1)
+    return bufs.index(j % n)
+
+
+def descriptor(t, rows):
+    """A [rows, BD] TMA block descriptor over a 2-D bf16 tensor."""
+    layout = gl.NVMMASharedLayout.get_default_for([rows, t.shape[1]], gl.bfloat16)
+    return TensorDescriptor(t, list(t.shape), list(t.stride()), [rows, t.shape[1]], layout)
+
+
+def compile_report(k, name):
+    """Print a compiled kernel's wgmma / ex2 order in its PTX (runs counted), shared memory, and
+    ptxas's registers, spills and C7515 (wgmma serialized) lines."""
+    from triton.backends.nvidia.compiler import get_ptxas
+    ops = [line.split()[0] + (" " + line.split()[1] if "wait_group" in line else "")
+           for line in map(str.strip, k.asm["ptx"].splitlines())
+           if line.startswith(("wgmma.mma", "wgmma.wait", "wgmma.commit", "ex2"))]
+    print(f"{name}, smem {k.metadata.shared} B: " + " ".join(
+        f"{op.replace('.sync.aligned', '')} x{len(list(run))}"
+        for op, run in itertools.groupby(ops)))
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
+        f.write(k.asm["ptx"])
+    out = subprocess.run([get_ptxas(90).path, "-v", "--gpu-name=sm_90a", f.name, "-o",
+                          f.name + ".cubin"], capture_output=True, text=True)
+    print("  " + "\n  ".join(line for line in (out.stdout + out.stderr).splitlines()
+                             if "C7515" in line or "registers" in line or "spill" in line))
