@@ -246,7 +246,9 @@ for T, B in ((16384, 16), (131072, 2)):
             p_kmax=kmax, p_flag=flag, STORE_LSE=True, T=T, BH=B * mod.H, NCP=NCP,
             **mod._strides_shape(proj), qk_scale=scale, OFF_Z=mod.OFF_Z, OFF_Q=mod.OFF_Q,
             BLOCK_D=mod.BLOCK_D, BT=cfg["BT"], BC=cfg["BC"], PRECISION="tf32",
-            num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], FIXED=True)
+            num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], FIXED=True,
+            **({"FALLBACK_BLOCKS": mod.FALLBACK_BLOCKS} if hasattr(mod, "FALLBACK_BLOCKS")
+               else {}))  # a named constant since 3cd4d1a
         return y, lse, flag
 
     y0, l0, f0 = triton_fwd()

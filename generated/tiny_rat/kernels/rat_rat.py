@@ -127,6 +127,9 @@ QUERY_CHUNK_ELEMENTS = 1 << 26  # core_torch: score elements per query block (25
 # in the backward.
 RECOMPUTE_SCAN = False
 MAX_BC = 256  # the largest key block of any launch: caches kept for the backward pad to it
+# flags of query blocks one program of the forward's FALLBACK launch reads (the flagged ones it
+# redoes); with none set, each program only reads its flags
+FALLBACK_BLOCKS = 1024
 
 
 # -------------------------------------------------------------------------------------------------
@@ -361,9 +364,8 @@ def rat_attn_fwd_kernel(
     OFF_Z: tl.constexpr, OFF_Q: tl.constexpr,
     H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
     BLOCK_D: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
-    LOG2_BASE: tl.constexpr, PRECISION: tl.constexpr, STORE_LSE: tl.constexpr = False,
-    FIXED: tl.constexpr = True, FALLBACK: tl.constexpr = False,
-    FALLBACK_BLOCKS: tl.constexpr = 1024,
+    LOG2_BASE: tl.constexpr, PRECISION: tl.constexpr, FALLBACK_BLOCKS: tl.constexpr,
+    STORE_LSE: tl.constexpr = False, FIXED: tl.constexpr = True, FALLBACK: tl.constexpr = False,
 ):
     # y_t = (e^{s_t} v~_t + sum_{c' < c(t)} e^{q_t.K~_c'/sqrt(d)} V~_c') / (e^{s_t} + sum e^{...})
     # One program a query block (grid (T / BT, B * H), longest rows first); FIXED: each flags
@@ -553,22 +555,24 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None, keep=Fa
     s, kc, vc, NCP, qh, kmax = _rat_scan(proj, gate_bias, cfg, v, kt,
                                          rows=MAX_BC if keep else None)
     desc_k, desc_v = _descriptors(kc, vc, cfg["BC"])
-    n_blocks = B * H * triton.cdiv(T, cfg["BT"])
-    flag = torch.empty(n_blocks, device=dev, dtype=torch.int8)  # blocks for the fallback
+    n_t = triton.cdiv(T, cfg["BT"])
+    # fp16's P would flush to zero the terms more than 2^24 below a fixed reference: online
+    fixed = dt != torch.float16
+    # query blocks for the fallback (fp16 never reads it)
+    flag = torch.empty(B * H * n_t if fixed else 0, device=dev, dtype=torch.int8)
     args = dict(
         p_proj=proj, p_qh=qh, p_v=v, p_s=s, desc_k=desc_k, desc_v=desc_v, p_y=y,
         p_lse=s if lse is None else lse, p_kmax=kmax, p_flag=flag, STORE_LSE=lse is not None,
         T=T, BH=B * H, NCP=NCP, **_strides_shape(proj), qk_scale=SM_SCALE * LOG2E,
         OFF_Z=OFF_Z, OFF_Q=OFF_Q, BLOCK_D=BLOCK_D,
         BT=cfg["BT"], BC=cfg["BC"], PRECISION=cfg["fp32_dot"] if dt == torch.float32 else "tf32",
-        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+        FALLBACK_BLOCKS=FALLBACK_BLOCKS, num_warps=cfg["num_warps"],
+        num_stages=cfg["num_stages"],
     )
-    # fp16's P would flush to zero the terms more than 2^24 below a fixed reference: online
-    fixed = dt != torch.float16
-    rat_attn_fwd_kernel[(triton.cdiv(T, cfg["BT"]), B * H)](**args, FIXED=fixed)
+    rat_attn_fwd_kernel[(n_t, B * H)](**args, FIXED=fixed)
     if fixed:
-        rat_attn_fwd_kernel[(triton.cdiv(n_blocks, 1024), 1)](**args, FALLBACK=True,
-                                                              FALLBACK_BLOCKS=1024)
+        rat_attn_fwd_kernel[(triton.cdiv(flag.numel(), FALLBACK_BLOCKS), 1)](**args,
+                                                                            FALLBACK=True)
     return (y, (v, kt, s, kc, vc, qh)) if keep else y
 
 
@@ -937,7 +941,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_e1b892f38e42"
+OP_NAMESPACE = "ratc_rat_5fb124cd173e"
 
 
 def _config_arg(config):
