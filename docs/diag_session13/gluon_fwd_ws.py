@@ -1,6 +1,7 @@
 """Session 13: the RAT forward attention (fixed softmax reference) in Gluon with warp
 specialisation, as FlashAttention-3 arranges it: a 1-warp producer loads q^ and then the
-chunk-final K~, V~ blocks through a STAGES-deep TMA ring, and two consumer warpgroups (64 query
+chunk-final K~, V~ blocks through two TMA rings (a key tile is free once its scores are, a value
+tile once its product is), and two consumer warpgroups (64 query
 rows each, 128 a program) run the products and the softmax, each with the next block's scores in
 flight during this block's softmax (gluon_fwd.py's order). Registers move from the producer to
 the consumers (warp_specialize's worker_num_regs). Not used by ratc.
@@ -21,7 +22,7 @@ import torch
 ap = argparse.ArgumentParser()
 ap.add_argument("module", nargs="?")
 ap.add_argument("--compile", action="store_true")
-ap.add_argument("--configs", default=None, help="BC,STAGES,consumer_regs;... (default: CONFIGS)")
+ap.add_argument("--configs", default=None, help="BC,KS,VS,consumer_regs;... (default: CONFIGS)")
 ap.add_argument("--sizes", default="16384x16,131072x2")
 a = ap.parse_args()
 if not a.compile and not a.module:
@@ -46,12 +47,13 @@ HALF_ROWS = 64  # query rows of one consumer warpgroup
 
 @gluon.jit
 def _producer(args):
-    (desc_q, desc_k, desc_v, q_s, k_s, v_s, qbar, ready, empty, p_qh, p_v, p_s, p_y, p_lse,
-     p_kmax, p_flag, p_proj, i_t, i_bh, T, NCP, stride_pb, stride_pt, stride_pc, qk_scale,
-     OFF_Z, H, G, d, L) = args
+    (desc_q, desc_k, desc_v, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, p_qh, p_v,
+     p_s, p_y, p_lse, p_kmax, p_flag, p_proj, i_t, i_bh, T, NCP, stride_pb, stride_pt,
+     stride_pc, qk_scale, OFF_Z, H, G, d, L) = args
     # constexprs do not cross into the partitions: the block shapes come from the types
     BC: gl.constexpr = desc_k.block_type.shape[0]
-    STAGES: gl.constexpr = k_s.type.shape[0]
+    KS: gl.constexpr = k_s.type.shape[0]
+    VS: gl.constexpr = v_s.type.shape[0]
     BT: gl.constexpr = 2 * 64
     row_q = ((i_bh // H) * G + (i_bh % H) % G) * T + i_t * BT
     mbarrier.expect(qbar, 2 * desc_q.block_type.nbytes)
@@ -60,24 +62,26 @@ def _producer(args):
     c_end = (gl.minimum(i_t * BT + BT, T) - 1) // L
     n_k = gl.cdiv(c_end, BC)
     row_k = i_bh * NCP
-    for j in range(n_k):
-        st = j % STAGES
-        mbarrier.wait(empty.index(st), ((j // STAGES) & 1) ^ 1)  # both consumers are done
-        mbarrier.expect(ready.index(st), desc_k.block_type.nbytes + desc_v.block_type.nbytes)
-        tma.async_copy_global_to_shared(desc_k, [row_k + j * BC, 0], ready.index(st),
-                                        k_s.index(st))
-        tma.async_copy_global_to_shared(desc_v, [row_k + j * BC, 0], ready.index(st),
-                                        v_s.index(st))
+    for j in range(n_k):  # a stage is free once both consumers have let it go
+        mbarrier.wait(kempty.index(j % KS), ((j // KS) & 1) ^ 1)
+        mbarrier.expect(kready.index(j % KS), desc_k.block_type.nbytes)
+        tma.async_copy_global_to_shared(desc_k, [row_k + j * BC, 0], kready.index(j % KS),
+                                        k_s.index(j % KS))
+        mbarrier.wait(vempty.index(j % VS), ((j // VS) & 1) ^ 1)
+        mbarrier.expect(vready.index(j % VS), desc_v.block_type.nbytes)
+        tma.async_copy_global_to_shared(desc_v, [row_k + j * BC, 0], vready.index(j % VS),
+                                        v_s.index(j % VS))
 
 
 @gluon.jit
 def _consumer(args, HALF: gl.constexpr):
-    (desc_q, desc_k, desc_v, q_s, k_s, v_s, qbar, ready, empty, p_qh, p_v, p_s, p_y, p_lse,
-     p_kmax, p_flag, p_proj, i_t, i_bh, T, NCP, stride_pb, stride_pt, stride_pc, qk_scale,
-     OFF_Z, H, G, d, L) = args
+    (desc_q, desc_k, desc_v, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, p_qh, p_v,
+     p_s, p_y, p_lse, p_kmax, p_flag, p_proj, i_t, i_bh, T, NCP, stride_pb, stride_pt,
+     stride_pc, qk_scale, OFF_Z, H, G, d, L) = args
     # constexprs do not cross into the partitions: the block shapes come from the types
     BC: gl.constexpr = desc_k.block_type.shape[0]
-    STAGES: gl.constexpr = k_s.type.shape[0]
+    KS: gl.constexpr = k_s.type.shape[0]
+    VS: gl.constexpr = v_s.type.shape[0]
     BT: gl.constexpr = 2 * 64
     R: gl.constexpr = 64
     BD: gl.constexpr = desc_k.block_type.shape[1]
@@ -121,36 +125,40 @@ def _consumer(args, HALF: gl.constexpr):
     q_h = q_s.index(HALF)
     if ok:
         if n_k > 0:
-            mbarrier.wait(ready.index(0), 0)
+            mbarrier.wait(kready.index(0), 0)
             s = warpgroup_mma(q_h, k_s.index(0).permute((1, 0)), zero_s, use_acc=False,
                               is_async=True)
             s = warpgroup_mma_wait(num_outstanding=0, deps=(s, ))
+            mbarrier.arrive(kempty.index(0))  # a key tile is free once its scores are
             o = warpgroup_mma_init(acc)
             for j in range(n_k - 1):
                 nj = j + 1
-                mbarrier.wait(ready.index(nj % STAGES), (nj // STAGES) & 1)
-                s_next = warpgroup_mma(q_h, k_s.index(nj % STAGES).permute((1, 0)), zero_s,
+                mbarrier.wait(kready.index(nj % KS), (nj // KS) & 1)
+                s_next = warpgroup_mma(q_h, k_s.index(nj % KS).permute((1, 0)), zero_s,
                                        use_acc=False, is_async=True)
                 p = gl.exp2(s * qk_scale - m_s[:, None])
                 if j * BC + BC > c_first:
                     o_k = j * BC + gl.arange(0, BC, layout=col_s)
                     p = gl.where(o_k[None, :] < o_ct[:, None], p, 0.0)
                 l += gl.sum(p, axis=1)
-                o = warpgroup_mma(gl.convert_layout(p.to(dt), a_layout), v_s.index(j % STAGES),
-                                  o, is_async=True)
+                mbarrier.wait(vready.index(j % VS), (j // VS) & 1)
+                o = warpgroup_mma(gl.convert_layout(p.to(dt), a_layout), v_s.index(j % VS), o,
+                                  is_async=True)
                 s = warpgroup_mma_wait(num_outstanding=1, deps=(s_next, ))
-                # block j-1's products have retired: its stage goes back to the producer
-                mbarrier.arrive(empty.index((j + STAGES - 1) % STAGES), pred=j >= 1)
+                # retired: S_j+1 (key tile j+1) and O_j-1 (value tile j-1)
+                mbarrier.arrive(kempty.index(nj % KS))
+                mbarrier.arrive(vempty.index((j + VS - 1) % VS), pred=j >= 1)
             j = n_k - 1
             p = gl.exp2(s * qk_scale - m_s[:, None])
             o_k = j * BC + gl.arange(0, BC, layout=col_s)
             p = gl.where(o_k[None, :] < o_ct[:, None], p, 0.0)
             l += gl.sum(p, axis=1)
-            o = warpgroup_mma(gl.convert_layout(p.to(dt), a_layout), v_s.index(j % STAGES), o,
+            mbarrier.wait(vready.index(j % VS), (j // VS) & 1)
+            o = warpgroup_mma(gl.convert_layout(p.to(dt), a_layout), v_s.index(j % VS), o,
                               is_async=True)
             acc = warpgroup_mma_wait(num_outstanding=0, deps=(o, ))
-            mbarrier.arrive(empty.index((j + STAGES - 1) % STAGES), pred=j >= 1)
-            mbarrier.arrive(empty.index(j % STAGES))
+            mbarrier.arrive(vempty.index((j + VS - 1) % VS), pred=j >= 1)
+            mbarrier.arrive(vempty.index(j % VS))
         l_o = gl.convert_layout(l, row_o)
         y = acc / l_o[:, None]
         gl.store(p_lse + i_bh * T + o_t, m + gl.log2(l_o), mask=m_t)
@@ -162,8 +170,10 @@ def _consumer(args, HALF: gl.constexpr):
                  y.to(dt), mask=m_td)
     else:  # pass every stage on (the other consumer and the producer wait for it)
         for j in range(n_k):
-            mbarrier.wait(ready.index(j % STAGES), (j // STAGES) & 1)
-            mbarrier.arrive(empty.index(j % STAGES))
+            mbarrier.wait(kready.index(j % KS), (j // KS) & 1)
+            mbarrier.arrive(kempty.index(j % KS))
+            mbarrier.wait(vready.index(j % VS), (j // VS) & 1)
+            mbarrier.arrive(vempty.index(j % VS))
 
 
 @gluon.jit
@@ -181,32 +191,38 @@ def rat_fwd_ws_kernel(
     desc_q, desc_k, desc_v, p_qh, p_v, p_s, p_y, p_lse, p_kmax, p_flag, p_proj,
     T, NCP, stride_pb, stride_pt, stride_pc, qk_scale,
     OFF_Z: gl.constexpr, H: gl.constexpr, G: gl.constexpr, d: gl.constexpr, L: gl.constexpr,
-    BC: gl.constexpr, STAGES: gl.constexpr, CONSUMER_REGS: gl.constexpr,
+    BC: gl.constexpr, KS: gl.constexpr, VS: gl.constexpr, CONSUMER_REGS: gl.constexpr,
 ):
-    gl.static_assert(STAGES >= 3)  # blocks j and j+1 are held while j+2 loads
+    gl.static_assert(KS >= 2)  # key tiles j+1 (scores in flight) and j+2 (loading)
+    gl.static_assert(VS >= 3)  # value tiles j-1 .. j+1 (O_j-1 retires late)
     BD: gl.constexpr = desc_k.block_type.shape[1]
     dt: gl.constexpr = desc_k.dtype
     n_t = gl.cdiv(T, 128)
     i_t = n_t - 1 - gl.program_id(0)  # longest rows first
     i_bh = gl.program_id(1)
     q_s = gl.allocate_shared_memory(dt, [2, 64, BD], desc_q.layout)
-    k_s = gl.allocate_shared_memory(dt, [STAGES, BC, BD], desc_k.layout)
-    v_s = gl.allocate_shared_memory(dt, [STAGES, BC, BD], desc_v.layout)
+    k_s = gl.allocate_shared_memory(dt, [KS, BC, BD], desc_k.layout)
+    v_s = gl.allocate_shared_memory(dt, [VS, BC, BD], desc_v.layout)
     qbar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    kready = gl.allocate_shared_memory(gl.int64, [KS, 1], mbarrier.MBarrierLayout())
+    kempty = gl.allocate_shared_memory(gl.int64, [KS, 1], mbarrier.MBarrierLayout())
+    vready = gl.allocate_shared_memory(gl.int64, [VS, 1], mbarrier.MBarrierLayout())
+    vempty = gl.allocate_shared_memory(gl.int64, [VS, 1], mbarrier.MBarrierLayout())
     mbarrier.init(qbar, count=1)
-    for i in gl.static_range(STAGES):
-        mbarrier.init(ready.index(i), count=1)
-        mbarrier.init(empty.index(i), count=2)  # one arrival per consumer
-    args = (desc_q, desc_k, desc_v, q_s, k_s, v_s, qbar, ready, empty, p_qh, p_v, p_s, p_y,
-            p_lse, p_kmax, p_flag, p_proj, i_t, i_bh, T, NCP, stride_pb, stride_pt, stride_pc,
-            qk_scale, OFF_Z, H, G, d, L)
+    for i in gl.static_range(KS):
+        mbarrier.init(kready.index(i), count=1)
+        mbarrier.init(kempty.index(i), count=2)  # one arrival per consumer
+    for i in gl.static_range(VS):
+        mbarrier.init(vready.index(i), count=1)
+        mbarrier.init(vempty.index(i), count=2)
+    args = (desc_q, desc_k, desc_v, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, p_qh,
+            p_v, p_s, p_y, p_lse, p_kmax, p_flag, p_proj, i_t, i_bh, T, NCP, stride_pb,
+            stride_pt, stride_pc, qk_scale, OFF_Z, H, G, d, L)
     gl.warp_specialize([(_consumer0, (args, )), (_consumer1, (args, )), (_producer, (args, ))],
                        [4, 1], [CONSUMER_REGS, 24])
 
 
-def rat_fwd_ws(mod, proj, v, s, kc, vc, qh, kmax, y, lse, flag, BC, STAGES, regs, warmup=False):
+def rat_fwd_ws(mod, proj, v, s, kc, vc, qh, kmax, y, lse, flag, BC, KS, VS, regs, warmup=False):
     """y, lse as rat_attn_fwd_kernel's fixed-reference launch (flags per 64-row half)."""
     B, T, _ = proj.shape
     NCP = kc.shape[0] // (B * mod.H)
@@ -218,14 +234,14 @@ def rat_fwd_ws(mod, proj, v, s, kc, vc, qh, kmax, y, lse, flag, BC, STAGES, regs
     # 3 warpgroups (two consumers, the producer's warp): maxnreg 168 = 64512 registers a program,
     # the producer's group gives up all but 24 a thread, each consumer gets `regs`
     kw = dict(OFF_Z=mod.OFF_Z, H=mod.H, G=mod.GROUPS, d=mod.HEAD_DIM, L=mod.CHUNK, BC=BC,
-              STAGES=STAGES, CONSUMER_REGS=regs, num_warps=4, maxnreg=168)
+              KS=KS, VS=VS, CONSUMER_REGS=regs, num_warps=4, maxnreg=168)
     if warmup:
         return rat_fwd_ws_kernel.warmup(*args, **kw, grid=grid)
     rat_fwd_ws_kernel[grid](*args, **kw)
 
 
-# (BC, STAGES, consumer registers)
-CONFIGS = ((64, 3, 240), (64, 4, 240), (128, 3, 240), (32, 4, 240))
+# (BC, key stages, value stages, consumer registers)
+CONFIGS = ((64, 2, 3, 240), (64, 3, 4, 240), (64, 4, 5, 240), (32, 4, 6, 240), (128, 2, 3, 240))
 if a.configs:
     CONFIGS = tuple(tuple(int(x) for x in c.split(",")) for c in a.configs.split(";"))
 
@@ -236,14 +252,14 @@ if a.compile:
     B, T, BD = 1, 4096, 128
     NCP = T // 16
     bf = dict(dtype=torch.bfloat16)
-    for BC, STAGES, regs in CONFIGS:
+    for BC, KS, VS, regs in CONFIGS:
         k = rat_fwd_ws(mod, torch.zeros(B, T, 1024, **bf), torch.zeros(B, T, 512, **bf),
                        torch.zeros(B, 4, T), torch.zeros(B * 4 * NCP, BD, **bf),
                        torch.zeros(B * 4 * NCP, BD, **bf), torch.zeros(B, 2, T, BD, **bf),
                        torch.zeros(B * 4), torch.zeros(B, T, 512, **bf), torch.zeros(B, 4, T),
-                       torch.zeros(B * 4 * T // 64, dtype=torch.int8), BC, STAGES, regs,
+                       torch.zeros(B * 4 * T // 64, dtype=torch.int8), BC, KS, VS, regs,
                        warmup=True)
-        compile_report(k, f"WS BC {BC}, STAGES {STAGES}, consumer regs {regs}")
+        compile_report(k, f"WS BC {BC}, KS {KS}, VS {VS}, consumer regs {regs}")
     raise SystemExit(0)
 
 # GPU: against MODULE's Triton forward attention (fixed-reference launch, train record)
@@ -283,14 +299,14 @@ for size in a.sizes.split(","):
     t_ref = do_bench(triton_fwd, rep=300)
     print(f"T={T} B={B} Triton forward attention (record BT {cfg['BT']}, BC {cfg['BC']}, "
           f"{cfg['num_warps']} warps, {cfg['num_stages']} stages): {t_ref:.3f} ms", flush=True)
-    for BC, STAGES, regs in CONFIGS:
+    for BC, KS, VS, regs in CONFIGS:
         y = torch.empty_like(ref)
         lse = torch.empty_like(l0)
         flag = torch.zeros(B * mod.H * triton.cdiv(T, 128) * 2, device="cuda", dtype=torch.int8)
 
         def ws():
-            rat_fwd_ws(mod, proj, v, s, kc, vc, qh, kmax, y, lse, flag, BC, STAGES, regs)
-        name = f"WS BC {BC}, STAGES {STAGES}, consumer regs {regs}"
+            rat_fwd_ws(mod, proj, v, s, kc, vc, qh, kmax, y, lse, flag, BC, KS, VS, regs)
+        name = f"WS BC {BC}, KS {KS}, VS {VS}, consumer regs {regs}"
         try:
             ws()
             torch.cuda.synchronize()
