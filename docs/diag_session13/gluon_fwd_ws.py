@@ -22,7 +22,7 @@ import torch
 ap = argparse.ArgumentParser()
 ap.add_argument("module", nargs="?")
 ap.add_argument("--compile", action="store_true")
-ap.add_argument("--configs", default=None, help="BC,KS,VS,consumer_regs;... (default: CONFIGS)")
+ap.add_argument("--configs", default=None, help="BC,KS,VS,consumer_regs,pingpong;... (default: CONFIGS)")
 ap.add_argument("--sizes", default="16384x16,131072x2")
 a = ap.parse_args()
 if not a.compile and not a.module:
@@ -49,7 +49,7 @@ HALF_ROWS = 64  # query rows of one consumer warpgroup
 def _producer(args):
     (desc_q, desc_k, desc_v, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, p_qh, p_v,
      p_s, p_y, p_lse, p_kmax, p_flag, p_proj, i_t, i_bh, T, NCP, stride_pb, stride_pt,
-     stride_pc, qk_scale, OFF_Z, H, G, d, L) = args
+     stride_pc, qk_scale, OFF_Z, H, G, d, L, turn) = args
     # constexprs do not cross into the partitions: the block shapes come from the types
     BC: gl.constexpr = desc_k.block_type.shape[0]
     KS: gl.constexpr = k_s.type.shape[0]
@@ -74,10 +74,118 @@ def _producer(args):
 
 
 @gluon.jit
+def _probs(s, m_s, o_ct, j, c_first, qk_scale, MASK_ALWAYS: gl.constexpr):
+    """P = 2^(S qk_scale - m) of key block j, zero where c' >= c(t) (blocks reaching c_first)."""
+    BC: gl.constexpr = s.type.shape[1]
+    col_s: gl.constexpr = gl.SliceLayout(0, s.type.layout)
+    p = gl.exp2(s * qk_scale - m_s[:, None])
+    if MASK_ALWAYS or j * BC + BC > c_first:
+        o_k = j * BC + gl.arange(0, BC, layout=col_s)
+        p = gl.where(o_k[None, :] < o_ct[:, None], p, 0.0)
+    return p
+
+
+@gluon.jit
+def _zero_scores(acc, k_s):
+    """A zero [rows, BC] score tile in the products' layout (one warpgroup)."""
+    R: gl.constexpr = acc.type.shape[0]
+    BC: gl.constexpr = k_s.type.shape[1]
+    s_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BC, 16])
+    return gl.zeros([R, BC], gl.float32, layout=s_layout)
+
+
+@gluon.jit
+def _loop_ahead(q_h, k_s, v_s, kready, kempty, vready, vempty, acc, l, m_s, o_ct, c_first, n_k,
+                qk_scale):
+    """Key blocks 0 .. n_k-1, the next block's scores in flight during this block's softmax."""
+    KS: gl.constexpr = k_s.type.shape[0]
+    VS: gl.constexpr = v_s.type.shape[0]
+    dt: gl.constexpr = k_s.dtype
+    zero_s = _zero_scores(acc, k_s)
+    a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=acc.type.layout,
+                                                 k_width=2)
+    mbarrier.wait(kready.index(0), 0)
+    s = warpgroup_mma(q_h, k_s.index(0).permute((1, 0)), zero_s, use_acc=False, is_async=True)
+    s = warpgroup_mma_wait(num_outstanding=0, deps=(s, ))
+    mbarrier.arrive(kempty.index(0))  # a key tile is free once its scores are
+    o = warpgroup_mma_init(acc)
+    for j in range(n_k - 1):
+        nj = j + 1
+        mbarrier.wait(kready.index(nj % KS), (nj // KS) & 1)
+        s_next = warpgroup_mma(q_h, k_s.index(nj % KS).permute((1, 0)), zero_s, use_acc=False,
+                               is_async=True)
+        p = _probs(s, m_s, o_ct, j, c_first, qk_scale, False)
+        l += gl.sum(p, axis=1)
+        mbarrier.wait(vready.index(j % VS), (j // VS) & 1)
+        o = warpgroup_mma(gl.convert_layout(p.to(dt), a_layout), v_s.index(j % VS), o,
+                          is_async=True)
+        s = warpgroup_mma_wait(num_outstanding=1, deps=(s_next, ))
+        # retired: S_j+1 (key tile j+1) and O_j-1 (value tile j-1)
+        mbarrier.arrive(kempty.index(nj % KS))
+        mbarrier.arrive(vempty.index((j + VS - 1) % VS), pred=j >= 1)
+    j = n_k - 1
+    p = _probs(s, m_s, o_ct, j, c_first, qk_scale, True)
+    l += gl.sum(p, axis=1)
+    mbarrier.wait(vready.index(j % VS), (j // VS) & 1)
+    o = warpgroup_mma(gl.convert_layout(p.to(dt), a_layout), v_s.index(j % VS), o, is_async=True)
+    acc = warpgroup_mma_wait(num_outstanding=0, deps=(o, ))
+    mbarrier.arrive(vempty.index((j + VS - 1) % VS), pred=j >= 1)
+    mbarrier.arrive(vempty.index(j % VS))
+    return acc, l
+
+
+@gluon.jit
+def _loop_pingpong(q_h, k_s, v_s, kready, kempty, vready, vempty, turn, acc, l, m_s, o_ct,
+                   c_first, n_k, qk_scale, HALF: gl.constexpr):
+    """Key blocks 0 .. n_k-1 in turns with the other consumer: in turn t this warpgroup issues
+    O += P_t-1 V_t-1 and S_t, hands the turn over, waits for both, then runs the softmax of S_t
+    while the other's products run (FlashAttention-3's ping-pong). n_k + 1 turns."""
+    KS: gl.constexpr = k_s.type.shape[0]
+    VS: gl.constexpr = v_s.type.shape[0]
+    dt: gl.constexpr = k_s.dtype
+    zero_s = _zero_scores(acc, k_s)
+    a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=acc.type.layout,
+                                                 k_width=2)
+    mbarrier.wait(turn.index(HALF), 1 - HALF)  # turn 0, S_0 only; consumer 0 goes first
+    mbarrier.wait(kready.index(0), 0)
+    s = warpgroup_mma(q_h, k_s.index(0).permute((1, 0)), zero_s, use_acc=False, is_async=True)
+    mbarrier.arrive(turn.index(1 - HALF))
+    s = warpgroup_mma_wait(num_outstanding=0, deps=(s, ))
+    mbarrier.arrive(kempty.index(0))
+    p = _probs(s, m_s, o_ct, 0, c_first, qk_scale, n_k == 1)
+    l += gl.sum(p, axis=1)
+    p_op = gl.convert_layout(p.to(dt), a_layout)
+    for t in range(1, n_k):
+        mbarrier.wait(turn.index(HALF), (t & 1) ^ (1 - HALF))
+        j = t - 1
+        mbarrier.wait(vready.index(j % VS), (j // VS) & 1)
+        o = warpgroup_mma(p_op, v_s.index(j % VS), acc, is_async=True)
+        mbarrier.wait(kready.index(t % KS), (t // KS) & 1)
+        s = warpgroup_mma(q_h, k_s.index(t % KS).permute((1, 0)), zero_s, use_acc=False,
+                          is_async=True)
+        mbarrier.arrive(turn.index(1 - HALF))
+        acc, s = warpgroup_mma_wait(num_outstanding=0, deps=(o, s))
+        mbarrier.arrive(vempty.index(j % VS))
+        mbarrier.arrive(kempty.index(t % KS))
+        p = _probs(s, m_s, o_ct, t, c_first, qk_scale, False)
+        l += gl.sum(p, axis=1)
+        p_op = gl.convert_layout(p.to(dt), a_layout)
+    mbarrier.wait(turn.index(HALF), (n_k & 1) ^ (1 - HALF))  # turn n_k: the last block's P V
+    j = n_k - 1
+    mbarrier.wait(vready.index(j % VS), (j // VS) & 1)
+    o = warpgroup_mma(p_op, v_s.index(j % VS), acc, is_async=True)
+    mbarrier.arrive(turn.index(1 - HALF))
+    acc = warpgroup_mma_wait(num_outstanding=0, deps=(o, ))
+    mbarrier.arrive(vempty.index(j % VS))
+    return acc, l
+
+
+@gluon.jit
 def _consumer(args, HALF: gl.constexpr):
     (desc_q, desc_k, desc_v, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, p_qh, p_v,
      p_s, p_y, p_lse, p_kmax, p_flag, p_proj, i_t, i_bh, T, NCP, stride_pb, stride_pt,
-     stride_pc, qk_scale, OFF_Z, H, G, d, L) = args
+     stride_pc, qk_scale, OFF_Z, H, G, d, L, turn) = args
     # constexprs do not cross into the partitions: the block shapes come from the types
     BC: gl.constexpr = desc_k.block_type.shape[0]
     KS: gl.constexpr = k_s.type.shape[0]
@@ -123,42 +231,15 @@ def _consumer(args, HALF: gl.constexpr):
     zero_s = gl.zeros([R, BC], gl.float32, layout=s_layout)
     mbarrier.wait(qbar, 0)
     q_h = q_s.index(HALF)
+    PP: gl.constexpr = turn.type.shape[0] == 2  # the consumers take turns issuing products
     if ok:
         if n_k > 0:
-            mbarrier.wait(kready.index(0), 0)
-            s = warpgroup_mma(q_h, k_s.index(0).permute((1, 0)), zero_s, use_acc=False,
-                              is_async=True)
-            s = warpgroup_mma_wait(num_outstanding=0, deps=(s, ))
-            mbarrier.arrive(kempty.index(0))  # a key tile is free once its scores are
-            o = warpgroup_mma_init(acc)
-            for j in range(n_k - 1):
-                nj = j + 1
-                mbarrier.wait(kready.index(nj % KS), (nj // KS) & 1)
-                s_next = warpgroup_mma(q_h, k_s.index(nj % KS).permute((1, 0)), zero_s,
-                                       use_acc=False, is_async=True)
-                p = gl.exp2(s * qk_scale - m_s[:, None])
-                if j * BC + BC > c_first:
-                    o_k = j * BC + gl.arange(0, BC, layout=col_s)
-                    p = gl.where(o_k[None, :] < o_ct[:, None], p, 0.0)
-                l += gl.sum(p, axis=1)
-                mbarrier.wait(vready.index(j % VS), (j // VS) & 1)
-                o = warpgroup_mma(gl.convert_layout(p.to(dt), a_layout), v_s.index(j % VS), o,
-                                  is_async=True)
-                s = warpgroup_mma_wait(num_outstanding=1, deps=(s_next, ))
-                # retired: S_j+1 (key tile j+1) and O_j-1 (value tile j-1)
-                mbarrier.arrive(kempty.index(nj % KS))
-                mbarrier.arrive(vempty.index((j + VS - 1) % VS), pred=j >= 1)
-            j = n_k - 1
-            p = gl.exp2(s * qk_scale - m_s[:, None])
-            o_k = j * BC + gl.arange(0, BC, layout=col_s)
-            p = gl.where(o_k[None, :] < o_ct[:, None], p, 0.0)
-            l += gl.sum(p, axis=1)
-            mbarrier.wait(vready.index(j % VS), (j // VS) & 1)
-            o = warpgroup_mma(gl.convert_layout(p.to(dt), a_layout), v_s.index(j % VS), o,
-                              is_async=True)
-            acc = warpgroup_mma_wait(num_outstanding=0, deps=(o, ))
-            mbarrier.arrive(vempty.index((j + VS - 1) % VS), pred=j >= 1)
-            mbarrier.arrive(vempty.index(j % VS))
+            if PP:
+                acc, l = _loop_pingpong(q_h, k_s, v_s, kready, kempty, vready, vempty, turn,
+                                        acc, l, m_s, o_ct, c_first, n_k, qk_scale, HALF)
+            else:
+                acc, l = _loop_ahead(q_h, k_s, v_s, kready, kempty, vready, vempty, acc, l,
+                                     m_s, o_ct, c_first, n_k, qk_scale)
         l_o = gl.convert_layout(l, row_o)
         y = acc / l_o[:, None]
         gl.store(p_lse + i_bh * T + o_t, m + gl.log2(l_o), mask=m_t)
@@ -168,12 +249,19 @@ def _consumer(args, HALF: gl.constexpr):
         y = y / (1.0 + gl.exp2(z * -1.4426950408889634))
         gl.store(p_y + i_b.to(gl.int64) * T * D + o_t[:, None] * D + i_h * d + o_d[None, :],
                  y.to(dt), mask=m_td)
-    else:  # pass every stage on (the other consumer and the producer wait for it)
+    else:  # pass every stage (and turn) on: the other consumer and the producer wait for it
         for j in range(n_k):
+            if PP:
+                mbarrier.wait(turn.index(HALF), (j & 1) ^ (1 - HALF))
+                mbarrier.arrive(turn.index(1 - HALF))
             mbarrier.wait(kready.index(j % KS), (j // KS) & 1)
             mbarrier.arrive(kempty.index(j % KS))
             mbarrier.wait(vready.index(j % VS), (j // VS) & 1)
             mbarrier.arrive(vempty.index(j % VS))
+        if PP:
+            if n_k > 0:
+                mbarrier.wait(turn.index(HALF), (n_k & 1) ^ (1 - HALF))
+                mbarrier.arrive(turn.index(1 - HALF))
 
 
 @gluon.jit
@@ -192,6 +280,7 @@ def rat_fwd_ws_kernel(
     T, NCP, stride_pb, stride_pt, stride_pc, qk_scale,
     OFF_Z: gl.constexpr, H: gl.constexpr, G: gl.constexpr, d: gl.constexpr, L: gl.constexpr,
     BC: gl.constexpr, KS: gl.constexpr, VS: gl.constexpr, CONSUMER_REGS: gl.constexpr,
+    PINGPONG: gl.constexpr,
 ):
     gl.static_assert(KS >= 2)  # key tiles j+1 (scores in flight) and j+2 (loading)
     gl.static_assert(VS >= 3)  # value tiles j-1 .. j+1 (O_j-1 retires late)
@@ -215,14 +304,21 @@ def rat_fwd_ws_kernel(
     for i in gl.static_range(VS):
         mbarrier.init(vready.index(i), count=1)
         mbarrier.init(vempty.index(i), count=2)
+    # with PINGPONG one barrier per consumer, on which the other hands it the turn (its shape
+    # carries the switch into the partitions, where constexpr arguments do not reach)
+    turn = gl.allocate_shared_memory(gl.int64, [2 if PINGPONG else 1, 1],
+                                     mbarrier.MBarrierLayout())
+    for i in gl.static_range(2 if PINGPONG else 1):
+        mbarrier.init(turn.index(i), count=1)
     args = (desc_q, desc_k, desc_v, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, p_qh,
             p_v, p_s, p_y, p_lse, p_kmax, p_flag, p_proj, i_t, i_bh, T, NCP, stride_pb,
-            stride_pt, stride_pc, qk_scale, OFF_Z, H, G, d, L)
+            stride_pt, stride_pc, qk_scale, OFF_Z, H, G, d, L, turn)
     gl.warp_specialize([(_consumer0, (args, )), (_consumer1, (args, )), (_producer, (args, ))],
                        [4, 1], [CONSUMER_REGS, 24])
 
 
-def rat_fwd_ws(mod, proj, v, s, kc, vc, qh, kmax, y, lse, flag, BC, KS, VS, regs, warmup=False):
+def rat_fwd_ws(mod, proj, v, s, kc, vc, qh, kmax, y, lse, flag, BC, KS, VS, regs, pp,
+               warmup=False):
     """y, lse as rat_attn_fwd_kernel's fixed-reference launch (flags per 64-row half)."""
     B, T, _ = proj.shape
     NCP = kc.shape[0] // (B * mod.H)
@@ -234,14 +330,16 @@ def rat_fwd_ws(mod, proj, v, s, kc, vc, qh, kmax, y, lse, flag, BC, KS, VS, regs
     # 3 warpgroups (two consumers, the producer's warp): maxnreg 168 = 64512 registers a program,
     # the producer's group gives up all but 24 a thread, each consumer gets `regs`
     kw = dict(OFF_Z=mod.OFF_Z, H=mod.H, G=mod.GROUPS, d=mod.HEAD_DIM, L=mod.CHUNK, BC=BC,
-              KS=KS, VS=VS, CONSUMER_REGS=regs, num_warps=4, maxnreg=168)
+              KS=KS, VS=VS, CONSUMER_REGS=regs, PINGPONG=bool(pp), num_warps=4,
+              maxnreg=168)
     if warmup:
         return rat_fwd_ws_kernel.warmup(*args, **kw, grid=grid)
     rat_fwd_ws_kernel[grid](*args, **kw)
 
 
-# (BC, key stages, value stages, consumer registers)
-CONFIGS = ((64, 2, 3, 240), (64, 3, 4, 240), (64, 4, 5, 240), (32, 4, 6, 240), (128, 2, 3, 240))
+# (BC, key stages, value stages, consumer registers, ping-pong)
+CONFIGS = ((64, 2, 3, 240, 0), (128, 2, 3, 240, 0), (64, 2, 3, 240, 1), (128, 2, 3, 240, 1),
+           (64, 3, 4, 240, 1))
 if a.configs:
     CONFIGS = tuple(tuple(int(x) for x in c.split(",")) for c in a.configs.split(";"))
 
@@ -252,14 +350,14 @@ if a.compile:
     B, T, BD = 1, 4096, 128
     NCP = T // 16
     bf = dict(dtype=torch.bfloat16)
-    for BC, KS, VS, regs in CONFIGS:
+    for BC, KS, VS, regs, pp in CONFIGS:
         k = rat_fwd_ws(mod, torch.zeros(B, T, 1024, **bf), torch.zeros(B, T, 512, **bf),
                        torch.zeros(B, 4, T), torch.zeros(B * 4 * NCP, BD, **bf),
                        torch.zeros(B * 4 * NCP, BD, **bf), torch.zeros(B, 2, T, BD, **bf),
                        torch.zeros(B * 4), torch.zeros(B, T, 512, **bf), torch.zeros(B, 4, T),
-                       torch.zeros(B * 4 * T // 64, dtype=torch.int8), BC, KS, VS, regs,
+                       torch.zeros(B * 4 * T // 64, dtype=torch.int8), BC, KS, VS, regs, pp,
                        warmup=True)
-        compile_report(k, f"WS BC {BC}, KS {KS}, VS {VS}, consumer regs {regs}")
+        compile_report(k, f"WS BC {BC}, KS {KS}, VS {VS}, consumer regs {regs}, ping-pong {pp}")
     raise SystemExit(0)
 
 # GPU: against MODULE's Triton forward attention (fixed-reference launch, train record)
@@ -299,14 +397,14 @@ for size in a.sizes.split(","):
     t_ref = do_bench(triton_fwd, rep=300)
     print(f"T={T} B={B} Triton forward attention (record BT {cfg['BT']}, BC {cfg['BC']}, "
           f"{cfg['num_warps']} warps, {cfg['num_stages']} stages): {t_ref:.3f} ms", flush=True)
-    for BC, KS, VS, regs in CONFIGS:
+    for BC, KS, VS, regs, pp in CONFIGS:
         y = torch.empty_like(ref)
         lse = torch.empty_like(l0)
         flag = torch.zeros(B * mod.H * triton.cdiv(T, 128) * 2, device="cuda", dtype=torch.int8)
 
         def ws():
-            rat_fwd_ws(mod, proj, v, s, kc, vc, qh, kmax, y, lse, flag, BC, KS, VS, regs)
-        name = f"WS BC {BC}, KS {KS}, VS {VS}, consumer regs {regs}"
+            rat_fwd_ws(mod, proj, v, s, kc, vc, qh, kmax, y, lse, flag, BC, KS, VS, regs, pp)
+        name = f"WS BC {BC}, KS {KS}, VS {VS}, consumer regs {regs}, ping-pong {pp}"
         try:
             ws()
             torch.cuda.synchronize()
