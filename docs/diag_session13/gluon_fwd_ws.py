@@ -137,10 +137,11 @@ def _loop_ahead(q_h, k_s, v_s, kready, kempty, vready, vempty, acc, l, m_s, o_ct
 
 @gluon.jit
 def _loop_pingpong(q_h, k_s, v_s, kready, kempty, vready, vempty, turn, acc, l, m_s, o_ct,
-                   c_first, n_k, qk_scale, HALF: gl.constexpr):
+                   c_first, n_k, qk_scale, HALF: gl.constexpr, AHEAD: gl.constexpr):
     """Key blocks 0 .. n_k-1 in turns with the other consumer: in turn t this warpgroup issues
     O += P_t-1 V_t-1 and S_t, hands the turn over, waits for both, then runs the softmax of S_t
-    while the other's products run (FlashAttention-3's ping-pong). n_k + 1 turns."""
+    while the other's products run (FlashAttention-3's ping-pong). n_k + 1 turns. AHEAD: S_t is
+    issued before O_t-1 and its softmax starts once S_t retires, while O_t-1 still runs."""
     KS: gl.constexpr = k_s.type.shape[0]
     VS: gl.constexpr = v_s.type.shape[0]
     dt: gl.constexpr = k_s.dtype
@@ -159,18 +160,34 @@ def _loop_pingpong(q_h, k_s, v_s, kready, kempty, vready, vempty, turn, acc, l, 
     for t in range(1, n_k):
         mbarrier.wait(turn.index(HALF), (t & 1) ^ (1 - HALF))
         j = t - 1
-        mbarrier.wait(vready.index(j % VS), (j // VS) & 1)
-        o = warpgroup_mma(p_op, v_s.index(j % VS), acc, is_async=True)
-        mbarrier.wait(kready.index(t % KS), (t // KS) & 1)
-        s = warpgroup_mma(q_h, k_s.index(t % KS).permute((1, 0)), zero_s, use_acc=False,
-                          is_async=True)
-        mbarrier.arrive(turn.index(1 - HALF))
-        acc, s = warpgroup_mma_wait(num_outstanding=0, deps=(o, s))
-        mbarrier.arrive(vempty.index(j % VS))
-        mbarrier.arrive(kempty.index(t % KS))
-        p = _probs(s, m_s, o_ct, t, c_first, qk_scale, False)
-        l += gl.sum(p, axis=1)
-        p_op = gl.convert_layout(p.to(dt), a_layout)
+        if AHEAD:  # S_t first, its softmax while O_t-1 runs (FlashAttention-3's order)
+            mbarrier.wait(kready.index(t % KS), (t // KS) & 1)
+            s = warpgroup_mma(q_h, k_s.index(t % KS).permute((1, 0)), zero_s, use_acc=False,
+                              is_async=True)
+            mbarrier.wait(vready.index(j % VS), (j // VS) & 1)
+            o = warpgroup_mma(p_op, v_s.index(j % VS), acc, is_async=True)
+            mbarrier.arrive(turn.index(1 - HALF))
+            s = warpgroup_mma_wait(num_outstanding=1, deps=(s, ))
+            mbarrier.arrive(kempty.index(t % KS))
+            p = _probs(s, m_s, o_ct, t, c_first, qk_scale, False)
+            l += gl.sum(p, axis=1)
+            p_b = p.to(dt)
+            acc = warpgroup_mma_wait(num_outstanding=0, deps=(o, ))
+            mbarrier.arrive(vempty.index(j % VS))
+            p_op = gl.convert_layout(p_b, a_layout)
+        else:
+            mbarrier.wait(vready.index(j % VS), (j // VS) & 1)
+            o = warpgroup_mma(p_op, v_s.index(j % VS), acc, is_async=True)
+            mbarrier.wait(kready.index(t % KS), (t // KS) & 1)
+            s = warpgroup_mma(q_h, k_s.index(t % KS).permute((1, 0)), zero_s, use_acc=False,
+                              is_async=True)
+            mbarrier.arrive(turn.index(1 - HALF))
+            acc, s = warpgroup_mma_wait(num_outstanding=0, deps=(o, s))
+            mbarrier.arrive(vempty.index(j % VS))
+            mbarrier.arrive(kempty.index(t % KS))
+            p = _probs(s, m_s, o_ct, t, c_first, qk_scale, False)
+            l += gl.sum(p, axis=1)
+            p_op = gl.convert_layout(p.to(dt), a_layout)
     mbarrier.wait(turn.index(HALF), (n_k & 1) ^ (1 - HALF))  # turn n_k: the last block's P V
     j = n_k - 1
     mbarrier.wait(vready.index(j % VS), (j // VS) & 1)
@@ -231,12 +248,15 @@ def _consumer(args, HALF: gl.constexpr):
     zero_s = gl.zeros([R, BC], gl.float32, layout=s_layout)
     mbarrier.wait(qbar, 0)
     q_h = q_s.index(HALF)
-    PP: gl.constexpr = turn.type.shape[0] == 2  # the consumers take turns issuing products
+    # the consumers take turns issuing products (3 barriers: also S_t ahead of O_t-1)
+    PP: gl.constexpr = turn.type.shape[0] >= 2
+    AHEAD: gl.constexpr = turn.type.shape[0] == 3
     if ok:
         if n_k > 0:
             if PP:
                 acc, l = _loop_pingpong(q_h, k_s, v_s, kready, kempty, vready, vempty, turn,
-                                        acc, l, m_s, o_ct, c_first, n_k, qk_scale, HALF)
+                                        acc, l, m_s, o_ct, c_first, n_k, qk_scale, HALF,
+                                        AHEAD)
             else:
                 acc, l = _loop_ahead(q_h, k_s, v_s, kready, kempty, vready, vempty, acc, l,
                                      m_s, o_ct, c_first, n_k, qk_scale)
@@ -306,9 +326,9 @@ def rat_fwd_ws_kernel(
         mbarrier.init(vempty.index(i), count=2)
     # with PINGPONG one barrier per consumer, on which the other hands it the turn (its shape
     # carries the switch into the partitions, where constexpr arguments do not reach)
-    turn = gl.allocate_shared_memory(gl.int64, [2 if PINGPONG else 1, 1],
-                                     mbarrier.MBarrierLayout())
-    for i in gl.static_range(2 if PINGPONG else 1):
+    N_TURN: gl.constexpr = 1 + PINGPONG  # 0: none, 1: ping-pong, 2: ping-pong, S_t ahead
+    turn = gl.allocate_shared_memory(gl.int64, [N_TURN, 1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(N_TURN):
         mbarrier.init(turn.index(i), count=1)
     args = (desc_q, desc_k, desc_v, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, p_qh,
             p_v, p_s, p_y, p_lse, p_kmax, p_flag, p_proj, i_t, i_bh, T, NCP, stride_pb,
@@ -330,7 +350,7 @@ def rat_fwd_ws(mod, proj, v, s, kc, vc, qh, kmax, y, lse, flag, BC, KS, VS, regs
     # 3 warpgroups (two consumers, the producer's warp): maxnreg 168 = 64512 registers a program,
     # the producer's group gives up all but 24 a thread, each consumer gets `regs`
     kw = dict(OFF_Z=mod.OFF_Z, H=mod.H, G=mod.GROUPS, d=mod.HEAD_DIM, L=mod.CHUNK, BC=BC,
-              KS=KS, VS=VS, CONSUMER_REGS=regs, PINGPONG=bool(pp), num_warps=4,
+              KS=KS, VS=VS, CONSUMER_REGS=regs, PINGPONG=int(pp), num_warps=4,
               maxnreg=168)
     if warmup:
         return rat_fwd_ws_kernel.warmup(*args, **kw, grid=grid)
