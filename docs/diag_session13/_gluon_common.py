@@ -28,6 +28,20 @@ def _wait_tile(bufs, bars, j):
     return bufs.index(j % n)
 
 
+@gluon.jit
+def _store_out(acc, l_o, m, o_t, o_d, m_t, m_td, i_b, i_h, i_bh, T, D, d, p_lse, p_y, p_proj,
+               stride_pb, stride_pt, stride_pc, OFF_Z):
+    """y = acc / l gated by sigmoid(z) into [B, T, D]; lse = m + log2 l into [B, H, T]."""
+    y = acc / l_o[:, None]
+    gl.store(p_lse + i_bh * T + o_t, m + gl.log2(l_o), mask=m_t)
+    p_row = p_proj + i_b.to(gl.int64) * stride_pb + o_t[:, None] * stride_pt
+    z = gl.load(p_row + (OFF_Z + i_h * d + o_d[None, :]) * stride_pc, mask=m_td,
+                other=0.0).to(gl.float32)
+    y = y / (1.0 + gl.exp2(z * -1.4426950408889634))
+    gl.store(p_y + i_b.to(gl.int64) * T * D + o_t[:, None] * D + i_h * d + o_d[None, :],
+             y.to(p_y.dtype.element_ty), mask=m_td)
+
+
 def descriptor(t, rows):
     """A [rows, BD] TMA block descriptor over a 2-D bf16 tensor."""
     layout = gl.NVMMASharedLayout.get_default_for([rows, t.shape[1]], gl.bfloat16)

@@ -17,24 +17,15 @@ key stage only once its dq product is). Per key block j:
 Triton's tl.dot kernel (rat_attn_bwd_dq_kernel) waits after each product. The per-token part
 (Delta, dz, do, the self term) is the Triton kernel's.
 """
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
-ap = argparse.ArgumentParser()
-ap.add_argument("module", nargs="?")
-ap.add_argument("--compile", action="store_true")
-ap.add_argument("--configs", default=None, help="BT,BC,KST,VST,warps,qreg;... (default: CONFIGS)")
-a = ap.parse_args()
-if not a.compile and not a.module:
-    ap.error("give --compile (CPU) or a generated RAT kernel module to compare with (GPU)")
-if a.compile:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-    from compile_check import CompileOnlyDriver
-    from triton.runtime import driver
-    driver.set_active(CompileOnlyDriver(90))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import configs, script_args  # noqa: E402
+
+a = script_args("BT,BC,KST,VST,warps,qreg")
 
 import triton  # noqa: E402
 from triton.experimental import gluon  # noqa: E402
@@ -42,7 +33,6 @@ from triton.experimental.gluon import language as gl  # noqa: E402
 from triton.experimental.gluon.language.nvidia.hopper import (  # noqa: E402
     fence_async_shared, mbarrier, warpgroup_mma, warpgroup_mma_init, warpgroup_mma_wait)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _gluon_common import _load_tile, _wait_tile, compile_report, descriptor  # noqa: E402
 
 
@@ -201,10 +191,9 @@ def rat_dq_gluon(mod, proj, qh, dy, y, lse, s, v, kc, vc, out, BT, BC, KST, VST,
 
 
 # (BT, BC, KST, VST, warps, q^ and do in registers)
-CONFIGS = ((64, 32, 4, 2, 4, 0), (64, 32, 4, 2, 4, 1), (64, 64, 4, 2, 4, 0), (64, 64, 4, 2, 4, 1),
-           (128, 64, 4, 2, 8, 0), (128, 64, 4, 2, 8, 1), (128, 32, 4, 3, 8, 1))
-if a.configs:
-    CONFIGS = tuple(tuple(int(x) for x in c.split(",")) for c in a.configs.split(";"))
+CONFIGS = configs(a, ((64, 32, 4, 2, 4, 0), (64, 32, 4, 2, 4, 1), (64, 64, 4, 2, 4, 0),
+                     (64, 64, 4, 2, 4, 1), (128, 64, 4, 2, 8, 0), (128, 64, 4, 2, 8, 1),
+                     (128, 32, 4, 3, 8, 1)))
 
 if a.compile:
     import types
@@ -227,13 +216,11 @@ if a.compile:
     raise SystemExit(0)
 
 # GPU: MODULE's Triton dq kernel (train record) against this one, on the forward's kept outputs
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "diag_session10"))
-from _common import load, rel  # noqa: E402
-from triton.testing import do_bench  # noqa: E402
+from _harness import load, rel, run_variant, sizes, time_reference  # noqa: E402
 
 mod = load(a.module)
 print(torch.cuda.get_device_name(), flush=True)
-for T, B in ((16384, 16), (131072, 2)):
+for T, B in sizes(a):
     g = torch.Generator(device="cuda").manual_seed(T)
     proj = torch.randn(B, T, mod.IN_FEATURES, device="cuda", dtype=torch.bfloat16, generator=g)
     bias = torch.randn(mod.D, device="cuda", generator=g)
@@ -264,27 +251,20 @@ for T, B in ((16384, 16), (131072, 2)):
             **mod._strides_shape(proj), qk_scale=mod.SM_SCALE * mod.LOG2E, OFF_Z=mod.OFF_Z,
             OFF_Q=mod.OFF_Q, BLOCK_D=mod.BLOCK_D, PRECISION="tf32")
 
-    triton_dq()
-    t_ref = do_bench(triton_dq, rep=300)
-    print(f"T={T} B={B} Triton dq (record BT {cfg['DQ_BT']}, BC {cfg['DQ_BC']}, "
-          f"{cfg['dq_num_warps']} warps, {cfg['dq_num_stages']} stages): {t_ref:.3f} ms",
-          flush=True)
+    _, t_ref = time_reference(
+        f"T={T} B={B} Triton dq (record BT {cfg['DQ_BT']}, BC {cfg['DQ_BC']}, "
+        f"{cfg['dq_num_warps']} warps, {cfg['dq_num_stages']} stages)", triton_dq)
     for BT, BC, KST, VST, warps, qreg in CONFIGS:
         out = outputs()
 
         def gluon_dq():
             rat_dq_gluon(mod, proj, qh, dy, y, lse, s, v, kc, vc, out, BT, BC, KST, VST, warps,
                          qreg)
-        name = f"Gluon BT {BT}, BC {BC}, KST {KST}, VST {VST}, {warps} warps, qreg {qreg}"
-        try:
-            gluon_dq()
-            torch.cuda.synchronize()
-            errs = [rel(x, r) for x, r in zip(out, ref)]
-            ms = do_bench(gluon_dq, rep=300)
-        except Exception as e:  # noqa: BLE001
-            print(f"  {name}: FAIL {type(e).__name__}: {str(e)[:200]}", flush=True)
-            continue
-        print(f"  {name}: {ms:.3f} ms ({t_ref / ms:.3f}x), rel. err delta/dss/ps/dq/dproj/do "
-              + " ".join(f"{e:.1e}" for e in errs), flush=True)
+
+        def check():
+            return "rel. err delta/dss/ps/dq/dproj/do " + " ".join(
+                f"{rel(x, r):.1e}" for x, r in zip(out, ref))
+        run_variant(f"Gluon BT {BT}, BC {BC}, KST {KST}, VST {VST}, {warps} warps, qreg {qreg}",
+                    gluon_dq, check, t_ref)
     del proj, v, s, kc, vc, qh, y, dy, ref
     torch.cuda.empty_cache()

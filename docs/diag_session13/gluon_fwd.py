@@ -19,24 +19,15 @@ the next block. The self term, the reference m_t = max(|q^_t| max|K~| / sqrt(d),
 (blocks where m_t - s_t > 100 are left to the FALLBACK launch) and the output (y gated by
 sigmoid(z), lse) are the Triton kernel's.
 """
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
-ap = argparse.ArgumentParser()
-ap.add_argument("module", nargs="?")
-ap.add_argument("--compile", action="store_true")
-ap.add_argument("--configs", default=None, help="BT,BC,KST,VST,warps,qreg;... (default: CONFIGS)")
-a = ap.parse_args()
-if not a.compile and not a.module:
-    ap.error("give --compile (CPU) or a generated RAT kernel module to compare with (GPU)")
-if a.compile:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-    from compile_check import CompileOnlyDriver
-    from triton.runtime import driver
-    driver.set_active(CompileOnlyDriver(90))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import compile_layer, configs, script_args  # noqa: E402
+
+a = script_args("BT,BC,KST,VST,warps,qreg")
 
 import triton  # noqa: E402
 from triton.experimental import gluon  # noqa: E402
@@ -44,8 +35,8 @@ from triton.experimental.gluon import language as gl  # noqa: E402
 from triton.experimental.gluon.language.nvidia.hopper import (  # noqa: E402
     fence_async_shared, mbarrier, warpgroup_mma, warpgroup_mma_init, warpgroup_mma_wait)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gluon_common import _load_tile, _wait_tile, compile_report, descriptor  # noqa: E402
+from _gluon_common import _load_tile, _store_out, _wait_tile, compile_report  # noqa: E402
+from _gluon_common import descriptor  # noqa: E402
 
 
 @gluon.jit
@@ -167,14 +158,8 @@ def rat_fwd_gluon_kernel(
 
         # y = acc / l gated by sigmoid(z); lse = m + log2 l
         l_o = gl.convert_layout(l, row_o)
-        y = acc / l_o[:, None]
-        gl.store(p_lse + i_bh * T + o_t, m + gl.log2(l_o), mask=m_t)
-        p_row = p_proj + i_b.to(gl.int64) * stride_pb + o_t[:, None] * stride_pt
-        z = gl.load(p_row + (OFF_Z + i_h * d + o_d[None, :]) * stride_pc, mask=m_td,
-                    other=0.0).to(gl.float32)
-        y = y / (1.0 + gl.exp2(z * -1.4426950408889634))
-        gl.store(p_y + i_b.to(gl.int64) * T * D + o_t[:, None] * D + i_h * d + o_d[None, :],
-                 y.to(dt), mask=m_td)
+        _store_out(acc, l_o, m, o_t, o_d, m_t, m_td, i_b, i_h, i_bh, T, D, d, p_lse, p_y, p_proj,
+                   stride_pb, stride_pt, stride_pc, OFF_Z)
 
 
 def rat_fwd_gluon(mod, proj, v, s, kc, vc, qh, kmax, y, lse, flag, BT, BC, KST, VST, warps,
@@ -193,88 +178,25 @@ def rat_fwd_gluon(mod, proj, v, s, kc, vc, qh, kmax, y, lse, flag, BT, BC, KST, 
 
 
 # (BT, BC, KST, VST, warps, q^ in registers)
-CONFIGS = ((64, 64, 2, 3, 4, 0), (64, 64, 2, 3, 4, 1), (64, 32, 2, 3, 4, 0), (64, 32, 2, 3, 4, 1),
-           (128, 64, 2, 3, 8, 0), (128, 64, 2, 3, 8, 1), (128, 32, 3, 4, 8, 1),
-           (64, 128, 2, 2, 4, 1), (128, 128, 2, 2, 8, 1))
-if a.configs:
-    CONFIGS = tuple(tuple(int(x) for x in c.split(",")) for c in a.configs.split(";"))
+CONFIGS = configs(a, ((64, 64, 2, 3, 4, 0), (64, 64, 2, 3, 4, 1), (64, 32, 2, 3, 4, 0),
+                     (64, 32, 2, 3, 4, 1), (128, 64, 2, 3, 8, 0), (128, 64, 2, 3, 8, 1),
+                     (128, 32, 3, 4, 8, 1), (64, 128, 2, 2, 4, 1), (128, 128, 2, 2, 8, 1)))
 
 if a.compile:
-    import types
-
-    mod = types.SimpleNamespace(H=4, GROUPS=2, HEAD_DIM=128, CHUNK=16, BLOCK_D=128, OFF_Z=0,
-                                SM_SCALE=128 ** -0.5, LOG2E=1.4426950408889634)
-    B, T, BD = 1, 4096, 128
-    NCP = T // 16
-    bf = dict(dtype=torch.bfloat16)
-    proj = torch.zeros(B, T, 1024, **bf)
+    mod, t = compile_layer()
     for BT, BC, KST, VST, warps, qreg in CONFIGS:
-        k = rat_fwd_gluon(mod, proj, torch.zeros(B, T, 512, **bf), torch.zeros(B, 4, T),
-                          torch.zeros(B * 4 * NCP, BD, **bf), torch.zeros(B * 4 * NCP, BD, **bf),
-                          torch.zeros(B, 2, T, BD, **bf), torch.zeros(B * 4),
-                          torch.zeros(B, T, 512, **bf), torch.zeros(B, 4, T),
-                          torch.zeros(B * 4 * T // BT, dtype=torch.int8), BT, BC, KST, VST, warps,
-                          qreg, warmup=True)
+        flag = torch.zeros(4 * 4096 // BT, dtype=torch.int8)
+        k = rat_fwd_gluon(mod, t["proj"], t["v"], t["s"], t["kc"], t["vc"], t["qh"], t["kmax"],
+                          t["y"], t["lse"], flag, BT, BC, KST, VST, warps, qreg, warmup=True)
         compile_report(k, f"BT {BT}, BC {BC}, KST {KST}, VST {VST}, {warps} warps, qreg {qreg}")
     raise SystemExit(0)
 
 # GPU: MODULE's Triton forward attention (the fixed-reference launch, record shape) against this
-# one on the same kept scan outputs, at both train sizes
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "diag_session10"))
-from _common import load, rel  # noqa: E402
-from triton.testing import do_bench  # noqa: E402
+# one on the same kept scan outputs
+from _harness import forward_sweep  # noqa: E402
 
-mod = load(a.module)
-print(torch.cuda.get_device_name(), flush=True)
-for T, B in ((16384, 16), (131072, 2)):
-    g = torch.Generator(device="cuda").manual_seed(T)
-    proj = torch.randn(B, T, mod.IN_FEATURES, device="cuda", dtype=torch.bfloat16, generator=g)
-    bias = torch.randn(mod.D, device="cuda", generator=g)
-    cfg = mod._launch_config(proj.clone().requires_grad_(), mode="train")
-    v = torch.empty(B, T, mod.D, device="cuda", dtype=torch.bfloat16)
-    s, kc, vc, NCP, qh, kmax = mod._rat_scan(proj, bias, cfg, v, None, rows=mod.MAX_BC)
-    scale = mod.SM_SCALE * mod.LOG2E
-
-    def triton_fwd():
-        y = torch.empty(B, T, mod.D, device="cuda", dtype=torch.bfloat16)
-        lse = torch.empty(B, mod.H, T, device="cuda")
-        flag = torch.empty(B * mod.H * triton.cdiv(T, cfg["BT"]), device="cuda",
-                           dtype=torch.int8)
-        desc_k, desc_v = mod._descriptors(kc, vc, cfg["BC"])
-        mod.rat_attn_fwd_kernel[(triton.cdiv(T, cfg["BT"]), B * mod.H)](
-            p_proj=proj, p_qh=qh, p_v=v, p_s=s, desc_k=desc_k, desc_v=desc_v, p_y=y, p_lse=lse,
-            p_kmax=kmax, p_flag=flag, STORE_LSE=True, T=T, BH=B * mod.H, NCP=NCP,
-            **mod._strides_shape(proj), qk_scale=scale, OFF_Z=mod.OFF_Z, OFF_Q=mod.OFF_Q,
-            BLOCK_D=mod.BLOCK_D, BT=cfg["BT"], BC=cfg["BC"], PRECISION="tf32",
-            num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], FIXED=True,
-            **({"FALLBACK_BLOCKS": mod.FALLBACK_BLOCKS} if hasattr(mod, "FALLBACK_BLOCKS")
-               else {}))  # a named constant since 3cd4d1a
-        return y, lse, flag
-
-    y0, l0, f0 = triton_fwd()
-    assert int(f0.sum()) == 0, "random inputs flagged a block"
-    t_ref = do_bench(triton_fwd, rep=300)
-    print(f"T={T} B={B} Triton forward attention (record BT {cfg['BT']}, BC {cfg['BC']}, "
-          f"{cfg['num_warps']} warps, {cfg['num_stages']} stages): {t_ref:.3f} ms", flush=True)
-    for BT, BC, KST, VST, warps, qreg in CONFIGS:
-        y = torch.empty_like(y0)
-        lse = torch.empty_like(l0)
-        flag = torch.empty(B * mod.H * triton.cdiv(T, BT), device="cuda", dtype=torch.int8)
-
-        def gluon_fwd():
-            rat_fwd_gluon(mod, proj, v, s, kc, vc, qh, kmax, y, lse, flag, BT, BC, KST, VST,
-                          warps, qreg)
-        name = f"Gluon BT {BT}, BC {BC}, KST {KST}, VST {VST}, {warps} warps, qreg {qreg}"
-        try:
-            gluon_fwd()
-            torch.cuda.synchronize()
-            err = rel(y, y0)
-            lerr = (lse - l0).abs().max().item()
-            ms = do_bench(gluon_fwd, rep=300)
-        except Exception as e:  # noqa: BLE001
-            print(f"  {name}: FAIL {type(e).__name__}: {str(e)[:200]}", flush=True)
-            continue
-        print(f"  {name}: {ms:.3f} ms ({t_ref / ms:.3f}x), y rel. err {err:.1e}, lse max diff "
-              f"{lerr:.1e}, flags {int(flag.sum())}", flush=True)
-    del proj, v, s, kc, vc, qh, y0, l0
-    torch.cuda.empty_cache()
+forward_sweep(
+    a, CONFIGS, lambda mod, T, B, cf: B * mod.H * triton.cdiv(T, cf[0]),
+    lambda mod, c, y, lse, flag, cf: rat_fwd_gluon(
+        mod, c["proj"], c["v"], c["s"], c["kc"], c["vc"], c["qh"], c["kmax"], y, lse, flag, *cf),
+    lambda cf: "Gluon BT {}, BC {}, KST {}, VST {}, {} warps, qreg {}".format(*cf))

@@ -13,25 +13,15 @@ A consumer whose 64 rows the fixed references do not suit (m_t - s_t > 100) flag
 (flags per 64-row half here) and only passes the ring's stages on; the GPU check asserts none is
 flagged on its random inputs.
 """
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
-ap = argparse.ArgumentParser()
-ap.add_argument("module", nargs="?")
-ap.add_argument("--compile", action="store_true")
-ap.add_argument("--configs", default=None, help="BC,KS,VS,consumer_regs,pingpong;... (default: CONFIGS)")
-ap.add_argument("--sizes", default="16384x16,131072x2")
-a = ap.parse_args()
-if not a.compile and not a.module:
-    ap.error("give --compile (CPU) or a generated RAT kernel module to compare with (GPU)")
-if a.compile:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-    from compile_check import CompileOnlyDriver
-    from triton.runtime import driver
-    driver.set_active(CompileOnlyDriver(90))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import compile_layer, configs, script_args  # noqa: E402
+
+a = script_args("BC,KS,VS,consumer_regs,pingpong")
 
 import triton  # noqa: E402
 from triton.experimental import gluon  # noqa: E402
@@ -39,17 +29,16 @@ from triton.experimental.gluon import language as gl  # noqa: E402
 from triton.experimental.gluon.language.nvidia.hopper import (  # noqa: E402
     mbarrier, tma, warpgroup_mma, warpgroup_mma_init, warpgroup_mma_wait)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gluon_common import compile_report, descriptor  # noqa: E402
+from _gluon_common import _store_out, compile_report, descriptor  # noqa: E402
 
 HALF_ROWS = 64  # query rows of one consumer warpgroup
 
 
 @gluon.jit
 def _producer(args):
-    (desc_q, desc_k, desc_v, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, p_qh, p_v,
-     p_s, p_y, p_lse, p_kmax, p_flag, p_proj, i_t, i_bh, T, NCP, stride_pb, stride_pt,
-     stride_pc, qk_scale, OFF_Z, H, G, d, L, turn) = args
+    ring, _, shape = args
+    desc_q, desc_k, desc_v, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, turn = ring
+    i_t, i_bh, T, NCP, _, _, _, _, _, H, G, _, L = shape
     # constexprs do not cross into the partitions: the block shapes come from the types
     BC: gl.constexpr = desc_k.block_type.shape[0]
     KS: gl.constexpr = k_s.type.shape[0]
@@ -200,9 +189,10 @@ def _loop_pingpong(q_h, k_s, v_s, kready, kempty, vready, vempty, turn, acc, l, 
 
 @gluon.jit
 def _consumer(args, HALF: gl.constexpr):
-    (desc_q, desc_k, desc_v, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, p_qh, p_v,
-     p_s, p_y, p_lse, p_kmax, p_flag, p_proj, i_t, i_bh, T, NCP, stride_pb, stride_pt,
-     stride_pc, qk_scale, OFF_Z, H, G, d, L, turn) = args
+    ring, ptrs, shape = args
+    desc_q, desc_k, desc_v, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, turn = ring
+    p_qh, p_v, p_s, p_y, p_lse, p_kmax, p_flag, p_proj = ptrs
+    i_t, i_bh, T, NCP, stride_pb, stride_pt, stride_pc, qk_scale, OFF_Z, H, G, d, L = shape
     # constexprs do not cross into the partitions: the block shapes come from the types
     BC: gl.constexpr = desc_k.block_type.shape[0]
     KS: gl.constexpr = k_s.type.shape[0]
@@ -210,7 +200,6 @@ def _consumer(args, HALF: gl.constexpr):
     BT: gl.constexpr = 2 * 64
     R: gl.constexpr = 64
     BD: gl.constexpr = desc_k.block_type.shape[1]
-    dt: gl.constexpr = desc_k.dtype
     D = H * d
     i_b = i_bh // H
     i_h = i_bh % H
@@ -218,11 +207,9 @@ def _consumer(args, HALF: gl.constexpr):
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BC, 16])
     o_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BD, 16])
-    a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
     row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
     col_o: gl.constexpr = gl.SliceLayout(0, o_layout)
     row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
-    col_s: gl.constexpr = gl.SliceLayout(0, s_layout)
 
     o_t = i_t * BT + HALF * R + gl.arange(0, R, layout=row_o)
     o_d = gl.arange(0, BD, layout=col_o)
@@ -245,7 +232,6 @@ def _consumer(args, HALF: gl.constexpr):
     l = gl.convert_layout(l_self, row_s)
     m_s = gl.convert_layout(m, row_s)
     o_ct = gl.convert_layout(o_t // L, row_s)
-    zero_s = gl.zeros([R, BC], gl.float32, layout=s_layout)
     mbarrier.wait(qbar, 0)
     q_h = q_s.index(HALF)
     # the consumers take turns issuing products (3 barriers: also S_t ahead of O_t-1)
@@ -261,14 +247,8 @@ def _consumer(args, HALF: gl.constexpr):
                 acc, l = _loop_ahead(q_h, k_s, v_s, kready, kempty, vready, vempty, acc, l,
                                      m_s, o_ct, c_first, n_k, qk_scale)
         l_o = gl.convert_layout(l, row_o)
-        y = acc / l_o[:, None]
-        gl.store(p_lse + i_bh * T + o_t, m + gl.log2(l_o), mask=m_t)
-        p_row = p_proj + i_b.to(gl.int64) * stride_pb + o_t[:, None] * stride_pt
-        z = gl.load(p_row + (OFF_Z + i_h * d + o_d[None, :]) * stride_pc, mask=m_td,
-                    other=0.0).to(gl.float32)
-        y = y / (1.0 + gl.exp2(z * -1.4426950408889634))
-        gl.store(p_y + i_b.to(gl.int64) * T * D + o_t[:, None] * D + i_h * d + o_d[None, :],
-                 y.to(dt), mask=m_td)
+        _store_out(acc, l_o, m, o_t, o_d, m_t, m_td, i_b, i_h, i_bh, T, D, d, p_lse, p_y, p_proj,
+                   stride_pb, stride_pt, stride_pc, OFF_Z)
     else:  # pass every stage (and turn) on: the other consumer and the producer wait for it
         for j in range(n_k):
             if PP:
@@ -330,9 +310,9 @@ def rat_fwd_ws_kernel(
     turn = gl.allocate_shared_memory(gl.int64, [N_TURN, 1], mbarrier.MBarrierLayout())
     for i in gl.static_range(N_TURN):
         mbarrier.init(turn.index(i), count=1)
-    args = (desc_q, desc_k, desc_v, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, p_qh,
-            p_v, p_s, p_y, p_lse, p_kmax, p_flag, p_proj, i_t, i_bh, T, NCP, stride_pb,
-            stride_pt, stride_pc, qk_scale, OFF_Z, H, G, d, L, turn)
+    args = ((desc_q, desc_k, desc_v, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, turn),
+            (p_qh, p_v, p_s, p_y, p_lse, p_kmax, p_flag, p_proj),
+            (i_t, i_bh, T, NCP, stride_pb, stride_pt, stride_pc, qk_scale, OFF_Z, H, G, d, L))
     gl.warp_specialize([(_consumer0, (args, )), (_consumer1, (args, )), (_producer, (args, ))],
                        [4, 1], [CONSUMER_REGS, 24])
 
@@ -358,82 +338,24 @@ def rat_fwd_ws(mod, proj, v, s, kc, vc, qh, kmax, y, lse, flag, BC, KS, VS, regs
 
 
 # (BC, key stages, value stages, consumer registers, ping-pong)
-CONFIGS = ((64, 2, 3, 240, 0), (128, 2, 3, 240, 0), (64, 2, 3, 240, 1), (128, 2, 3, 240, 1),
-           (64, 3, 4, 240, 1))
-if a.configs:
-    CONFIGS = tuple(tuple(int(x) for x in c.split(",")) for c in a.configs.split(";"))
+CONFIGS = configs(a, ((128, 2, 3, 240, 2), (64, 2, 3, 240, 2), (128, 2, 3, 240, 1),
+                     (128, 2, 3, 240, 0)))
 
 if a.compile:
-    import types
-    mod = types.SimpleNamespace(H=4, GROUPS=2, HEAD_DIM=128, CHUNK=16, BLOCK_D=128, OFF_Z=0,
-                                SM_SCALE=128 ** -0.5, LOG2E=1.4426950408889634)
-    B, T, BD = 1, 4096, 128
-    NCP = T // 16
-    bf = dict(dtype=torch.bfloat16)
+    mod, t = compile_layer()
     for BC, KS, VS, regs, pp in CONFIGS:
-        k = rat_fwd_ws(mod, torch.zeros(B, T, 1024, **bf), torch.zeros(B, T, 512, **bf),
-                       torch.zeros(B, 4, T), torch.zeros(B * 4 * NCP, BD, **bf),
-                       torch.zeros(B * 4 * NCP, BD, **bf), torch.zeros(B, 2, T, BD, **bf),
-                       torch.zeros(B * 4), torch.zeros(B, T, 512, **bf), torch.zeros(B, 4, T),
-                       torch.zeros(B * 4 * T // 64, dtype=torch.int8), BC, KS, VS, regs, pp,
-                       warmup=True)
+        flag = torch.zeros(4 * 4096 // 64, dtype=torch.int8)
+        k = rat_fwd_ws(mod, t["proj"], t["v"], t["s"], t["kc"], t["vc"], t["qh"], t["kmax"],
+                       t["y"], t["lse"], flag, BC, KS, VS, regs, pp, warmup=True)
         compile_report(k, f"WS BC {BC}, KS {KS}, VS {VS}, consumer regs {regs}, ping-pong {pp}")
     raise SystemExit(0)
 
-# GPU: against MODULE's Triton forward attention (fixed-reference launch, train record)
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "diag_session10"))
-from _common import load, rel  # noqa: E402
-from triton.testing import do_bench  # noqa: E402
+# GPU: against MODULE's Triton forward attention (fixed-reference launch, train record); flags
+# per 64-row half
+from _harness import forward_sweep  # noqa: E402
 
-mod = load(a.module)
-print(torch.cuda.get_device_name(), flush=True)
-for size in a.sizes.split(","):
-    T, B = map(int, size.split("x"))
-    g = torch.Generator(device="cuda").manual_seed(T)
-    proj = torch.randn(B, T, mod.IN_FEATURES, device="cuda", dtype=torch.bfloat16, generator=g)
-    bias = torch.randn(mod.D, device="cuda", generator=g)
-    cfg = mod._launch_config(proj.clone().requires_grad_(), mode="train")
-    v = torch.empty(B, T, mod.D, device="cuda", dtype=torch.bfloat16)
-    s, kc, vc, NCP, qh, kmax = mod._rat_scan(proj, bias, cfg, v, None, rows=mod.MAX_BC)
-    scale = mod.SM_SCALE * mod.LOG2E
-
-    def triton_fwd():
-        y = torch.empty(B, T, mod.D, device="cuda", dtype=torch.bfloat16)
-        lse = torch.empty(B, mod.H, T, device="cuda")
-        flag = torch.empty(B * mod.H * triton.cdiv(T, cfg["BT"]), device="cuda",
-                           dtype=torch.int8)
-        desc_k, desc_v = mod._descriptors(kc, vc, cfg["BC"])
-        mod.rat_attn_fwd_kernel[(triton.cdiv(T, cfg["BT"]), B * mod.H)](
-            p_proj=proj, p_qh=qh, p_v=v, p_s=s, desc_k=desc_k, desc_v=desc_v, p_y=y, p_lse=lse,
-            p_kmax=kmax, p_flag=flag, STORE_LSE=True, T=T, BH=B * mod.H, NCP=NCP,
-            **mod._strides_shape(proj), qk_scale=scale, OFF_Z=mod.OFF_Z, OFF_Q=mod.OFF_Q,
-            BLOCK_D=mod.BLOCK_D, BT=cfg["BT"], BC=cfg["BC"], PRECISION="tf32",
-            num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], FIXED=True,
-            FALLBACK_BLOCKS=mod.FALLBACK_BLOCKS)
-        return y, lse, flag
-
-    ref, l0, f0 = triton_fwd()
-    assert int(f0.sum()) == 0, "random inputs flagged a block"
-    t_ref = do_bench(triton_fwd, rep=300)
-    print(f"T={T} B={B} Triton forward attention (record BT {cfg['BT']}, BC {cfg['BC']}, "
-          f"{cfg['num_warps']} warps, {cfg['num_stages']} stages): {t_ref:.3f} ms", flush=True)
-    for BC, KS, VS, regs, pp in CONFIGS:
-        y = torch.empty_like(ref)
-        lse = torch.empty_like(l0)
-        flag = torch.zeros(B * mod.H * triton.cdiv(T, 128) * 2, device="cuda", dtype=torch.int8)
-
-        def ws():
-            rat_fwd_ws(mod, proj, v, s, kc, vc, qh, kmax, y, lse, flag, BC, KS, VS, regs, pp)
-        name = f"WS BC {BC}, KS {KS}, VS {VS}, consumer regs {regs}, ping-pong {pp}"
-        try:
-            ws()
-            torch.cuda.synchronize()
-            err, lerr = rel(y, ref), (lse - l0).abs().max().item()
-            ms = do_bench(ws, rep=300)
-        except Exception as e:  # noqa: BLE001
-            print(f"  {name}: FAIL {type(e).__name__}: {str(e)[:200]}", flush=True)
-            continue
-        print(f"  {name}: {ms:.3f} ms ({t_ref / ms:.3f}x), y rel. err {err:.1e}, lse max diff "
-              f"{lerr:.1e}, flags {int(flag.sum())}", flush=True)
-    del proj, v, s, kc, vc, qh, ref, l0
-    torch.cuda.empty_cache()
+forward_sweep(
+    a, CONFIGS, lambda mod, T, B, cf: B * mod.H * triton.cdiv(T, 128) * 2,
+    lambda mod, c, y, lse, flag, cf: rat_fwd_ws(
+        mod, c["proj"], c["v"], c["s"], c["kc"], c["vc"], c["qh"], c["kmax"], y, lse, flag, *cf),
+    lambda cf: "WS BC {}, KS {}, VS {}, consumer regs {}, ping-pong {}".format(*cf))
