@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "diag_session10"))
-from _common import load, rel  # noqa: E402,F401  (load: for the scripts)
+from _common import load, rel  # noqa: E402  (also imported from here by the scripts)
 
 
 def script_args(config_help):
