@@ -6,7 +6,8 @@ TRITON_INTERPRET=1 runs kernels as Python, so it misses what only the compiler r
 that changes a variable's type, a layout the lowering cannot handle). Here the package's Triton
 launchers run on CPU tensors while a stand-in driver answers for a CUDA device of compute
 capability --arch, and each launch compiles its kernel (through ptxas, to a cubin) instead of
-running it. Covered, in bf16 and fp32: every mixer's core_triton forward and backward, the RMSNorm
+running it. Covered, in bf16 and fp32: every mixer's core_triton forward and backward (RAT's
+forward also with WS = 1, the warp-specialised Gluon kernel where bf16 allows it), the RMSNorm
 forward and backward, and every decode module's prefill_cache and step_triton (RAT's also from
 its fused projection). Prints one line per compiled kernel; exit status 1 on the first failure.
 The outputs are garbage (nothing runs): this checks compilation only.
@@ -20,6 +21,7 @@ import sys
 import torch
 
 DTYPES = (torch.bfloat16, torch.float32)
+ARCH = [90]  # main's --arch
 
 
 class CompileOnlyDriver:
@@ -63,6 +65,10 @@ def check_mixer(mod, B, T, dtype):
     bias = torch.zeros(mod.D, requires_grad=True)
     y = mod.core_triton(proj, bias)
     y.backward(torch.zeros_like(y))
+    if hasattr(mod, "_on_hopper") and ARCH[0] == 90:  # RAT: the forward with WS = 1, on Hopper
+        mod._on_hopper = lambda t: True
+        with torch.no_grad():
+            mod.core_triton(proj, bias, {"WS": 1, "BC": 128})
 
 
 def check_rms_norm(mod, B, T, dtype):
@@ -95,6 +101,7 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=2)
     a = ap.parse_args(argv)
     compiled = []
+    ARCH[0] = a.arch
     install(a.arch, compiled)
     kernels = importlib.import_module(f"{a.package}.kernels")
     names = sorted(info.name for info in pkgutil.iter_modules(kernels.__path__))

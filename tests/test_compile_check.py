@@ -6,7 +6,7 @@ launchers on CPU tensors with each launch compiled (through ptxas) instead of ru
 subprocess: the kernels must be JIT functions, which TRITON_INTERPRET=1 (set by other test
 modules at import) would turn into interpreted ones. Together the two packages hold every layer
 kind and option the templates branch on: RAT with chunk RoPE and an output gate, RAT without
-positions and with a custom gate, sliding window, full attention, the RNN, RMSNorm, and each
+positions and with a custom gate (each with its warp-specialised Hopper forward), sliding window, full attention, the RNN, RMSNorm, and each
 decode module.
 """
 
@@ -32,3 +32,6 @@ def test_every_kernel_compiles_for_sm90(package):
     for dtype in ("bfloat16", "float32"):
         assert any(line.startswith("ok   rat_") and dtype in line and "rat_attn_bwd_dkv_kernel"
                    in line for line in run.stdout.splitlines()), run.stdout
+    # the warp-specialised (Gluon) forward too, which only bf16 launches
+    assert any(line.startswith("ok   rat_") and "bfloat16" in line and "rat_attn_fwd_ws_kernel"
+               in line for line in run.stdout.splitlines()), run.stdout

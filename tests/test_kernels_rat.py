@@ -297,3 +297,74 @@ def test_gpu_fp32_tf32():
     ref = reference(m, proj, bias)
     err, msg = rel_err(run_triton(mod, proj, bias, {"fp32_dot": "tf32"}), ref)
     assert err <= TF32_TOL, msg
+
+
+# -------------------------------------------------------------------------------------------------
+# GPU (Hopper): the warp-specialised forward (rat_attn_fwd_ws_kernel, Gluon: compiled only)
+
+def run_ws(mod, proj, bias, cfg, monkeypatch):
+    """rat_fwd with cfg | WS = 1 into NaN-poisoned y and lse; asserts the Gluon kernel ran.
+    Returns (y, lse, its flags)."""
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the warp-specialised forward runs on Hopper (sm_90) only")
+    launched = []
+    launch = mod._rat_attn_fwd_ws
+
+    def spy(*args):
+        launch(*args)
+        launched.append(args[10].tolist())  # the flags, per 64 query rows of each head
+
+    monkeypatch.setattr(mod, "_rat_attn_fwd_ws", spy)
+    B, T, _ = proj.shape
+    lse = torch.full((B, mod.H, T), float("nan"), device=DEVICE)
+    out = torch.full((B, T, mod.D), float("nan"), dtype=proj.dtype, device=DEVICE)
+    y = mod.rat_fwd(proj, bias, config=dict(cfg, WS=1), out=out, lse=lse)
+    assert len(launched) == 1
+    return y, lse, launched[0]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("ws", [dict(BC=128, WS_KS=2, WS_VS=3), dict(BC=64, WS_KS=3, WS_VS=2)],
+                         ids=["BC128-KS2-VS3", "BC64-KS3-VS2"])
+@pytest.mark.parametrize("B, T, H, d, G, L, variant, layout, cfg", [
+    P(2, 4096 + 13, 16, 128, 2, 16),  # the paper's layer
+    P(1, 3000, 8, 64, 8, 8, "custom"),  # no output gate
+    P(1, 2000, 4, 96, 1, 16, layout="padded"),  # head width 96: columns 96-127 zero-filled
+    P(1, 2048 + 5, 2, 64, 2, 1, "mixed"),
+    P(2, 77, 2, 32, 2, 4),  # one program a head, its second half past T
+    P(1, 130, 2, 16, 1, 4, "custom"),  # T % 128 < 64: the last program's second half is empty
+    P(1, 11, 2, 64, 2, 16),  # no complete chunk: no key block
+])
+def test_gpu_ws_matches_reference(B, T, H, d, G, L, variant, layout, cfg, ws, monkeypatch):
+    """bf16 y against float64, lse against the Triton kernel's (same scan outputs, so within
+    the fp32 sums' rounding)."""
+    m = make_mixer(H, d, G, L, variant)
+    mod = load_kernel(m)
+    proj, bias = make_inputs(B, T, m, torch.bfloat16, seed=T + d, layout=layout)
+    y, lse, flags = run_ws(mod, proj, bias, dict(cfg, **ws), monkeypatch)
+    assert not any(flags)
+    err, msg = rel_err(y, reference(m, proj, bias))
+    assert err <= TOL[torch.bfloat16], msg
+    lse0 = torch.empty_like(lse)
+    mod.rat_fwd(proj, bias, config=dict(cfg, WS=0), lse=lse0)
+    assert (lse - lse0).abs().max().item() <= 1e-4
+
+
+@pytest.mark.gpu
+def test_gpu_ws_fallback_rows(monkeypatch):
+    """As test_fallback_blocks, warp-specialised: q of group 0 scaled 40x over tokens 16-31
+    flags head 0's first 64 rows (of [head 0: rows 0-63, 64-127, 128-191, 192-199; head 1:
+    the same]),
+    which the FALLBACK launch redoes at BT = 64 with the online softmax. bf16's rounding of
+    such logits moves them by units, so y is checked against the Triton kernels' (which flag
+    and redo rows 0-63 the same way at BT = 64)."""
+    m = make_mixer(2, 64, 2, 2)
+    mod = load_kernel(m)
+    proj, bias = make_inputs(1, 200, m, torch.float64, seed=5)
+    proj[:, 16:32, mod.OFF_Q:mod.OFF_Q + 64] *= 40.0
+    proj = proj.to(torch.bfloat16)
+    y, _, flags = run_ws(mod, proj, bias, dict(BC=64), monkeypatch)
+    assert flags == [1, 0, 0, 0, 0, 0, 0, 0]
+    y0 = run_triton(mod, proj, bias, dict(BT=64, BC=64, WS=0))
+    err, msg = rel_err(y, y0)
+    assert err <= 5e-3, msg

@@ -33,6 +33,11 @@ def test_space_is_pruned_by_shared_memory():
     assert space and all(shared_memory_estimate(c, rat) <= SHARED_MEMORY_BYTES for c in space)
     big = dict(SCAN_BK=8, SCAN_WARPS=2, BT=128, BC=128, num_warps=8, num_stages=4)
     assert shared_memory_estimate(big, rat) > SHARED_MEMORY_BYTES and not keep(big, rat)
+    # the warp-specialised forward: 2 + 4 stages of 128 keys and 128 queries fit, 3 + 4 do not
+    ws = [c for c in space if c["WS"] == 1]
+    assert {(c["BC"], c["WS_KS"], c["WS_VS"]) for c in ws} >= {(64, 3, 4), (128, 2, 4)}
+    assert (128, 3, 4) not in {(c["BC"], c["WS_KS"], c["WS_VS"]) for c in ws}
+    assert all(set(c) == set(space[0]) for c in space)  # Optuna suggests each key of space[0]
     assert all(c["BT"] % c["BS"] == 0 for c in forward_space(RNN))
 
 
@@ -187,7 +192,7 @@ def test_whole_flow_through_the_cli(tmp_path):
 def test_key_groups_put_every_key_of_a_space_in_one_launch_group():
     rat, swa = RAT_SWA.mixer("rat"), RAT_SWA.mixer("swa")
     train = key_groups(rat, space_of(rat, "train")[0])
-    assert train == [("BT", "BC", "num_warps", "num_stages"),
+    assert train == [("BT", "BC", "num_warps", "num_stages", "WS", "WS_KS", "WS_VS"),
                      ("DQ_BT", "DQ_BC", "dq_num_warps", "dq_num_stages"),
                      ("BWD_BT", "BWD_BC", "bwd_num_warps", "bwd_num_stages"),
                      ("BWD_SCAN_BK", "bwd_scan_num_warps"),

@@ -58,7 +58,8 @@ BUCKET_RE = re.compile(r"^T(\d+)xB(\d+)$")
 _ATTENTION_BWD = {"BWD_BLOCK_M1", "BWD_BLOCK_N1", "BWD_BLOCK_M2", "BWD_BLOCK_N2", "bwd_num_warps",
                   "bwd_num_stages"}
 FORWARD_KEYS = {
-    "rat": {"SCAN_BK", "SCAN_WARPS", "BT", "BC", "num_warps", "num_stages", "fp32_dot"},
+    "rat": {"SCAN_BK", "SCAN_WARPS", "BT", "BC", "num_warps", "num_stages", "fp32_dot", "WS",
+            "WS_KS", "WS_VS"},
     "rnn": {"BT", "BS", "BD", "num_warps", "CARRY_BD"},
     "sliding_window": {"BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "TMA"},
     "attention": {"BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "TMA"},

@@ -32,9 +32,19 @@ def forward_space(m: MixerIR) -> list[dict]:
     """Every candidate launch config of mixer m's forward kernels, pruned by `keep`."""
     if m.kind is LayerKind.RAT:
         space = [
-            dict(SCAN_BK=bk, SCAN_WARPS=sw, BT=bt, BC=bc, num_warps=w, num_stages=s)
+            dict(SCAN_BK=bk, SCAN_WARPS=sw, BT=bt, BC=bc, num_warps=w, num_stages=s, WS=0,
+                 WS_KS=2, WS_VS=3)
             for bk, sw, bt, bc, w, s in itertools.product(
                 (8, 16, 32), (2, 4), (32, 64, 128), (32, 64, 128), (4, 8), (2, 3, 4))
+        ]
+        # the warp-specialised forward (Hopper, bf16; elsewhere these launch the Triton kernel):
+        # 128 queries a program, BC keys a block through its key and value stages; the FALLBACK
+        # launch for flagged rows runs at BT = 64 with 4 warps and 2 stages
+        space += [
+            dict(SCAN_BK=bk, SCAN_WARPS=sw, BT=64, BC=bc, num_warps=4, num_stages=2, WS=1,
+                 WS_KS=ks, WS_VS=vs)
+            for bk, sw, bc, ks, vs in itertools.product(
+                (8, 16, 32), (2, 4), (64, 128), (2, 3), (2, 3, 4))
         ]
     elif m.kind in (LayerKind.SLIDING_WINDOW, LayerKind.ATTENTION):
         space = [
@@ -120,7 +130,10 @@ def shared_memory_estimate(c: dict, m: MixerIR) -> int:
         fwd = {k: v for k, v in c.items() if not k.upper().startswith("BWD")}
         return max(dkv, dq, shared_memory_estimate(fwd, m))
     if m.kind is LayerKind.RAT:
-        return c["num_stages"] * 2 * c["BC"] * d * ELEMENT_BYTES + c["BT"] * d * ELEMENT_BYTES
+        tiles = (c["num_stages"] * 2 * c["BC"] + c["BT"]) * d * ELEMENT_BYTES
+        if c.get("WS"):  # its rings and 128 rows of q^ (the Triton kernel's: the FALLBACK's)
+            return max(tiles, ((c["WS_KS"] + c["WS_VS"]) * c["BC"] + 128) * d * ELEMENT_BYTES)
+        return tiles
     if m.kind in (LayerKind.SLIDING_WINDOW, LayerKind.ATTENTION):
         return c["num_stages"] * 2 * c["BLOCK_N"] * d * ELEMENT_BYTES + c["BLOCK_M"] * d * ELEMENT_BYTES
     return 0
@@ -148,7 +161,7 @@ def keep(c: dict, m: MixerIR) -> bool:
 # a launch's keys change only that launch's time, so each group can be searched with the others
 # held (the RAT backward with RECOMPUTE_SCAN also runs the forward scan, at SCAN_*)
 LAUNCH_KEYS = {
-    LayerKind.RAT: (("BT", "BC", "num_warps", "num_stages"),
+    LayerKind.RAT: (("BT", "BC", "num_warps", "num_stages", "WS", "WS_KS", "WS_VS"),
                     ("DQ_BT", "DQ_BC", "dq_num_warps", "dq_num_stages"),
                     ("BWD_BT", "BWD_BC", "bwd_num_warps", "bwd_num_stages"),
                     ("BWD_SCAN_BK", "bwd_scan_num_warps"),

@@ -31,6 +31,9 @@
 #                        (its largest term could fall below fp32's normal range); fp16 inputs
 #                        take the online softmax (running max) throughout
 #   rat_attn_fwd_kernel (FALLBACK)  the flagged blocks, with the online softmax (running max)
+#   On Hopper, bf16, with WS = 1 (the records' choice at long sequences), rat_attn_fwd_ws_kernel
+#   (Gluon, warp-specialised: templates/rat_ws.py.jinja) takes the fixed-reference launch,
+#   flagging per 64 query rows; the FALLBACK launch then runs at BT = 64
 # Backward (RatFunction; kernels in templates/rat_bwd.py.jinja): from the forward scan's outputs
 #   (kept, or recomputed with RECOMPUTE_SCAN), dq per query block, dK~/dV~ per block of chunks,
 #   and the scans' adjoint per block of chunks
@@ -66,6 +69,9 @@ LOG2E = 1.4426950408889634  # 1/ln 2: the softmax runs in exp2
 #   BT: queries per attention program, BC: chunks per inner step, powers of two 16..256
 #   num_warps 4 or 8, num_stages 1..4 (pipelining depth of the chunk loop)
 #   fp32_dot: tl.dot precision for fp32 inputs, "ieee" (exact) or "tf32" (fast, ~1e-3 relative)
+#   WS: 1 runs the forward attention's fixed-reference launch warp-specialised where it can
+#     (_ws_ready: Hopper, bf16, head width <= 128), 128 queries a program, key blocks of BC (64 or 128) through
+#     WS_KS key and WS_VS value stages (2..4); 0 (or where it cannot) the Triton kernel
 #   (the backward adds its own keys below, with its kernels)
 #   Best measured (H100, B=2, T=128K, D=2048, L=16, bf16): BT=64, 4 warps, 3 stages, BC=64 for
 #   d=128 (358 TFLOP/s in the attention kernel), BC=128 for d=64 (317 TFLOP/s whole layer)
@@ -77,6 +83,9 @@ CONFIG = {
     "num_warps": 4,
     "num_stages": 3,
     "fp32_dot": "ieee",
+    "WS": 0,
+    "WS_KS": 2,
+    "WS_VS": 3,
 }
 
 # -------------------------------------------------------------------------------------------------
@@ -382,28 +391,28 @@ def rat_attn_fwd_kernel(
                 if f < n_f:
                     if tl.load(p_flag + f) != 0:
                         _rat_attn_block(
-                            f % n_t, f // n_t, p_proj, p_qh, p_v, p_s, desc_k, desc_v, p_y,
+                            f % n_t, f // n_t, n_t, p_proj, p_qh, p_v, p_s, desc_k, desc_v, p_y,
                             p_lse, p_kmax, p_flag, T, NCP, stride_pb, stride_pt, stride_pc,
                             qk_scale, OFF_Z, OFF_Q, H, G, d, L, BLOCK_D, BT, BC, PRECISION,
                             STORE_LSE, False)
     else:
-        _rat_attn_block(n_t - 1 - tl.program_id(0), tl.program_id(1), p_proj, p_qh, p_v, p_s,
-                        desc_k, desc_v, p_y, p_lse, p_kmax, p_flag, T, NCP, stride_pb, stride_pt,
-                        stride_pc, qk_scale, OFF_Z, OFF_Q, H, G, d, L, BLOCK_D, BT, BC,
+        _rat_attn_block(n_t - 1 - tl.program_id(0), tl.program_id(1), n_t, p_proj, p_qh, p_v,
+                        p_s, desc_k, desc_v, p_y, p_lse, p_kmax, p_flag, T, NCP, stride_pb,
+                        stride_pt, stride_pc, qk_scale, OFF_Z, OFF_Q, H, G, d, L, BLOCK_D, BT, BC,
                         PRECISION, STORE_LSE, FIXED)
 
 
 @triton.jit
 def _rat_attn_block(
-    i_t, i_bh, p_proj, p_qh, p_v, p_s, desc_k, desc_v, p_y, p_lse, p_kmax, p_flag,
+    i_t, i_bh, n_t, p_proj, p_qh, p_v, p_s, desc_k, desc_v, p_y, p_lse, p_kmax, p_flag,
     T, NCP, stride_pb, stride_pt, stride_pc, qk_scale,
     OFF_Z: tl.constexpr, OFF_Q: tl.constexpr,
     H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
     BLOCK_D: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, PRECISION: tl.constexpr,
     STORE_LSE: tl.constexpr, FIXED: tl.constexpr,
 ):
-    """Query block i_t of head i_bh: FIXED against fixed references (or flag the block), else
-    with the online softmax."""
+    """Query block i_t (of n_t) of head i_bh: FIXED against fixed references (or flag the
+    block), else with the online softmax."""
     tl.static_assert(BT >= 16)  # tl.dot's smallest tile, likewise below
     tl.static_assert(BC >= 16)
     tl.static_assert(BLOCK_D >= 16)
@@ -440,7 +449,7 @@ def _rat_attn_block(
         b_mf = tl.sqrt(tl.sum(b_qf * b_qf, axis=1)) * tl.load(p_kmax + i_bh) * qk_scale
         b_mf = tl.maximum(b_mf, b_m)
         ok = tl.max(b_mf - b_m) <= 100.0
-        tl.store(p_flag + i_bh * tl.cdiv(T, BT) + i_t, 1 - ok.to(p_flag.dtype.element_ty))
+        tl.store(p_flag + i_bh * n_t + i_t, 1 - ok.to(p_flag.dtype.element_ty))
         if ok:
             b_l = tl.exp2(b_m - b_mf)
             b_acc = b_acc * b_l[:, None]
@@ -475,6 +484,277 @@ def _rat_attn_out(
     b_y = b_y * tl.sigmoid(b_z.to(tl.float32))
     tl.store(p_y + i_b.to(tl.int64) * T * D + o_t[:, None] * D + i_h * d + o_d[None, :],
              b_y.to(p_y.dtype.element_ty), mask=m_td)
+
+
+# -------------------------------------------------------------------------------------------------
+# Hopper: the forward attention with warp specialisation (Gluon), as FlashAttention-3 arranges it
+#   One program: 128 queries of one head (WS_ROWS = 64 per consumer). A 1-warp producer loads q^
+#   and the chunk-final K~, V~ blocks through TMA rings (WS_KS key stages, WS_VS value stages; a
+#   key tile is free once both consumers' scores have retired, a value tile once their P V has).
+#   Two consumer warpgroups of 64 rows take turns issuing products (one mbarrier each, on which
+#   the other hands it the turn); in its turn t a consumer issues S_t ahead of O_t-1, so the
+#   softmax of S_t runs while O_t-1 and the other consumer's products are on the tensor cores.
+#   Fixed softmax references only (bf16): a 64-row half they do not suit is flagged (one flag per
+#   64 rows) and passes the rings on; rat_attn_fwd_kernel's FALLBACK launch at BT = WS_ROWS
+#   redoes it. The records choose it (WS = 1): measured on an H100, 15.0 against the Triton
+#   kernel's 16.8 ms at T = 131072, B = 2; 3.99 against 3.43 ms at 16384 x 16 (short loops).
+WS_ROWS = 64  # query rows of one consumer warpgroup; a program holds two
+WS_CONSUMER_REGS = 240  # registers a consumer thread gets (the producer's warpgroup keeps 24)
+WS_MAXNREG = 168  # launch cap: 3 warpgroups x 128 threads x 168 = the 64K-register file
+try:  # Gluon, triton's explicit-layout dialect; the kernel below is written against triton 3.6
+    from triton.experimental import gluon
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.language.nvidia.hopper import (
+        mbarrier, tma, warpgroup_mma, warpgroup_mma_init, warpgroup_mma_wait)
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor as GluonDescriptor
+    GLUON = triton.__version__.split(".")[:2] == ["3", "6"]  # its API changes between releases
+except ImportError:  # no Gluon in this triton: the Triton kernel runs every forward
+    GLUON = False
+
+if GLUON:
+    _H = gl.constexpr(6)
+    _G = gl.constexpr(2)
+    _d = gl.constexpr(64)
+    _L = gl.constexpr(16)
+    _R = gl.constexpr(WS_ROWS)
+    _REGS = gl.constexpr(WS_CONSUMER_REGS)
+
+    @gluon.jit
+    def _rat_ws_producer(args):
+        """TMA: q^'s two 64-row tiles, then key blocks 0 .. n_k-1 of K~ and V~ into their rings,
+        each stage once both consumers have let its previous tile go."""
+        ring, _, shape = args
+        desc_q, desc_k, desc_v, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, _ = ring
+        i_t, i_bh, T, NCP, _, _, _, _, _ = shape
+        BC: gl.constexpr = desc_k.block_type.shape[0]
+        KS: gl.constexpr = k_s.type.shape[0]
+        VS: gl.constexpr = v_s.type.shape[0]
+        row_q = ((i_bh // _H) * _G + (i_bh % _H) % _G) * T + i_t * 2 * _R
+        mbarrier.expect(qbar, 2 * desc_q.block_type.nbytes)
+        tma.async_copy_global_to_shared(desc_q, [row_q, 0], qbar, q_s.index(0))
+        tma.async_copy_global_to_shared(desc_q, [row_q + _R, 0], qbar, q_s.index(1))
+        n_k = gl.cdiv((gl.minimum(i_t * 2 * _R + 2 * _R, T) - 1) // _L, BC)
+        row_k = i_bh * NCP
+        for j in range(n_k):
+            mbarrier.wait(kempty.index(j % KS), ((j // KS) & 1) ^ 1)
+            mbarrier.expect(kready.index(j % KS), desc_k.block_type.nbytes)
+            tma.async_copy_global_to_shared(desc_k, [row_k + j * BC, 0], kready.index(j % KS),
+                                            k_s.index(j % KS))
+            mbarrier.wait(vempty.index(j % VS), ((j // VS) & 1) ^ 1)
+            mbarrier.expect(vready.index(j % VS), desc_v.block_type.nbytes)
+            tma.async_copy_global_to_shared(desc_v, [row_k + j * BC, 0], vready.index(j % VS),
+                                            v_s.index(j % VS))
+
+    @gluon.jit
+    def _rat_ws_probs(s, m_s, o_ct, j, c_first, qk_scale):
+        """P = 2^(S qk_scale - m) of key block j, zero where c' >= c(t) (only blocks reaching
+        c_first, the chunk of the half's first query, can hold such keys)."""
+        BC: gl.constexpr = s.type.shape[1]
+        p = gl.exp2(s * qk_scale - m_s[:, None])
+        if j * BC + BC > c_first:
+            o_k = j * BC + gl.arange(0, BC, layout=gl.SliceLayout(0, s.type.layout))
+            p = gl.where(o_k[None, :] < o_ct[:, None], p, 0.0)
+        return p
+
+    @gluon.jit
+    def _rat_ws_loop(q_h, k_s, v_s, kready, kempty, vready, vempty, turn, acc, l, m_s, o_ct,
+                     c_first, n_k, qk_scale, HALF: gl.constexpr):
+        """Key blocks 0 .. n_k-1 (n_k >= 1) in n_k + 1 turns with the other consumer: turn 0
+        issues S_0; turn t issues S_t, then O += P_t-1 V_t-1, hands the turn over, and runs the
+        softmax of S_t while O_t-1 runs; turn n_k issues the last P V."""
+        KS: gl.constexpr = k_s.type.shape[0]
+        VS: gl.constexpr = v_s.type.shape[0]
+        BC: gl.constexpr = k_s.type.shape[1]
+        s_layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BC, 16])
+        zero_s = gl.zeros([_R, BC], gl.float32, layout=s_layout)
+        a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=acc.type.layout,
+                                                     k_width=2)
+        mbarrier.wait(turn.index(HALF), 1 - HALF)  # consumer 0 takes turn 0
+        mbarrier.wait(kready.index(0), 0)
+        s = warpgroup_mma(q_h, k_s.index(0).permute((1, 0)), zero_s, use_acc=False,
+                          is_async=True)
+        mbarrier.arrive(turn.index(1 - HALF))
+        s = warpgroup_mma_wait(num_outstanding=0, deps=(s, ))
+        mbarrier.arrive(kempty.index(0))
+        p = _rat_ws_probs(s, m_s, o_ct, 0, c_first, qk_scale)
+        l += gl.sum(p, axis=1)
+        p_op = gl.convert_layout(p.to(k_s.dtype), a_layout)
+        for t in range(1, n_k):
+            j = t - 1
+            mbarrier.wait(turn.index(HALF), (t & 1) ^ (1 - HALF))
+            mbarrier.wait(kready.index(t % KS), (t // KS) & 1)
+            s = warpgroup_mma(q_h, k_s.index(t % KS).permute((1, 0)), zero_s, use_acc=False,
+                              is_async=True)
+            mbarrier.wait(vready.index(j % VS), (j // VS) & 1)
+            o = warpgroup_mma(p_op, v_s.index(j % VS), acc, is_async=True)
+            mbarrier.arrive(turn.index(1 - HALF))
+            s = warpgroup_mma_wait(num_outstanding=1, deps=(s, ))  # S_t retired, O_t-1 may not
+            mbarrier.arrive(kempty.index(t % KS))
+            p = _rat_ws_probs(s, m_s, o_ct, t, c_first, qk_scale)
+            l += gl.sum(p, axis=1)
+            p_b = p.to(k_s.dtype)
+            acc = warpgroup_mma_wait(num_outstanding=0, deps=(o, ))
+            mbarrier.arrive(vempty.index(j % VS))
+            p_op = gl.convert_layout(p_b, a_layout)
+        j = n_k - 1
+        mbarrier.wait(turn.index(HALF), (n_k & 1) ^ (1 - HALF))
+        mbarrier.wait(vready.index(j % VS), (j // VS) & 1)
+        o = warpgroup_mma(p_op, v_s.index(j % VS), acc, is_async=True)
+        mbarrier.arrive(turn.index(1 - HALF))
+        acc = warpgroup_mma_wait(num_outstanding=0, deps=(o, ))
+        mbarrier.arrive(vempty.index(j % VS))
+        return acc, l
+
+    @gluon.jit
+    def _rat_ws_consumer(args, HALF: gl.constexpr):
+        """Query rows i_t * 128 + HALF * 64 .. + 63: the self term, the fixed references and the
+        flag, the key blocks (or, flagged, only the rings and turns passed on), y and lse."""
+        ring, ptrs, shape = args
+        _, desc_k, _, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, turn = ring
+        p_proj, p_qh, p_v, p_s, p_y, p_lse, p_kmax, p_flag = ptrs
+        i_t, i_bh, T, _, stride_pb, stride_pt, stride_pc, qk_scale, store_lse = shape
+        KS: gl.constexpr = k_s.type.shape[0]
+        VS: gl.constexpr = v_s.type.shape[0]
+        BC: gl.constexpr = desc_k.block_type.shape[0]
+        BD: gl.constexpr = desc_k.block_type.shape[1]
+        D: gl.constexpr = _H * _d
+        i_b, i_h = i_bh // _H, i_bh % _H
+        s_layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BC, 16])
+        o_layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BD, 16])
+        row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
+        row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
+
+        o_t = i_t * 2 * _R + HALF * _R + gl.arange(0, _R, layout=row_o)
+        o_d = gl.arange(0, BD, layout=gl.SliceLayout(0, o_layout))
+        m_t = o_t < T
+        m_td = m_t[:, None] & (o_d < _d)[None, :]
+        # the fixed references, as rat_attn_fwd_kernel's: m_t = max(|q^_t| max|K~| / sqrt(d), s_t)
+        b_q = gl.load(p_qh + (((i_b * _G + i_h % _G).to(gl.int64) * T + o_t[:, None]) * BD
+                              + o_d[None, :]), mask=m_td, other=0.0).to(gl.float32)
+        b_s = gl.load(p_s + i_bh * T + o_t, mask=m_t, other=0.0) * qk_scale
+        b_m = gl.sqrt(gl.sum(b_q * b_q, axis=1)) * gl.load(p_kmax + i_bh) * qk_scale
+        b_m = gl.maximum(b_m, b_s)
+        ok = gl.max(b_m - b_s, axis=0) <= 100.0
+        i_f = i_t * 2 + HALF  # this half's flag: 64-row blocks of the head, those holding rows < T
+        gl.store(p_flag + i_bh * gl.cdiv(T, _R) + i_f, 1 - ok.to(gl.int8), mask=i_f * _R < T)
+        c_first = (i_t * 2 * _R + HALF * _R) // _L
+        n_k = gl.cdiv((gl.minimum(i_t * 2 * _R + 2 * _R, T) - 1) // _L, BC)
+        if ok:
+            # the self term opens the sums: l = 2^(s_t - m_t), acc = l v~_t
+            b_ls = gl.exp2(b_s - b_m)
+            p_vt = p_v + i_b.to(gl.int64) * T * D + o_t[:, None] * D + i_h * _d + o_d[None, :]
+            acc = gl.load(p_vt, mask=m_td, other=0.0).to(gl.float32) * b_ls[:, None]
+            l = gl.convert_layout(b_ls, row_s)
+            mbarrier.wait(qbar, 0)
+            if n_k > 0:
+                acc, l = _rat_ws_loop(q_s.index(HALF), k_s, v_s, kready, kempty, vready, vempty,
+                                      turn, acc, l, gl.convert_layout(b_m, row_s),
+                                      gl.convert_layout(o_t // _L, row_s), c_first, n_k,
+                                      qk_scale, HALF)
+            l = gl.convert_layout(l, row_o)
+            b_y = acc / l[:, None]
+            if store_lse:  # log2 of the softmax denominator, as the Triton kernel stores it
+                gl.store(p_lse + i_bh * T + o_t, b_m + gl.log2(l), mask=m_t)
+            p_row = p_proj + i_b.to(gl.int64) * stride_pb + o_t[:, None] * stride_pt
+            b_z = gl.load(p_row + (0 + i_h * _d + o_d[None, :]) * stride_pc,
+                          mask=m_td, other=0.0).to(gl.float32)
+            b_y = b_y / (1.0 + gl.exp2(b_z * -1.4426950408889634))  # sigmoid(z)
+            gl.store(p_y + i_b.to(gl.int64) * T * D + o_t[:, None] * D + i_h * _d + o_d[None, :],
+                     b_y.to(p_y.dtype.element_ty), mask=m_td)
+        else:  # flagged: pass every stage and turn on, which the producer and the other wait for
+            for j in range(n_k):
+                mbarrier.wait(turn.index(HALF), (j & 1) ^ (1 - HALF))
+                mbarrier.arrive(turn.index(1 - HALF))
+                mbarrier.wait(kready.index(j % KS), (j // KS) & 1)
+                mbarrier.arrive(kempty.index(j % KS))
+                mbarrier.wait(vready.index(j % VS), (j // VS) & 1)
+                mbarrier.arrive(vempty.index(j % VS))
+            if n_k > 0:
+                mbarrier.wait(turn.index(HALF), (n_k & 1) ^ (1 - HALF))
+                mbarrier.arrive(turn.index(1 - HALF))
+
+    @gluon.jit
+    def _rat_ws_consumer0(args):
+        _rat_ws_consumer(args, 0)
+
+    @gluon.jit
+    def _rat_ws_consumer1(args):
+        _rat_ws_consumer(args, 1)
+
+    @gluon.jit
+    def rat_attn_fwd_ws_kernel(
+        desc_q, desc_k, desc_v, p_proj, p_qh, p_v, p_s, p_y, p_lse, p_kmax, p_flag,
+        T, NCP, stride_pb, stride_pt, stride_pc, qk_scale, store_lse,
+        KS: gl.constexpr, VS: gl.constexpr,
+    ):
+        # grid (T / 128, B * H), longest rows first
+        gl.static_assert(KS >= 2)  # key tiles t (scores in flight) and t + 1 (loading)
+        gl.static_assert(VS >= 2)  # value tiles t-1 (P V in flight) and t (loading)
+        BC: gl.constexpr = desc_k.block_type.shape[0]
+        BD: gl.constexpr = desc_k.block_type.shape[1]
+        dt: gl.constexpr = desc_k.dtype
+        i_t = gl.cdiv(T, 2 * _R) - 1 - gl.program_id(0)
+        q_s = gl.allocate_shared_memory(dt, [2, _R, BD], desc_q.layout)
+        k_s = gl.allocate_shared_memory(dt, [KS, BC, BD], desc_k.layout)
+        v_s = gl.allocate_shared_memory(dt, [VS, BC, BD], desc_v.layout)
+        qbar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+        kready = gl.allocate_shared_memory(gl.int64, [KS, 1], mbarrier.MBarrierLayout())
+        kempty = gl.allocate_shared_memory(gl.int64, [KS, 1], mbarrier.MBarrierLayout())
+        vready = gl.allocate_shared_memory(gl.int64, [VS, 1], mbarrier.MBarrierLayout())
+        vempty = gl.allocate_shared_memory(gl.int64, [VS, 1], mbarrier.MBarrierLayout())
+        turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+        mbarrier.init(qbar, count=1)
+        for i in gl.static_range(KS):
+            mbarrier.init(kready.index(i), count=1)
+            mbarrier.init(kempty.index(i), count=2)  # one arrival per consumer
+        for i in gl.static_range(VS):
+            mbarrier.init(vready.index(i), count=1)
+            mbarrier.init(vempty.index(i), count=2)
+        for i in gl.static_range(2):
+            mbarrier.init(turn.index(i), count=1)
+        args = ((desc_q, desc_k, desc_v, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, turn),
+                (p_proj, p_qh, p_v, p_s, p_y, p_lse, p_kmax, p_flag),
+                (i_t, gl.program_id(1), T, NCP, stride_pb, stride_pt, stride_pc, qk_scale,
+                 store_lse))
+        gl.warp_specialize([(_rat_ws_consumer0, (args, )), (_rat_ws_consumer1, (args, )),
+                            (_rat_ws_producer, (args, ))], [4, 1], [_REGS, 24])
+
+
+def _on_hopper(t):
+    """Whether kernels on t's device compile for Hopper (sm_90): a CUDA tensor, not the
+    interpreter."""
+    return (t.is_cuda and os.environ.get("TRITON_INTERPRET") != "1"
+            and torch.cuda.get_device_capability(t.device) == (9, 0))
+
+
+def _ws_ready(proj, cfg):
+    """Whether this forward takes rat_attn_fwd_ws_kernel: the config asks for it (WS = 1) and it
+    can run here (Gluon of triton 3.6, bf16, BLOCK_D <= 128, Hopper); otherwise the Triton
+    kernel runs, which computes the same."""
+    return (cfg.get("WS", 0) == 1 and GLUON and proj.dtype == torch.bfloat16
+            and BLOCK_D <= 128 and _on_hopper(proj))
+
+
+def _gluon_descriptor(t, rows):
+    """A TMA block descriptor of [rows, BLOCK_D] over t [N, BLOCK_D] (q^ or a cache), columns
+    d .. BLOCK_D-1 read as zeros."""
+    layout = gl.NVMMASharedLayout.get_default_for([rows, BLOCK_D], gl.bfloat16)
+    return GluonDescriptor(t, [t.shape[0], HEAD_DIM], [BLOCK_D, 1], [rows, BLOCK_D], layout)
+
+
+def _rat_attn_fwd_ws(proj, qh, v, s, kc, vc, NCP, kmax, y, lse, flag, cfg):
+    """rat_attn_fwd_kernel's fixed-reference launch by rat_attn_fwd_ws_kernel: y, lse (if not
+    None), a flag per 64 query rows of each head ([B * H * cdiv(T, 64)] int8)."""
+    B, T, _ = proj.shape
+    rat_attn_fwd_ws_kernel[(triton.cdiv(T, 2 * WS_ROWS), B * H)](
+        _gluon_descriptor(qh.view(-1, BLOCK_D), WS_ROWS), _gluon_descriptor(kc, cfg["BC"]),
+        _gluon_descriptor(vc, cfg["BC"]), proj, qh, v, s, y, s if lse is None else lse, kmax,
+        flag, T, NCP, proj.stride(0), proj.stride(1), proj.stride(2), SM_SCALE * LOG2E,
+        int(lse is not None), KS=cfg["WS_KS"], VS=cfg["WS_VS"], num_warps=4,
+        maxnreg=WS_MAXNREG)
 
 
 def _strides_shape(proj):
@@ -555,21 +835,26 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None, keep=Fa
     s, kc, vc, NCP, qh, kmax = _rat_scan(proj, gate_bias, cfg, v, kt,
                                          rows=MAX_BC if keep else None)
     desc_k, desc_v = _descriptors(kc, vc, cfg["BC"])
-    n_t = triton.cdiv(T, cfg["BT"])
+    ws = _ws_ready(proj, cfg)
+    # query rows per flag, and per program of the FALLBACK launch
+    BT = WS_ROWS if ws else cfg["BT"]
     # fp16's P would flush to zero the terms more than 2^24 below a fixed reference: online
     fixed = dt != torch.float16
     # query blocks for the fallback (fp16 never reads it)
-    flag = torch.empty(B * H * n_t if fixed else 0, device=dev, dtype=torch.int8)
+    flag = torch.empty(B * H * triton.cdiv(T, BT) if fixed else 0, device=dev, dtype=torch.int8)
     args = dict(
         p_proj=proj, p_qh=qh, p_v=v, p_s=s, desc_k=desc_k, desc_v=desc_v, p_y=y,
         p_lse=s if lse is None else lse, p_kmax=kmax, p_flag=flag, STORE_LSE=lse is not None,
         T=T, BH=B * H, NCP=NCP, **_strides_shape(proj), qk_scale=SM_SCALE * LOG2E,
         OFF_Z=OFF_Z, OFF_Q=OFF_Q, BLOCK_D=BLOCK_D,
-        BT=cfg["BT"], BC=cfg["BC"], PRECISION=cfg["fp32_dot"] if dt == torch.float32 else "tf32",
+        BT=BT, BC=cfg["BC"], PRECISION=cfg["fp32_dot"] if dt == torch.float32 else "tf32",
         FALLBACK_BLOCKS=FALLBACK_BLOCKS, num_warps=cfg["num_warps"],
         num_stages=cfg["num_stages"],
     )
-    rat_attn_fwd_kernel[(n_t, B * H)](**args, FIXED=fixed)
+    if ws:
+        _rat_attn_fwd_ws(proj, qh, v, s, kc, vc, NCP, kmax, y, lse, flag, cfg)
+    else:
+        rat_attn_fwd_kernel[(triton.cdiv(T, BT), B * H)](**args, FIXED=fixed)
     if fixed:
         rat_attn_fwd_kernel[(triton.cdiv(flag.numel(), FALLBACK_BLOCKS), 1)](**args,
                                                                             FALLBACK=True)
@@ -941,7 +1226,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_8b718f3c2a08"
+OP_NAMESPACE = "ratc_rat_048c2613025e"
 
 
 def _config_arg(config):
