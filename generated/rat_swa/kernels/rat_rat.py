@@ -95,10 +95,13 @@ CONFIG = {
 # Modes (see ratc/tune/records.py): "prefill" steers forward launches whose proj needs no grad;
 # "train" every launch of a differentiated call (proj requires grad: the forward, and the backward
 # through the saved proj), falling back to "prefill"; "decode" the decode step.
-TUNED = {'NVIDIA H100 80GB HBM3': {'prefill': {'T131072xB2': {'BC': 64,
+TUNED = {'NVIDIA H100 80GB HBM3': {'prefill': {'T131072xB2': {'BC': 128,
                                                       'BT': 128,
                                                       'SCAN_BK': 16,
                                                       'SCAN_WARPS': 4,
+                                                      'WS': 1,
+                                                      'WS_KS': 2,
+                                                      'WS_VS': 4,
                                                       'num_stages': 2,
                                                       'num_warps': 4},
                                        'T16384xB16': {'BC': 32,
@@ -107,7 +110,7 @@ TUNED = {'NVIDIA H100 80GB HBM3': {'prefill': {'T131072xB2': {'BC': 64,
                                                       'SCAN_WARPS': 2,
                                                       'num_stages': 3,
                                                       'num_warps': 4}},
-                           'train': {'T131072xB2': {'BC': 64,
+                           'train': {'T131072xB2': {'BC': 128,
                                                     'BT': 128,
                                                     'BWD_BC': 128,
                                                     'BWD_BT': 64,
@@ -115,6 +118,9 @@ TUNED = {'NVIDIA H100 80GB HBM3': {'prefill': {'T131072xB2': {'BC': 64,
                                                     'DQ_BT': 128,
                                                     'SCAN_BK': 16,
                                                     'SCAN_WARPS': 2,
+                                                    'WS': 1,
+                                                    'WS_KS': 2,
+                                                    'WS_VS': 3,
                                                     'bwd_num_stages': 3,
                                                     'bwd_num_warps': 8,
                                                     'dq_num_stages': 2,
@@ -1305,7 +1311,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_7c4691ac94b8"
+OP_NAMESPACE = "ratc_rat_68cabaecf4f6"
 
 
 def _config_arg(config):
