@@ -7,7 +7,7 @@ that changes a variable's type, a layout the lowering cannot handle). Here the p
 launchers run on CPU tensors while a stand-in driver answers for a CUDA device of compute
 capability --arch, and each launch compiles its kernel (through ptxas, to a cubin) instead of
 running it. Covered, in bf16 and fp32: every mixer's core_triton forward and backward (RAT's
-forward also with WS = 1, the warp-specialised Gluon kernel where bf16 allows it), the RMSNorm
+forward and dq kernel also warp-specialised in Gluon, WS = DQ_WS = 1, where bf16 allows), the RMSNorm
 forward and backward, and every decode module's prefill_cache and step_triton (RAT's also from
 its fused projection). Prints one line per compiled kernel; exit status 1 on the first failure.
 The outputs are garbage (nothing runs): this checks compilation only.
@@ -65,10 +65,10 @@ def check_mixer(mod, B, T, dtype):
     bias = torch.zeros(mod.D, requires_grad=True)
     y = mod.core_triton(proj, bias)
     y.backward(torch.zeros_like(y))
-    if hasattr(mod, "_on_hopper") and ARCH[0] == 90:  # RAT: the forward with WS = 1, on Hopper
+    if hasattr(mod, "_on_hopper") and ARCH[0] == 90:  # RAT: the WS kernels, as on Hopper
         mod._on_hopper = lambda t: True
-        with torch.no_grad():
-            mod.core_triton(proj, bias, {"WS": 1, "BC": 128})
+        y = mod.core_triton(proj, bias, {"WS": 1, "BC": 128, "DQ_WS": 1})
+        y.backward(torch.zeros_like(y))
 
 
 def check_rms_norm(mod, B, T, dtype):

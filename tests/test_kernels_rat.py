@@ -308,25 +308,16 @@ def run_ws(mod, proj, bias, cfg, monkeypatch):
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the warp-specialised forward runs on Hopper (sm_90) only")
     launched = []
-    launch = mod._rat_attn_fwd_ws
-
-    def spy(*args):
-        launch(*args)
-        launched.append(args[10].tolist())  # the flags, per 64 query rows of each head
-
-    monkeypatch.setattr(mod, "_rat_attn_fwd_ws", spy)
+    monkeypatch.setattr(mod, "_rat_attn_fwd_ws", spy(mod, "_rat_attn_fwd_ws", launched))
     B, T, _ = proj.shape
     lse = torch.full((B, mod.H, T), float("nan"), device=DEVICE)
     out = torch.full((B, T, mod.D), float("nan"), dtype=proj.dtype, device=DEVICE)
     y = mod.rat_fwd(proj, bias, config=dict(cfg, WS=1), out=out, lse=lse)
     assert len(launched) == 1
-    return y, lse, launched[0]
+    return y, lse, launched[0][10].tolist()  # the flags, per 64 query rows of each head
 
 
-@pytest.mark.gpu
-@pytest.mark.parametrize("ws", [dict(BC=128, WS_KS=2, WS_VS=3), dict(BC=64, WS_KS=3, WS_VS=2)],
-                         ids=["BC128-KS2-VS3", "BC64-KS3-VS2"])
-@pytest.mark.parametrize("B, T, H, d, G, L, variant, layout, cfg", [
+WS_CASES = [
     P(2, 4096 + 13, 16, 128, 2, 16),  # the paper's layer
     P(1, 3000, 8, 64, 8, 8, "custom"),  # no output gate
     P(1, 2000, 4, 96, 1, 16, layout="padded"),  # head width 96: columns 96-127 zero-filled
@@ -334,7 +325,24 @@ def run_ws(mod, proj, bias, cfg, monkeypatch):
     P(2, 77, 2, 32, 2, 4),  # one program a head, its second half past T
     P(1, 130, 2, 16, 1, 4, "custom"),  # T % 128 < 64: the last program's second half is empty
     P(1, 11, 2, 64, 2, 16),  # no complete chunk: no key block
-])
+]
+
+
+def spy(mod, name, calls):
+    """Wrap mod.<name> (a launcher) to append its arguments to calls."""
+    launch = getattr(mod, name)
+
+    def wrapped(*args):
+        launch(*args)
+        calls.append(args)
+
+    return wrapped
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("ws", [dict(BC=128, WS_KS=2, WS_VS=3), dict(BC=64, WS_KS=3, WS_VS=2)],
+                         ids=["BC128-KS2-VS3", "BC64-KS3-VS2"])
+@pytest.mark.parametrize("B, T, H, d, G, L, variant, layout, cfg", WS_CASES)
 def test_gpu_ws_matches_reference(B, T, H, d, G, L, variant, layout, cfg, ws, monkeypatch):
     """bf16 y against float64, lse against the Triton kernel's (same scan outputs, so within
     the fp32 sums' rounding)."""
@@ -368,3 +376,31 @@ def test_gpu_ws_fallback_rows(monkeypatch):
     y0 = run_triton(mod, proj, bias, dict(BT=64, BC=64, WS=0))
     err, msg = rel_err(y, y0)
     assert err <= 5e-3, msg
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dq", [dict(DQ_BC=64, DQ_WS_KS=3, DQ_WS_VS=2),
+                                dict(DQ_BC=128, DQ_WS_KS=2, DQ_WS_VS=2)],
+                         ids=["BC64-KS3-VS2", "BC128-KS2-VS2"])
+@pytest.mark.parametrize("B, T, H, d, G, L, variant, layout, cfg", WS_CASES)
+def test_gpu_ws_dq_matches_triton(B, T, H, d, G, L, variant, layout, cfg, dq, monkeypatch):
+    """The backward with the warp-specialised dq kernel (rat_attn_bwd_dq_ws_kernel) against the
+    same backward with the Triton dq kernel (the gradient tests check that one against
+    float64), bf16, on the same forward outputs: dproj and the gate bias's gradient."""
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the warp-specialised dq kernel runs on Hopper (sm_90) only")
+    m = make_mixer(H, d, G, L, variant)
+    mod = load_kernel(m)
+    proj, bias = make_inputs(B, T, m, torch.bfloat16, seed=T + d, layout=layout)
+    lse = torch.empty(B, H, T, device=DEVICE)
+    y, scan = mod.rat_fwd(proj, bias, config=cfg, lse=lse, keep=True)
+    dy = torch.randn(y.shape, generator=torch.Generator(DEVICE).manual_seed(T), device=DEVICE,
+                     dtype=y.dtype)
+    ref = mod.rat_bwd(proj, bias, y, lse, dy, config=dict(cfg, **dq, DQ_WS=0), scan=scan)
+    launched = []
+    monkeypatch.setattr(mod, "_rat_attn_bwd_dq_ws", spy(mod, "_rat_attn_bwd_dq_ws", launched))
+    got = mod.rat_bwd(proj, bias, y, lse, dy, config=dict(cfg, **dq, DQ_WS=1), scan=scan)
+    assert len(launched) == 1
+    for name, g, r in zip(("dproj", "dgate_bias"), got, ref):
+        err, msg = rel_err(g, r)
+        assert err <= 5e-3, f"{name}: {msg}"

@@ -71,7 +71,8 @@ DECODE_KEYS = {
     "attention": {"DECODE_BN", "DECODE_WARPS", "DECODE_STAGES", "DECODE_SPLIT_ROWS"},
 }
 _RAT_BWD = {"BWD_BT", "BWD_BC", "bwd_num_warps", "bwd_num_stages",
-            "DQ_BT", "DQ_BC", "dq_num_warps", "dq_num_stages", "BWD_SCAN_BK", "bwd_scan_num_warps"}
+            "DQ_BT", "DQ_BC", "dq_num_warps", "dq_num_stages", "BWD_SCAN_BK", "bwd_scan_num_warps",
+            "DQ_WS", "DQ_WS_KS", "DQ_WS_VS"}
 _BACKWARD_KEYS = {"rat": _RAT_BWD, "rnn": set(), "sliding_window": _ATTENTION_BWD,
                   "attention": _ATTENTION_BWD}
 CONFIG_KEYS = {  # mode -> kind -> the launch parameters a record may set

@@ -590,7 +590,7 @@ try:  # Gluon, triton's explicit-layout dialect; the kernel below is written aga
     from triton.experimental import gluon
     from triton.experimental.gluon import language as gl
     from triton.experimental.gluon.language.nvidia.hopper import (
-        mbarrier, tma, warpgroup_mma, warpgroup_mma_init, warpgroup_mma_wait)
+        fence_async_shared, mbarrier, tma, warpgroup_mma, warpgroup_mma_wait)
     from triton.experimental.gluon.nvidia.hopper import TensorDescriptor as GluonDescriptor
     GLUON = triton.__version__.split(".")[:2] == ["3", "6"]  # its API changes between releases
 except ImportError:  # no Gluon in this triton: the Triton kernel runs every forward
@@ -608,9 +608,9 @@ if GLUON:
     def _rat_ws_producer(args):
         """TMA: q^'s two 64-row tiles, then key blocks 0 .. n_k-1 of K~ and V~ into their rings,
         each stage once both consumers have let its previous tile go."""
-        ring, _, shape = args
+        ring, shape, _, _ = args
         desc_q, desc_k, desc_v, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, _ = ring
-        i_t, i_bh, T, NCP, _, _, _, _, _ = shape
+        i_t, i_bh, T, NCP = shape
         BC: gl.constexpr = desc_k.block_type.shape[0]
         KS: gl.constexpr = k_s.type.shape[0]
         VS: gl.constexpr = v_s.type.shape[0]
@@ -695,10 +695,11 @@ if GLUON:
     def _rat_ws_consumer(args, HALF: gl.constexpr):
         """Query rows i_t * 128 + HALF * 64 .. + 63: the self term, the fixed references and the
         flag, the key blocks (or, flagged, only the rings and turns passed on), y and lse."""
-        ring, ptrs, shape = args
+        ring, shape, ptrs, scalars = args
         _, desc_k, _, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, turn = ring
+        i_t, i_bh, T, _ = shape
         p_proj, p_qh, p_v, p_s, p_y, p_lse, p_kmax, p_flag = ptrs
-        i_t, i_bh, T, _, stride_pb, stride_pt, stride_pc, qk_scale, store_lse = shape
+        stride_pb, stride_pt, stride_pc, qk_scale, store_lse = scalars
         KS: gl.constexpr = k_s.type.shape[0]
         VS: gl.constexpr = v_s.type.shape[0]
         BC: gl.constexpr = desc_k.block_type.shape[0]
@@ -778,10 +779,20 @@ if GLUON:
         # grid (T / 128, B * H), longest rows first
         gl.static_assert(KS >= 2)  # key tiles t (scores in flight) and t + 1 (loading)
         gl.static_assert(VS >= 2)  # value tiles t-1 (P V in flight) and t (loading)
+        ring = _rat_ws_rings(desc_q, desc_k, desc_v, KS, VS)
+        shape = (gl.cdiv(T, 2 * _R) - 1 - gl.program_id(0), gl.program_id(1), T, NCP)
+        args = (ring, shape, (p_proj, p_qh, p_v, p_s, p_y, p_lse, p_kmax, p_flag),
+                (stride_pb, stride_pt, stride_pc, qk_scale, store_lse))
+        gl.warp_specialize([(_rat_ws_consumer0, (args, )), (_rat_ws_consumer1, (args, )),
+                            (_rat_ws_producer, (args, ))], [4, 1], [_REGS, 24])
+
+    @gluon.jit
+    def _rat_ws_rings(desc_q, desc_k, desc_v, KS: gl.constexpr, VS: gl.constexpr):
+        """Shared memory and mbarriers of a program: q^'s two 64-row tiles, KS key and VS value
+        stages, and the consumers' turn barriers (the `ring` the partitions take)."""
         BC: gl.constexpr = desc_k.block_type.shape[0]
         BD: gl.constexpr = desc_k.block_type.shape[1]
         dt: gl.constexpr = desc_k.dtype
-        i_t = gl.cdiv(T, 2 * _R) - 1 - gl.program_id(0)
         q_s = gl.allocate_shared_memory(dt, [2, _R, BD], desc_q.layout)
         k_s = gl.allocate_shared_memory(dt, [KS, BC, BD], desc_k.layout)
         v_s = gl.allocate_shared_memory(dt, [VS, BC, BD], desc_v.layout)
@@ -800,12 +811,7 @@ if GLUON:
             mbarrier.init(vempty.index(i), count=2)
         for i in gl.static_range(2):
             mbarrier.init(turn.index(i), count=1)
-        args = ((desc_q, desc_k, desc_v, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, turn),
-                (p_proj, p_qh, p_v, p_s, p_y, p_lse, p_kmax, p_flag),
-                (i_t, gl.program_id(1), T, NCP, stride_pb, stride_pt, stride_pc, qk_scale,
-                 store_lse))
-        gl.warp_specialize([(_rat_ws_consumer0, (args, )), (_rat_ws_consumer1, (args, )),
-                            (_rat_ws_producer, (args, ))], [4, 1], [_REGS, 24])
+        return desc_q, desc_k, desc_v, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, turn
 
 
 def _on_hopper(t):
@@ -815,11 +821,11 @@ def _on_hopper(t):
             and torch.cuda.get_device_capability(t.device) == (9, 0))
 
 
-def _ws_ready(proj, cfg):
-    """Whether this forward takes rat_attn_fwd_ws_kernel: the config asks for it (WS = 1) and it
-    can run here (Gluon of triton 3.6, bf16, BLOCK_D <= 128, Hopper); otherwise the Triton
-    kernel runs, which computes the same."""
-    return (cfg.get("WS", 0) == 1 and GLUON and proj.dtype == torch.bfloat16
+def _ws_ready(proj, cfg, key="WS"):
+    """Whether a launch takes its warp-specialised kernel: the config asks for it (cfg[key] = 1:
+    WS the forward's, DQ_WS the dq kernel's) and it can run here (Gluon of triton 3.6, bf16,
+    BLOCK_D <= 128, Hopper); otherwise the Triton kernel runs, which computes the same."""
+    return (cfg.get(key, 0) == 1 and GLUON and proj.dtype == torch.bfloat16
             and BLOCK_D <= 128 and _on_hopper(proj))
 
 
@@ -965,6 +971,8 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None, keep=Fa
 #                            BLOCK_D]
 #   rat_attn_bwd_dq_kernel   per query block: Delta, dS_self, P_self, dq^ (rotated), dz;
 #                            stores do [B*H, T, BLOCK_D] in proj's dtype for the next kernels
+#                            (on Hopper, bf16, with DQ_WS = 1: rat_attn_bwd_dq_ws_kernel, Gluon,
+#                            warp-specialised, templates/rat_bwd_ws.py.jinja)
 #   rat_attn_bwd_dkv_kernel  per block of chunks: dK^ (rotated), dV~ over the later queries, from
 #                            the scan's q^ and that do, loaded as TMA blocks
 #   rat_scan_bwd_kernel      per block of chunks and q/k group: the scans' adjoint of the group's
@@ -981,6 +989,8 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None, keep=Fa
 #   them against 135 ms with BWD_BC = 64 and 2 stages (at T=16K, B=16: 31 against 37 ms); dq
 #   alone 46 ms at DQ_BC = 128, 3 stages, against 66 ms at DQ_BC = 64, 2 stages. Both fit shared
 #   memory up to d = 128 (BWD_FP32_CONFIG below halves them for fp32)
+#   DQ_WS: 1 runs the dq launch warp-specialised where it can (_ws_ready), 128 queries a program,
+#   key blocks of DQ_BC through DQ_WS_KS key and DQ_WS_VS value stages
 #   BWD_SCAN_BK, bwd_scan_num_warps: the scan backward (chunks per program, power of two). Its
 #   programs hold the H/G heads of a group, so they want fewer chunks than the forward scan's: at
 #   T=16K, B=16 on an H100 (bf16, 8 heads a group) 1 chunk and 4 warps took 3.97 ms, 1 and 1
@@ -996,6 +1006,9 @@ CONFIG.update({
     "dq_num_stages": 3,
     "BWD_SCAN_BK": 1,
     "bwd_scan_num_warps": 4,
+    "DQ_WS": 0,
+    "DQ_WS_KS": 2,
+    "DQ_WS_VS": 2,
 })
 
 
@@ -1231,6 +1244,168 @@ def rat_scan_bwd_kernel(
 BWD_FP32_CONFIG = {"BWD_BC": 64, "bwd_num_stages": 2, "DQ_BC": 64, "dq_num_stages": 2}
 
 
+# -------------------------------------------------------------------------------------------------
+# Hopper: the dq kernel with warp specialisation (Gluon), arranged as the forward's
+#   One program: 128 queries of one head, two consumer warpgroups of 64 rows, the forward's
+#   producer (q^ tiles, K~ and V~ rings). A consumer computes its rows' per-token terms (Delta,
+#   the self term, dz, do into shared memory and to p_do), then in turn t issues S_t = q^ K~_t^T,
+#   dP_t = do V~_t^T and dq += dS_t-1 K~_t-1, hands the turn over, and forms dS_t while dq's
+#   product and the other consumer's run. A key tile is free once dq's product with it retires,
+#   a value tile once its dP has. The records choose it (DQ_WS = 1).
+if GLUON:
+    @gluon.jit
+    def _rat_ws_dq_loop(q_h, do_h, k_s, v_s, kready, kempty, vready, vempty, turn, dq, lse_s,
+                        delta_s, o_ct, c_first, n_k, qk_scale, HALF: gl.constexpr):
+        """dq += dS K~ over key blocks 0 .. n_k-1 (n_k >= 1), unscaled, in n_k + 1 turns."""
+        KS: gl.constexpr = k_s.type.shape[0]
+        VS: gl.constexpr = v_s.type.shape[0]
+        BC: gl.constexpr = k_s.type.shape[1]
+        s_layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BC, 16])
+        zero_s = gl.zeros([_R, BC], gl.float32, layout=s_layout)
+        a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=dq.type.layout,
+                                                     k_width=2)
+        mbarrier.wait(turn.index(HALF), 1 - HALF)  # consumer 0 takes turn 0
+        mbarrier.wait(kready.index(0), 0)
+        s = warpgroup_mma(q_h, k_s.index(0).permute((1, 0)), zero_s, use_acc=False,
+                          is_async=True)
+        mbarrier.wait(vready.index(0), 0)
+        dp = warpgroup_mma(do_h, v_s.index(0).permute((1, 0)), zero_s, use_acc=False,
+                           is_async=True)
+        mbarrier.arrive(turn.index(1 - HALF))
+        s, dp = warpgroup_mma_wait(num_outstanding=0, deps=(s, dp))
+        mbarrier.arrive(vempty.index(0))
+        ds = _rat_ws_probs(s, lse_s, o_ct, 0, c_first, qk_scale) * (dp - delta_s[:, None])
+        ds_op = gl.convert_layout(ds.to(k_s.dtype), a_layout)
+        for t in range(1, n_k):
+            j = t - 1
+            mbarrier.wait(turn.index(HALF), (t & 1) ^ (1 - HALF))
+            mbarrier.wait(kready.index(t % KS), (t // KS) & 1)
+            s = warpgroup_mma(q_h, k_s.index(t % KS).permute((1, 0)), zero_s, use_acc=False,
+                              is_async=True)
+            mbarrier.wait(vready.index(t % VS), (t // VS) & 1)
+            dp = warpgroup_mma(do_h, v_s.index(t % VS).permute((1, 0)), zero_s, use_acc=False,
+                               is_async=True)
+            o = warpgroup_mma(ds_op, k_s.index(j % KS), dq, is_async=True)
+            mbarrier.arrive(turn.index(1 - HALF))
+            s, dp = warpgroup_mma_wait(num_outstanding=1, deps=(s, dp))  # dq's may still run
+            mbarrier.arrive(vempty.index(t % VS))
+            ds = _rat_ws_probs(s, lse_s, o_ct, t, c_first, qk_scale) * (dp - delta_s[:, None])
+            ds_b = ds.to(k_s.dtype)
+            dq = warpgroup_mma_wait(num_outstanding=0, deps=(o, ))
+            mbarrier.arrive(kempty.index(j % KS))
+            ds_op = gl.convert_layout(ds_b, a_layout)
+        j = n_k - 1
+        mbarrier.wait(turn.index(HALF), (n_k & 1) ^ (1 - HALF))
+        o = warpgroup_mma(ds_op, k_s.index(j % KS), dq, is_async=True)
+        mbarrier.arrive(turn.index(1 - HALF))
+        dq = warpgroup_mma_wait(num_outstanding=0, deps=(o, ))
+        mbarrier.arrive(kempty.index(j % KS))
+        return dq
+
+    @gluon.jit
+    def _rat_ws_dq_consumer(args, HALF: gl.constexpr):
+        """Query rows i_t * 128 + HALF * 64 .. + 63: rat_attn_bwd_dq_kernel's per-token terms
+        and stores, then dq^ over the key blocks."""
+        ring, shape, ptrs, scalars = args
+        _, desc_k, _, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, turn = ring
+        i_t, i_bh, T, _ = shape
+        p_proj, p_dy, p_y, p_lse, p_s, p_v, p_delta, p_dss, p_ps, p_dq, p_dproj, p_do, do_s = ptrs
+        stride_pb, stride_pt, stride_pc, qk_scale = scalars
+        BC: gl.constexpr = desc_k.block_type.shape[0]
+        BD: gl.constexpr = desc_k.block_type.shape[1]
+        D: gl.constexpr = _H * _d
+        i_b, i_h = i_bh // _H, i_bh % _H
+        s_layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BC, 16])
+        o_layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BD, 16])
+        row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
+
+        o_t = i_t * 2 * _R + HALF * _R + gl.arange(0, _R, layout=gl.SliceLayout(1, o_layout))
+        o_d = gl.arange(0, BD, layout=gl.SliceLayout(0, o_layout))
+        m_t = o_t < T
+        m_td = m_t[:, None] & (o_d < _d)[None, :]
+        o_td = i_b.to(gl.int64) * T * D + o_t[:, None] * D + i_h * _d + o_d[None, :]  # [B, T, D]
+        b_dy = gl.load(p_dy + o_td, mask=m_td, other=0.0).to(gl.float32)
+        b_y = gl.load(p_y + o_td, mask=m_td, other=0.0).to(gl.float32)
+        b_delta = gl.sum(b_dy * b_y, axis=1)
+        p_row = p_proj + i_b.to(gl.int64) * stride_pb + o_t[:, None] * stride_pt
+        b_z = gl.load(p_row + (0 + i_h * _d + o_d[None, :]) * stride_pc, mask=m_td,
+                      other=0.0).to(gl.float32)
+        b_sz = 1.0 / (1.0 + gl.exp2(b_z * -1.4426950408889634))  # sigmoid(z)
+        b_do = b_dy * b_sz
+        b_dz = b_dy * b_y * (1.0 - b_sz)  # dy . y~ sigmoid'(z), y~ = out / sigmoid(z)
+        p_drow = p_dproj + i_b.to(gl.int64) * T * 6656 + o_t[:, None] * 6656
+        gl.store(p_drow + 0 + i_h * _d + o_d[None, :], b_dz.to(p_dproj.dtype.element_ty),
+                 mask=m_td)
+        b_lse = gl.load(p_lse + i_bh * T + o_t, mask=m_t, other=0.0)
+        # the self term
+        b_vt = gl.load(p_v + o_td, mask=m_td, other=0.0).to(gl.float32)
+        b_ps = gl.exp2(gl.load(p_s + i_bh * T + o_t, mask=m_t, other=0.0) * qk_scale - b_lse)
+        b_dss = b_ps * (gl.sum(b_do * b_vt, axis=1) - b_delta)
+        gl.store(p_delta + i_bh * T + o_t, b_delta, mask=m_t)
+        gl.store(p_dss + i_bh * T + o_t, b_dss, mask=m_t)
+        gl.store(p_ps + i_bh * T + o_t, b_ps, mask=m_t)
+        # do: to p_do for the dK/dV kernel, and to shared memory for dP's products
+        b_do = b_do.to(k_s.dtype)
+        gl.store(p_do + (i_bh.to(gl.int64) * T + o_t[:, None]) * BD + o_d[None, :], b_do,
+                 mask=m_td)
+        do_h = do_s.index(HALF)
+        do_h.store(b_do)
+        fence_async_shared()
+
+        dq = gl.zeros([_R, BD], gl.float32, layout=o_layout)
+        c_first = (i_t * 2 * _R + HALF * _R) // _L
+        n_k = gl.cdiv((gl.minimum(i_t * 2 * _R + 2 * _R, T) - 1) // _L, BC)
+        mbarrier.wait(qbar, 0)
+        if n_k > 0:
+            dq = _rat_ws_dq_loop(q_s.index(HALF), do_h, k_s, v_s, kready, kempty, vready, vempty,
+                                 turn, dq, gl.convert_layout(b_lse, row_s),
+                                 gl.convert_layout(b_delta, row_s),
+                                 gl.convert_layout(o_t // _L, row_s), c_first, n_k, qk_scale,
+                                 HALF)
+        dq = dq * (qk_scale * 0.6931471805599453)  # ln 2: 1/sqrt(d)
+        gl.store(p_dq + o_td, dq.to(p_dq.dtype.element_ty), mask=m_td)
+
+    @gluon.jit
+    def _rat_ws_dq_consumer0(args):
+        _rat_ws_dq_consumer(args, 0)
+
+    @gluon.jit
+    def _rat_ws_dq_consumer1(args):
+        _rat_ws_dq_consumer(args, 1)
+
+    @gluon.jit
+    def rat_attn_bwd_dq_ws_kernel(
+        desc_q, desc_k, desc_v, p_proj, p_dy, p_y, p_lse, p_s, p_v, p_delta, p_dss, p_ps, p_dq,
+        p_dproj, p_do, T, NCP, stride_pb, stride_pt, stride_pc, qk_scale,
+        KS: gl.constexpr, VS: gl.constexpr,
+    ):
+        # grid (T / 128, B * H), longest rows first
+        gl.static_assert(KS >= 2)  # key tiles t-1 (dq's product in flight) and t (scores)
+        gl.static_assert(VS >= 1)
+        ring = _rat_ws_rings(desc_q, desc_k, desc_v, KS, VS)
+        do_s = gl.allocate_shared_memory(desc_k.dtype, [2, _R, desc_k.block_type.shape[1]],
+                                         desc_q.layout)
+        shape = (gl.cdiv(T, 2 * _R) - 1 - gl.program_id(0), gl.program_id(1), T, NCP)
+        args = (ring, shape, (p_proj, p_dy, p_y, p_lse, p_s, p_v, p_delta, p_dss, p_ps, p_dq,
+                              p_dproj, p_do, do_s), (stride_pb, stride_pt, stride_pc, qk_scale))
+        gl.warp_specialize([(_rat_ws_dq_consumer0, (args, )), (_rat_ws_dq_consumer1, (args, )),
+                            (_rat_ws_producer, (args, ))], [4, 1], [_REGS, 24])
+
+
+def _rat_attn_bwd_dq_ws(proj, qh, kc, vc, NCP, dy, y, lse, s, v, delta, dss, ps, dq, dproj, do,
+                        cfg):
+    """rat_attn_bwd_dq_kernel's launch by rat_attn_bwd_dq_ws_kernel (same outputs)."""
+    B, T, _ = proj.shape
+    rat_attn_bwd_dq_ws_kernel[(triton.cdiv(T, 2 * WS_ROWS), B * H)](
+        _gluon_descriptor(qh.view(-1, BLOCK_D), WS_ROWS), _gluon_descriptor(kc, cfg["DQ_BC"]),
+        _gluon_descriptor(vc, cfg["DQ_BC"]), proj, dy, y, lse, s, v, delta, dss, ps, dq, dproj,
+        do, T, NCP, proj.stride(0), proj.stride(1), proj.stride(2), SM_SCALE * LOG2E,
+        KS=cfg["DQ_WS_KS"], VS=cfg["DQ_WS_VS"], num_warps=4, maxnreg=WS_MAXNREG)
+
+
 def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
     """Gradients of y = core(proj, gate_bias) from the forward's output and softmax statistics.
 
@@ -1271,12 +1446,16 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
     common = dict(**_strides_shape(proj), qk_scale=SM_SCALE * LOG2E,
                   OFF_Z=OFF_Z, OFF_Q=OFF_Q, BLOCK_D=BLOCK_D,
                   PRECISION=cfg["fp32_dot"] if dt == torch.float32 else "tf32")
-    desc_k, desc_v = _descriptors(kc, vc, cfg["DQ_BC"])
-    rat_attn_bwd_dq_kernel[lambda meta: (triton.cdiv(T, meta["BT"]), B * H)](
-        p_proj=proj, p_qh=qh, p_dy=dy, p_y=y, p_lse=lse, p_s=s, p_v=v, desc_k=desc_k,
-        desc_v=desc_v, p_delta=delta, p_dss=dss, p_ps=ps, p_dq=dq, p_dproj=dproj, p_do=do, T=T,
-        NCP=NCP, F=IN_FEATURES, BT=cfg["DQ_BT"], BC=cfg["DQ_BC"], num_warps=cfg["dq_num_warps"],
-        num_stages=cfg["dq_num_stages"], **common)
+    if _ws_ready(proj, cfg, "DQ_WS"):
+        _rat_attn_bwd_dq_ws(proj, qh, kc, vc, NCP, dy, y, lse, s, v, delta, dss, ps, dq, dproj,
+                            do, cfg)
+    else:
+        desc_k, desc_v = _descriptors(kc, vc, cfg["DQ_BC"])
+        rat_attn_bwd_dq_kernel[lambda meta: (triton.cdiv(T, meta["BT"]), B * H)](
+            p_proj=proj, p_qh=qh, p_dy=dy, p_y=y, p_lse=lse, p_s=s, p_v=v, desc_k=desc_k,
+            desc_v=desc_v, p_delta=delta, p_dss=dss, p_ps=ps, p_dq=dq, p_dproj=dproj, p_do=do,
+            T=T, NCP=NCP, F=IN_FEATURES, BT=cfg["DQ_BT"], BC=cfg["DQ_BC"],
+            num_warps=cfg["dq_num_warps"], num_stages=cfg["dq_num_stages"], **common)
     if NC > 0:
         desc_k, desc_v = _descriptors(kc, vc, cfg["BWD_BC"])
         desc_q, desc_do = _descriptors(qh.view(B * GROUPS * T, BLOCK_D),
@@ -1311,7 +1490,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_68cabaecf4f6"
+OP_NAMESPACE = "ratc_rat_dc3d3c0a5fa2"
 
 
 def _config_arg(config):
