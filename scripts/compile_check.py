@@ -7,10 +7,11 @@ that changes a variable's type, a layout the lowering cannot handle). Here the p
 launchers run on CPU tensors while a stand-in driver answers for a CUDA device of compute
 capability --arch, and each launch compiles its kernel (through ptxas, to a cubin) instead of
 running it. Covered, in bf16 and fp32: every mixer's core_triton forward and backward (RAT's
-forward and dq kernel also warp-specialised in Gluon, WS = DQ_WS = 1, where bf16 allows), the RMSNorm
-forward and backward, and every decode module's prefill_cache and step_triton (RAT's also from
-its fused projection). Prints one line per compiled kernel; exit status 1 on the first failure.
-The outputs are garbage (nothing runs): this checks compilation only.
+forward, dq and dK/dV kernels also warp-specialised in Gluon, WS = DQ_WS = BWD_WS = 1, in
+bf16), the RMSNorm forward and backward, and every decode module's prefill_cache and
+step_triton (RAT's also from its fused projection). Prints one line per compiled kernel; exit
+status 1 on the first failure. The outputs are garbage (nothing runs): this checks compilation
+only.
 """
 
 import argparse
@@ -67,7 +68,7 @@ def check_mixer(mod, B, T, dtype):
     y.backward(torch.zeros_like(y))
     if hasattr(mod, "_on_hopper") and ARCH[0] == 90:  # RAT: the WS kernels, as on Hopper
         mod._on_hopper = lambda t: True
-        y = mod.core_triton(proj, bias, {"WS": 1, "BC": 128, "DQ_WS": 1})
+        y = mod.core_triton(proj, bias, {"WS": 1, "BC": 128, "DQ_WS": 1, "BWD_WS": 1})
         y.backward(torch.zeros_like(y))
 
 

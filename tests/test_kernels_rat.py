@@ -379,16 +379,21 @@ def test_gpu_ws_fallback_rows(monkeypatch):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dq", [dict(DQ_BC=64, DQ_WS_KS=3, DQ_WS_VS=2),
-                                dict(DQ_BC=128, DQ_WS_KS=2, DQ_WS_VS=2)],
-                         ids=["BC64-KS3-VS2", "BC128-KS2-VS2"])
+@pytest.mark.parametrize("launcher, ws", [
+    ("_rat_attn_bwd_dq_ws", dict(DQ_WS=1, DQ_BC=64, DQ_WS_KS=3, DQ_WS_VS=2)),
+    ("_rat_attn_bwd_dq_ws", dict(DQ_WS=1, DQ_BC=128, DQ_WS_KS=2, DQ_WS_VS=2)),
+    ("_rat_attn_bwd_dkv_ws", dict(BWD_WS=1, BWD_WS_BT=64, BWD_WS_QS=3)),
+    ("_rat_attn_bwd_dkv_ws", dict(BWD_WS=1, BWD_WS_BT=32, BWD_WS_QS=2)),
+], ids=["dq-BC64-KS3-VS2", "dq-BC128-KS2-VS2", "dkv-BT64-QS3", "dkv-BT32-QS2"])
 @pytest.mark.parametrize("B, T, H, d, G, L, variant, layout, cfg", WS_CASES)
-def test_gpu_ws_dq_matches_triton(B, T, H, d, G, L, variant, layout, cfg, dq, monkeypatch):
-    """The backward with the warp-specialised dq kernel (rat_attn_bwd_dq_ws_kernel) against the
-    same backward with the Triton dq kernel (the gradient tests check that one against
-    float64), bf16, on the same forward outputs: dproj and the gate bias's gradient."""
+def test_gpu_ws_backward_matches_triton(B, T, H, d, G, L, variant, layout, cfg, launcher, ws,
+                                        monkeypatch):
+    """The backward with a warp-specialised kernel (dq: rat_attn_bwd_dq_ws_kernel, dK/dV:
+    rat_attn_bwd_dkv_ws_kernel) against the same backward with the Triton kernels (the gradient
+    tests check those against float64), bf16, on the same forward outputs: dproj and the gate
+    bias's gradient. A case without a complete chunk launches no dK/dV kernel."""
     if torch.cuda.get_device_capability() != (9, 0):
-        pytest.skip("the warp-specialised dq kernel runs on Hopper (sm_90) only")
+        pytest.skip("the warp-specialised kernels run on Hopper (sm_90) only")
     m = make_mixer(H, d, G, L, variant)
     mod = load_kernel(m)
     proj, bias = make_inputs(B, T, m, torch.bfloat16, seed=T + d, layout=layout)
@@ -396,11 +401,12 @@ def test_gpu_ws_dq_matches_triton(B, T, H, d, G, L, variant, layout, cfg, dq, mo
     y, scan = mod.rat_fwd(proj, bias, config=cfg, lse=lse, keep=True)
     dy = torch.randn(y.shape, generator=torch.Generator(DEVICE).manual_seed(T), device=DEVICE,
                      dtype=y.dtype)
-    ref = mod.rat_bwd(proj, bias, y, lse, dy, config=dict(cfg, **dq, DQ_WS=0), scan=scan)
+    off = {k: 0 for k in ws if k.endswith("_WS")}
+    ref = mod.rat_bwd(proj, bias, y, lse, dy, config=dict(cfg, **ws, **off), scan=scan)
     launched = []
-    monkeypatch.setattr(mod, "_rat_attn_bwd_dq_ws", spy(mod, "_rat_attn_bwd_dq_ws", launched))
-    got = mod.rat_bwd(proj, bias, y, lse, dy, config=dict(cfg, **dq, DQ_WS=1), scan=scan)
-    assert len(launched) == 1
+    monkeypatch.setattr(mod, launcher, spy(mod, launcher, launched))
+    got = mod.rat_bwd(proj, bias, y, lse, dy, config=dict(cfg, **ws), scan=scan)
+    assert len(launched) == (1 if "dq" in launcher or T >= L else 0)
     for name, g, r in zip(("dproj", "dgate_bias"), got, ref):
         err, msg = rel_err(g, r)
         assert err <= 5e-3, f"{name}: {msg}"

@@ -1,29 +1,34 @@
 """Session 14: the RAT backward (rat_bwd, as the train step launches it) with the
-warp-specialised dq kernel (DQ_WS = 1) against the Triton dq kernel (the train record), at the
-ANCHORS sizes, on the same forward outputs.
+warp-specialised dq (DQ_WS = 1) and dK/dV (BWD_WS = 1) kernels against the Triton kernels (the
+train record), at the ANCHORS sizes, on the same forward outputs.
 
     python3 docs/diag_session14/ws_bwd.py [MODULE] [--sizes 131072x2,16384x16]
-        [--dq DQ_BC,KS,VS;...]
+        [--variants '[{"DQ_WS": 1, ...}, ...]']
 
-Each line: do_bench median (ms) of rat_bwd, and dproj's and the gate-bias gradient's relative
-error against the record's. Every DQ_WS = 1 launch is asserted to reach the Gluon kernel.
+Each line: do_bench median (ms) of rat_bwd with a variant's keys over the record, and dproj's
+and the gate-bias gradient's relative error against the record's. Every *_WS = 1 launch is
+asserted to reach its Gluon kernel.
 """
 import argparse
 import importlib
+import json
 
 import torch
 from triton.testing import do_bench
 
+DQ = {"DQ_WS": 1, "DQ_BC": 64, "DQ_WS_KS": 3, "DQ_WS_VS": 2}
+VARIANTS = [DQ] + [{"BWD_WS": 1, "BWD_WS_BT": bt, "BWD_WS_QS": qs}
+                   for bt, qs in ((64, 2), (64, 3), (32, 3), (32, 4))]
 ap = argparse.ArgumentParser()
 ap.add_argument("module", nargs="?", default="generated.rat_swa.kernels.rat_rat")
 ap.add_argument("--sizes", default="131072x2,16384x16")
-ap.add_argument("--dq", default="64,2,2;64,3,2;64,3,3;128,2,2")
+ap.add_argument("--variants", default=json.dumps(VARIANTS))
 a = ap.parse_args()
 mod = importlib.import_module(a.module)
 print(torch.cuda.get_device_name(), flush=True)
-launched = []
-launch = mod._rat_attn_bwd_dq_ws
-mod._rat_attn_bwd_dq_ws = lambda *args: (launched.append(1), launch(*args))
+launched = {"DQ_WS": [], "BWD_WS": []}
+for key, name in (("DQ_WS", "_rat_attn_bwd_dq_ws"), ("BWD_WS", "_rat_attn_bwd_dkv_ws")):
+    setattr(mod, name, lambda *args, f=getattr(mod, name), n=launched[key]: (n.append(1), f(*args)))
 
 
 def rel(x, r):
@@ -43,21 +48,20 @@ for size in a.sizes.split(","):
     def bwd(cfg):
         return mod.rat_bwd(proj, bias, y, lse, dy, config=cfg, mode="train", scan=scan)
 
-    shown = {k: rec[k] for k in ("DQ_BT", "DQ_BC", "dq_num_warps", "dq_num_stages", "DQ_WS")}
+    shown = {k: v for k, v in rec.items() if k.startswith(("DQ", "dq", "BWD_B", "bwd_num"))}
     ref = bwd(rec)
     t0 = do_bench(lambda: bwd(rec), rep=300)
     print(f"T={T} B={B} rat_bwd, record {shown}: {t0:.3f} ms", flush=True)
-    for spec in a.dq.split(";"):
-        bc, ks, vs = map(int, spec.split(","))
-        cfg = rec | dict(DQ_WS=1, DQ_BC=bc, DQ_WS_KS=ks, DQ_WS_VS=vs)
-        n = len(launched)
+    for v in json.loads(a.variants):
+        cfg = rec | v
+        before = {k: len(n) for k, n in launched.items()}
         try:
             got = bwd(cfg)
-            assert len(launched) == n + 1
+            assert all(len(n) == before[k] + v.get(k, 0) for k, n in launched.items())
             ms = do_bench(lambda: bwd(cfg), rep=300)
         except Exception as e:  # noqa: BLE001 - a failing configuration is a result
-            print(f"  DQ_WS BC {bc}, KS {ks}, VS {vs}: FAIL {type(e).__name__}: {str(e)[:200]}")
+            print(f"  {v}: FAIL {type(e).__name__}: {str(e)[:200]}", flush=True)
             continue
-        print(f"  DQ_WS BC {bc}, KS {ks}, VS {vs}: {ms:.3f} ms ({t0 / ms:.3f}x), dproj rel. err "
-              f"{rel(got[0], ref[0]):.1e}, dgate_bias {rel(got[1], ref[1]):.1e}", flush=True)
+        print(f"  {v}: {ms:.3f} ms ({t0 / ms:.3f}x), dproj rel. err {rel(got[0], ref[0]):.1e}, "
+              f"dgate_bias {rel(got[1], ref[1]):.1e}", flush=True)
     torch.cuda.empty_cache()

@@ -888,6 +888,7 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None, keep=Fa
 #                            stores do [B*H, T, BLOCK_D] in proj's dtype for the next kernels
 #                            (on Hopper, bf16, with DQ_WS = 1: rat_attn_bwd_dq_ws_kernel, Gluon,
 #                            warp-specialised, templates/rat_bwd_ws.py.jinja)
+#                            (likewise BWD_WS = 1: rat_attn_bwd_dkv_ws_kernel)
 #   rat_attn_bwd_dkv_kernel  per block of chunks: dK^ (rotated), dV~ over the later queries, from
 #                            the scan's q^ and that do, loaded as TMA blocks
 #   rat_scan_bwd_kernel      per block of chunks and q/k group: the scans' adjoint of the group's
@@ -905,7 +906,8 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None, keep=Fa
 #   alone 46 ms at DQ_BC = 128, 3 stages, against 66 ms at DQ_BC = 64, 2 stages. Both fit shared
 #   memory up to d = 128 (BWD_FP32_CONFIG below halves them for fp32)
 #   DQ_WS: 1 runs the dq launch warp-specialised where it can (_ws_ready), 128 queries a program,
-#   key blocks of DQ_BC through DQ_WS_KS key and DQ_WS_VS value stages
+#   key blocks of DQ_BC through DQ_WS_KS key and DQ_WS_VS value stages; BWD_WS likewise the
+#   dK/dV launch, 128 keys a program, query blocks of BWD_WS_BT rows through BWD_WS_QS stages
 #   BWD_SCAN_BK, bwd_scan_num_warps: the scan backward (chunks per program, power of two). Its
 #   programs hold the H/G heads of a group, so they want fewer chunks than the forward scan's: at
 #   T=16K, B=16 on an H100 (bf16, 8 heads a group) 1 chunk and 4 warps took 3.97 ms, 1 and 1
@@ -924,6 +926,9 @@ CONFIG.update({
     "DQ_WS": 0,
     "DQ_WS_KS": 2,
     "DQ_WS_VS": 2,
+    "BWD_WS": 0,
+    "BWD_WS_BT": 64,
+    "BWD_WS_QS": 3,
 })
 
 
@@ -1163,9 +1168,9 @@ BWD_FP32_CONFIG = {"BWD_BC": 64, "bwd_num_stages": 2, "DQ_BC": 64, "dq_num_stage
 # Hopper: the dq kernel with warp specialisation (Gluon), arranged as the forward's
 #   One program: 128 queries of one head, two consumer warpgroups of 64 rows, the forward's
 #   producer (q^ tiles, K~ and V~ rings). A consumer computes its rows' per-token terms (Delta,
-#   the self term, dz, do into shared memory and to p_do), then in turn t issues S_t = q^ K~_t^T,
-#   dP_t = do V~_t^T and dq += dS_t-1 K~_t-1, hands the turn over, and forms dS_t while dq's
-#   product and the other consumer's run. A key tile is free once dq's product with it retires,
+#   the self term, dz, do into shared memory and to p_do), then in turn t
+#   issues S_t = q^ K~_t^T, dP_t = do V~_t^T and dq += dS_t-1 K~_t-1, hands the turn over, and
+#   forms dS_t while dq's product and the other consumer's run. A key tile is free once dq's product with it retires,
 #   a value tile once its dP has. The records choose it (DQ_WS = 1).
 if GLUON:
     @gluon.jit
@@ -1251,9 +1256,10 @@ if GLUON:
         b_sz = 1.0 / (1.0 + gl.exp2(b_z * -1.4426950408889634))  # sigmoid(z)
         b_do = b_dy * b_sz
         b_dz = b_dy * b_y * (1.0 - b_sz)  # dy . y~ sigmoid'(z), y~ = out / sigmoid(z)
-        p_drow = p_dproj + i_b.to(gl.int64) * T * 256 + o_t[:, None] * 256
-        gl.store(p_drow + 0 + i_h * _d + o_d[None, :], b_dz.to(p_dproj.dtype.element_ty),
-                 mask=m_td)
+        # dproj [B, T, F] contiguous
+        p_drow = p_dproj + (i_b.to(gl.int64) * T + o_t[:, None]) * 256
+        gl.store(p_drow + 0 + i_h * _d + o_d[None, :],
+                 b_dz.to(p_dproj.dtype.element_ty), mask=m_td)
         b_lse = gl.load(p_lse + i_bh * T + o_t, mask=m_t, other=0.0)
         # the self term
         b_vt = gl.load(p_v + o_td, mask=m_td, other=0.0).to(gl.float32)
@@ -1321,6 +1327,194 @@ def _rat_attn_bwd_dq_ws(proj, qh, kc, vc, NCP, dy, y, lse, s, v, delta, dss, ps,
         KS=cfg["DQ_WS_KS"], VS=cfg["DQ_WS_VS"], num_warps=4, maxnreg=WS_MAXNREG)
 
 
+# Hopper: the dK/dV kernel with warp specialisation (Gluon)
+#   One program: 128 chunk-final keys of one head (BWD_BC's role), a consumer warpgroup per 64
+#   of them holding its K~, V~ tiles and dK^, dV~ accumulators; a 1-warp producer loads those
+#   tiles once, then q^ and do of each query block (BWD_WS_BT rows) through a ring of
+#   BWD_WS_QS stages, freed once both consumers' dV and dK products with it have retired. In
+#   turn t a consumer issues S^T_t = K~ q^_t^T and dP^T_t = V~ do_t^T, then dV += P^T_t-1 do_t-1
+#   and dK += dS^T_t-1 q^_t-1, hands the turn over, and forms P^T_t, dS^T_t while its products
+#   and the other consumer's run. The records choose it (BWD_WS = 1).
+if GLUON:
+    @gluon.jit
+    def _rat_ws_dkv_producer(args):
+        """TMA: both consumers' K~, V~ tiles, then q^ and do of query blocks 0 .. n_q-1."""
+        ring, shape, _, _ = args
+        desc_q, desc_do, desc_k, desc_v, k_s, v_s, q_s, do_s, kvbar, ready, empty, _ = ring
+        i_bh, i_c, T, NCP, t_start, n_q = shape
+        BT: gl.constexpr = desc_q.block_type.shape[0]
+        QS: gl.constexpr = q_s.type.shape[0]
+        row_k = i_bh * NCP + i_c * 2 * _R
+        mbarrier.expect(kvbar, 4 * desc_k.block_type.nbytes)
+        for i in gl.static_range(2):
+            tma.async_copy_global_to_shared(desc_k, [row_k + i * _R, 0], kvbar, k_s.index(i))
+            tma.async_copy_global_to_shared(desc_v, [row_k + i * _R, 0], kvbar, v_s.index(i))
+        row_q = ((i_bh // _H) * _G + (i_bh % _H) % _G) * T + t_start  # group h % G's q^
+        row_o = i_bh * T + t_start
+        for j in range(n_q):
+            st = j % QS
+            mbarrier.wait(empty.index(st), ((j // QS) & 1) ^ 1)
+            mbarrier.expect(ready.index(st),
+                            desc_q.block_type.nbytes + desc_do.block_type.nbytes)
+            tma.async_copy_global_to_shared(desc_q, [row_q + j * BT, 0], ready.index(st),
+                                            q_s.index(st))
+            tma.async_copy_global_to_shared(desc_do, [row_o + j * BT, 0], ready.index(st),
+                                            do_s.index(st))
+
+    @gluon.jit
+    def _rat_ws_dkv_rows(p_lse, p_delta, t0, T, zero_s):
+        """lse, Delta and the chunk (T past the end) of queries t0 .. t0 + BT - 1, laid out
+        along zero_s's columns."""
+        BT: gl.constexpr = zero_s.type.shape[1]
+        o_t = t0 + gl.arange(0, BT, layout=gl.SliceLayout(0, zero_s.type.layout))
+        m_t = o_t < T
+        lse = gl.load(p_lse + o_t, mask=m_t, other=0.0)
+        delta = gl.load(p_delta + o_t, mask=m_t, other=0.0)
+        return lse, delta, gl.where(m_t, o_t // _L, T)
+
+    @gluon.jit
+    def _rat_ws_dkv_scores(s, dp, lse, delta, o_ct, o_k, qk_scale):
+        """P^T = 2^(S^T qk_scale - lse), zero where c' >= c(t) (and past T), and dS^T."""
+        p = gl.exp2(s * qk_scale - lse[None, :])
+        p = gl.where(o_k[:, None] < o_ct[None, :], p, 0.0)
+        return p, p * (dp - delta[None, :])
+
+    @gluon.jit
+    def _rat_ws_dkv_loop(k_h, v_h, q_s, do_s, ready, empty, turn, dk, dv, p_lse, p_delta, o_k,
+                         t_start, n_q, T, qk_scale, HALF: gl.constexpr):
+        """dK, dV over query blocks 0 .. n_q-1 (n_q >= 1) in n_q + 1 turns (unscaled dK)."""
+        QS: gl.constexpr = q_s.type.shape[0]
+        BT: gl.constexpr = q_s.type.shape[1]
+        dt: gl.constexpr = q_s.dtype
+        s_layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BT, 16])
+        zero_s = gl.zeros([_R, BT], gl.float32, layout=s_layout)
+        a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=dk.type.layout,
+                                                     k_width=2)
+        lse, delta, o_ct = _rat_ws_dkv_rows(p_lse, p_delta, t_start, T, zero_s)
+        mbarrier.wait(turn.index(HALF), 1 - HALF)  # consumer 0 takes turn 0
+        mbarrier.wait(ready.index(0), 0)
+        s = warpgroup_mma(k_h, q_s.index(0).permute((1, 0)), zero_s, use_acc=False,
+                          is_async=True)
+        dp = warpgroup_mma(v_h, do_s.index(0).permute((1, 0)), zero_s, use_acc=False,
+                           is_async=True)
+        mbarrier.arrive(turn.index(1 - HALF))
+        s, dp = warpgroup_mma_wait(num_outstanding=0, deps=(s, dp))
+        p, ds = _rat_ws_dkv_scores(s, dp, lse, delta, o_ct, o_k, qk_scale)
+        p_op = gl.convert_layout(p.to(dt), a_layout)
+        ds_op = gl.convert_layout(ds.to(dt), a_layout)
+        for t in range(1, n_q):
+            j = t - 1
+            lse, delta, o_ct = _rat_ws_dkv_rows(p_lse, p_delta, t_start + t * BT, T, zero_s)
+            mbarrier.wait(turn.index(HALF), (t & 1) ^ (1 - HALF))
+            mbarrier.wait(ready.index(t % QS), (t // QS) & 1)
+            s = warpgroup_mma(k_h, q_s.index(t % QS).permute((1, 0)), zero_s, use_acc=False,
+                              is_async=True)
+            dp = warpgroup_mma(v_h, do_s.index(t % QS).permute((1, 0)), zero_s, use_acc=False,
+                               is_async=True)
+            dv = warpgroup_mma(p_op, do_s.index(j % QS), dv, is_async=True)
+            dk = warpgroup_mma(ds_op, q_s.index(j % QS), dk, is_async=True)
+            mbarrier.arrive(turn.index(1 - HALF))
+            s, dp = warpgroup_mma_wait(num_outstanding=2, deps=(s, dp))  # dV, dK may still run
+            p, ds = _rat_ws_dkv_scores(s, dp, lse, delta, o_ct, o_k, qk_scale)
+            p_b = p.to(dt)
+            ds_b = ds.to(dt)
+            dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(dv, dk))
+            mbarrier.arrive(empty.index(j % QS))
+            p_op = gl.convert_layout(p_b, a_layout)
+            ds_op = gl.convert_layout(ds_b, a_layout)
+        j = n_q - 1
+        mbarrier.wait(turn.index(HALF), (n_q & 1) ^ (1 - HALF))
+        dv = warpgroup_mma(p_op, do_s.index(j % QS), dv, is_async=True)
+        dk = warpgroup_mma(ds_op, q_s.index(j % QS), dk, is_async=True)
+        mbarrier.arrive(turn.index(1 - HALF))
+        dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(dv, dk))
+        mbarrier.arrive(empty.index(j % QS))
+        return dk, dv
+
+    @gluon.jit
+    def _rat_ws_dkv_consumer(args, HALF: gl.constexpr):
+        """Keys i_c * 128 + HALF * 64 .. + 63: dK^ (scaled), dV~ over the query blocks."""
+        ring, shape, ptrs, scalars = args
+        _, _, _, _, k_s, v_s, q_s, do_s, kvbar, ready, empty, turn = ring
+        i_bh, i_c, T, NCP, t_start, n_q = shape
+        p_lse, p_delta, p_dkc, p_dvc = ptrs
+        NC, qk_scale = scalars
+        BT: gl.constexpr = q_s.type.shape[1]
+        BD: gl.constexpr = q_s.type.shape[2]
+        s_layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BT, 16])
+        o_layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BD, 16])
+        k0 = i_c * 2 * _R + HALF * _R
+        dk = gl.zeros([_R, BD], gl.float32, layout=o_layout)
+        dv = gl.zeros([_R, BD], gl.float32, layout=o_layout)
+        mbarrier.wait(kvbar, 0)
+        if n_q > 0:
+            dk, dv = _rat_ws_dkv_loop(
+                k_s.index(HALF), v_s.index(HALF), q_s, do_s, ready, empty, turn, dk, dv,
+                p_lse + i_bh * T, p_delta + i_bh * T,
+                k0 + gl.arange(0, _R, layout=gl.SliceLayout(1, s_layout)), t_start, n_q, T,
+                qk_scale, HALF)
+        o_k = k0 + gl.arange(0, _R, layout=gl.SliceLayout(1, o_layout))
+        o_d = gl.arange(0, BD, layout=gl.SliceLayout(0, o_layout))
+        o_cache = (i_bh * NCP + o_k[:, None]) * BD + o_d[None, :]
+        m = (o_k < NC)[:, None] & (o_d < _d)[None, :]
+        gl.store(p_dkc + o_cache, dk * (qk_scale * 0.6931471805599453), mask=m)  # ln 2
+        gl.store(p_dvc + o_cache, dv, mask=m)
+
+    @gluon.jit
+    def _rat_ws_dkv_consumer0(args):
+        _rat_ws_dkv_consumer(args, 0)
+
+    @gluon.jit
+    def _rat_ws_dkv_consumer1(args):
+        _rat_ws_dkv_consumer(args, 1)
+
+    @gluon.jit
+    def rat_attn_bwd_dkv_ws_kernel(
+        desc_q, desc_do, desc_k, desc_v, p_lse, p_delta, p_dkc, p_dvc, T, NC, NCP, qk_scale,
+        QS: gl.constexpr,
+    ):
+        # grid (B * H, NC / 128): heads on the fast axis, as rat_attn_bwd_dkv_kernel's
+        gl.static_assert(QS >= 2)  # query block t-1 (dV, dK in flight) and t
+        BT: gl.constexpr = desc_q.block_type.shape[0]
+        BD: gl.constexpr = desc_q.block_type.shape[1]
+        dt: gl.constexpr = desc_q.dtype
+        k_s = gl.allocate_shared_memory(dt, [2, _R, BD], desc_k.layout)
+        v_s = gl.allocate_shared_memory(dt, [2, _R, BD], desc_v.layout)
+        q_s = gl.allocate_shared_memory(dt, [QS, BT, BD], desc_q.layout)
+        do_s = gl.allocate_shared_memory(dt, [QS, BT, BD], desc_do.layout)
+        kvbar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+        ready = gl.allocate_shared_memory(gl.int64, [QS, 1], mbarrier.MBarrierLayout())
+        empty = gl.allocate_shared_memory(gl.int64, [QS, 1], mbarrier.MBarrierLayout())
+        turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+        mbarrier.init(kvbar, count=1)
+        for i in gl.static_range(QS):
+            mbarrier.init(ready.index(i), count=1)
+            mbarrier.init(empty.index(i), count=2)  # one arrival per consumer
+        for i in gl.static_range(2):
+            mbarrier.init(turn.index(i), count=1)
+        i_c = gl.program_id(1)
+        # query blocks from the one holding the block's first reader, token (c'_0 + 1) L
+        t_start = (((i_c * 2 * _R + 1) * _L) // BT) * BT
+        n_q = gl.cdiv(gl.maximum(T - t_start, 0), BT)
+        args = ((desc_q, desc_do, desc_k, desc_v, k_s, v_s, q_s, do_s, kvbar, ready, empty, turn),
+                (gl.program_id(0), i_c, T, NCP, t_start, n_q), (p_lse, p_delta, p_dkc, p_dvc),
+                (NC, qk_scale))
+        gl.warp_specialize([(_rat_ws_dkv_consumer0, (args, )), (_rat_ws_dkv_consumer1, (args, )),
+                            (_rat_ws_dkv_producer, (args, ))], [4, 1], [_REGS, 24])
+
+
+def _rat_attn_bwd_dkv_ws(qh, do, kc, vc, lse, delta, dkc, dvc, B, T, NC, NCP, cfg):
+    """rat_attn_bwd_dkv_kernel's launch by rat_attn_bwd_dkv_ws_kernel (128 keys a program)."""
+    BT = cfg["BWD_WS_BT"]
+    rat_attn_bwd_dkv_ws_kernel[(B * H, triton.cdiv(NC, 2 * WS_ROWS))](
+        _gluon_descriptor(qh.view(-1, BLOCK_D), BT), _gluon_descriptor(do.view(-1, BLOCK_D), BT),
+        _gluon_descriptor(kc, WS_ROWS), _gluon_descriptor(vc, WS_ROWS), lse, delta, dkc, dvc, T,
+        NC, NCP, SM_SCALE * LOG2E, QS=cfg["BWD_WS_QS"], num_warps=4, maxnreg=WS_MAXNREG)
+
+
 def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
     """Gradients of y = core(proj, gate_bias) from the forward's output and softmax statistics.
 
@@ -1349,9 +1543,10 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
         assert kc.shape == (B * H * NCP, BLOCK_D) and NCP % max(cfg["BWD_BC"], cfg["DQ_BC"]) == 0
     else:
         v, kt = (torch.empty(B, T, D, device=dev, dtype=dt) for _ in range(2))
-        # cache rows per head: whole key blocks of both kernels (powers of two: the larger block)
+        # cache rows per head: whole key blocks of both kernels (powers of two: the larger block;
+        # the warp-specialised dK/dV's are 128)
         s, kc, vc, NCP, qh, _ = _rat_scan(proj, gate_bias, cfg, v, kt,
-                                          rows=max(cfg["BWD_BC"], cfg["DQ_BC"]))
+                                          rows=max(cfg["BWD_BC"], cfg["DQ_BC"], 128))
     do = torch.empty(B * H, T, BLOCK_D, device=dev, dtype=dt)  # do per head
     delta, dss, ps = (torch.empty(B, H, T, **f32) for _ in range(3))  # Delta, dS_self, P_self
     dq = torch.empty_like(v)  # dq^
@@ -1371,7 +1566,9 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
             desc_v=desc_v, p_delta=delta, p_dss=dss, p_ps=ps, p_dq=dq, p_dproj=dproj, p_do=do,
             T=T, NCP=NCP, F=IN_FEATURES, BT=cfg["DQ_BT"], BC=cfg["DQ_BC"],
             num_warps=cfg["dq_num_warps"], num_stages=cfg["dq_num_stages"], **common)
-    if NC > 0:
+    if NC > 0 and _ws_ready(proj, cfg, "BWD_WS"):
+        _rat_attn_bwd_dkv_ws(qh, do, kc, vc, lse, delta, dkc, dvc, B, T, NC, NCP, cfg)
+    elif NC > 0:
         desc_k, desc_v = _descriptors(kc, vc, cfg["BWD_BC"])
         desc_q, desc_do = _descriptors(qh.view(B * GROUPS * T, BLOCK_D),
                                        do.view(B * H * T, BLOCK_D), cfg["BWD_BT"])
@@ -1405,7 +1602,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_9507b9b887a9"
+OP_NAMESPACE = "ratc_rat_efc8b6ac84f5"
 
 
 def _config_arg(config):
