@@ -58,6 +58,12 @@ def test_spaces_per_mode():
     big = base | dict(BWD_BT=128, BWD_BC=128, bwd_num_stages=3)
     assert not keep(big, rat)  # dK/dV: K, V and three stages of q^, do: 256 KiB
     assert not keep(base | dict(DQ_BT=128, DQ_BC=128, dq_num_stages=4), rat)  # dq: 4 stages
+    # the warp-specialised backward kernels' shapes: every one fits but dq's 128 keys x 3 + 3
+    assert {(c["BWD_WS_BT"], c["BWD_WS_QS"]) for c in train if c["BWD_WS"]} == {
+        (bt, qs) for bt in (32, 64) for qs in (2, 3, 4)}
+    assert {(c["DQ_BC"], c["DQ_WS_KS"], c["DQ_WS_VS"]) for c in train if c["DQ_WS"]} == {
+        (64, 2, 2), (64, 2, 3), (64, 3, 2), (64, 3, 3), (128, 2, 2), (128, 2, 3), (128, 3, 2)}
+    assert all(set(c) == set(train[0]) for c in train)
     split = {"DECODE_WARPS", "DECODE_STAGES", "DECODE_SPLIT_ROWS"}
     assert set(decode_space(rat)[0]) == {"DECODE_BC"} | split
     assert set(decode_space(swa)[0]) == {"DECODE_BN"} | split
@@ -193,8 +199,10 @@ def test_key_groups_put_every_key_of_a_space_in_one_launch_group():
     rat, swa = RAT_SWA.mixer("rat"), RAT_SWA.mixer("swa")
     train = key_groups(rat, space_of(rat, "train")[0])
     assert train == [("BT", "BC", "num_warps", "num_stages", "WS", "WS_KS", "WS_VS"),
-                     ("DQ_BT", "DQ_BC", "dq_num_warps", "dq_num_stages"),
-                     ("BWD_BT", "BWD_BC", "bwd_num_warps", "bwd_num_stages"),
+                     ("DQ_BT", "DQ_BC", "dq_num_warps", "dq_num_stages", "DQ_WS", "DQ_WS_KS",
+                      "DQ_WS_VS"),
+                     ("BWD_BT", "BWD_BC", "bwd_num_warps", "bwd_num_stages", "BWD_WS",
+                      "BWD_WS_BT", "BWD_WS_QS"),
                      ("BWD_SCAN_BK", "bwd_scan_num_warps"),
                      ("SCAN_BK", "SCAN_WARPS")]
     assert key_groups(rat, forward_space(rat)[0]) == [train[0], train[4]]

@@ -66,13 +66,19 @@ def backward_space(m: MixerIR) -> list[dict]:
     the forward's keys."""
     if m.kind is LayerKind.RAT:  # dK/dV's keys, then dq's, then the scan backward's
         blocks = list(itertools.product((64, 128), (32, 64, 128), (4, 8), (2, 3)))
-        return [
-            dict(BWD_BT=bt, BWD_BC=bc, bwd_num_warps=w, bwd_num_stages=s,
-                 DQ_BT=qt, DQ_BC=qc, dq_num_warps=qw, dq_num_stages=qs,
-                 BWD_SCAN_BK=sk, bwd_scan_num_warps=sw)
-            for (bt, bc, w, s), (qt, qc, qw, qs), sk, sw in itertools.product(
-                blocks, blocks, (1, 2, 4), (1, 2, 4))
-        ]
+        # the Triton kernels' shapes (the WS keys at their defaults), then the warp-specialised
+        # kernels' (Hopper, bf16; elsewhere they launch the Triton kernels at the other keys)
+        dkv = [dict(BWD_BT=bt, BWD_BC=bc, bwd_num_warps=w, bwd_num_stages=s, BWD_WS=0,
+                    BWD_WS_BT=64, BWD_WS_QS=3) for bt, bc, w, s in blocks]
+        dkv += [dict(BWD_BT=64, BWD_BC=128, bwd_num_warps=8, bwd_num_stages=3, BWD_WS=1,
+                     BWD_WS_BT=bt, BWD_WS_QS=qs)
+                for bt, qs in itertools.product((32, 64), (2, 3, 4))]
+        dq = [dict(DQ_BT=qt, DQ_BC=qc, dq_num_warps=qw, dq_num_stages=qs, DQ_WS=0, DQ_WS_KS=2,
+                   DQ_WS_VS=2) for qt, qc, qw, qs in blocks]
+        dq += [dict(DQ_BT=64, DQ_BC=qc, dq_num_warps=8, dq_num_stages=2, DQ_WS=1, DQ_WS_KS=ks,
+                    DQ_WS_VS=vs) for qc, ks, vs in itertools.product((64, 128), (2, 3), (2, 3))]
+        return [k | q | dict(BWD_SCAN_BK=sk, bwd_scan_num_warps=sw)
+                for k, q, sk, sw in itertools.product(dkv, dq, (1, 2, 4), (1, 2, 4))]
     if m.kind not in (LayerKind.SLIDING_WINDOW, LayerKind.ATTENTION):
         return [{}]
     return [
@@ -124,9 +130,13 @@ def shared_memory_estimate(c: dict, m: MixerIR) -> int:
         return max(dkdv, dq, shared_memory_estimate(fwd, m))
     if "BWD_BT" in c:  # RAT: dK/dV holds K, V tiles and pipelines q^, do; dq pipelines K, V
         dkv = (2 * c["BWD_BC"] + c["bwd_num_stages"] * 2 * c["BWD_BT"]) * d * ELEMENT_BYTES
+        if c.get("BWD_WS"):  # 128 keys of K~, V~ and the q^, do stages
+            dkv = (2 * 128 + c["BWD_WS_QS"] * 2 * c["BWD_WS_BT"]) * d * ELEMENT_BYTES
         # counted like the forward (stages of K and V, one query tile): DQ_BC = 128 with 3 stages
         # at d = 128 ran on an H100 (the forward formula's 208 KiB)
         dq = (c["dq_num_stages"] * 2 * c["DQ_BC"] + c["DQ_BT"]) * d * ELEMENT_BYTES
+        if c.get("DQ_WS"):  # 128 rows of q^ and of do, the key and value stages
+            dq = (2 * 128 + (c["DQ_WS_KS"] + c["DQ_WS_VS"]) * c["DQ_BC"]) * d * ELEMENT_BYTES
         fwd = {k: v for k, v in c.items() if not k.upper().startswith("BWD")}
         return max(dkv, dq, shared_memory_estimate(fwd, m))
     if m.kind is LayerKind.RAT:
@@ -162,8 +172,10 @@ def keep(c: dict, m: MixerIR) -> bool:
 # held (the RAT backward with RECOMPUTE_SCAN also runs the forward scan, at SCAN_*)
 LAUNCH_KEYS = {
     LayerKind.RAT: (("BT", "BC", "num_warps", "num_stages", "WS", "WS_KS", "WS_VS"),
-                    ("DQ_BT", "DQ_BC", "dq_num_warps", "dq_num_stages"),
-                    ("BWD_BT", "BWD_BC", "bwd_num_warps", "bwd_num_stages"),
+                    ("DQ_BT", "DQ_BC", "dq_num_warps", "dq_num_stages", "DQ_WS", "DQ_WS_KS",
+                     "DQ_WS_VS"),
+                    ("BWD_BT", "BWD_BC", "bwd_num_warps", "bwd_num_stages", "BWD_WS", "BWD_WS_BT",
+                     "BWD_WS_QS"),
                     ("BWD_SCAN_BK", "bwd_scan_num_warps"),
                     ("SCAN_BK", "SCAN_WARPS")),
     LayerKind.SLIDING_WINDOW: (("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "TMA"),),

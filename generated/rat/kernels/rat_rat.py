@@ -114,8 +114,14 @@ TUNED = {'NVIDIA H100 80GB HBM3': {'prefill': {'T131072xB2': {'BC': 128,
                                                     'BT': 128,
                                                     'BWD_BC': 128,
                                                     'BWD_BT': 64,
-                                                    'DQ_BC': 128,
+                                                    'BWD_WS': 1,
+                                                    'BWD_WS_BT': 32,
+                                                    'BWD_WS_QS': 4,
+                                                    'DQ_BC': 64,
                                                     'DQ_BT': 128,
+                                                    'DQ_WS': 1,
+                                                    'DQ_WS_KS': 3,
+                                                    'DQ_WS_VS': 2,
                                                     'SCAN_BK': 16,
                                                     'SCAN_WARPS': 2,
                                                     'WS': 1,
@@ -1687,7 +1693,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_b3e4b8c442df"
+OP_NAMESPACE = "ratc_rat_809df7015600"
 
 
 def _config_arg(config):
