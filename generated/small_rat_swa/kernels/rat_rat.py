@@ -1362,21 +1362,20 @@ if GLUON:
                                             do_s.index(st))
 
     @gluon.jit
-    def _rat_ws_dkv_rows(p_lse, p_delta, t0, T, zero_s):
-        """lse, Delta and the chunk (T past the end) of queries t0 .. t0 + BT - 1, laid out
-        along zero_s's columns."""
-        BT: gl.constexpr = zero_s.type.shape[1]
-        o_t = t0 + gl.arange(0, BT, layout=gl.SliceLayout(0, zero_s.type.layout))
+    def _rat_ws_dkv_scores(s, dp, p_lse, p_delta, t0, T, o_k, qk_scale):
+        """P^T = 2^(S^T qk_scale - lse) of the queries t0 .. t0 + BT - 1, zero where c' >= c(t)
+        or t >= T (only blocks reaching the keys' last chunk or T need the mask), and dS^T.
+        lse and Delta load here, after the products: loaded ahead they held registers across
+        them (spills at 64 queries)."""
+        BT: gl.constexpr = s.type.shape[1]
+        R: gl.constexpr = s.type.shape[0]
+        o_t = t0 + gl.arange(0, BT, layout=gl.SliceLayout(0, s.type.layout))
         m_t = o_t < T
         lse = gl.load(p_lse + o_t, mask=m_t, other=0.0)
         delta = gl.load(p_delta + o_t, mask=m_t, other=0.0)
-        return lse, delta, gl.where(m_t, o_t // _L, T)
-
-    @gluon.jit
-    def _rat_ws_dkv_scores(s, dp, lse, delta, o_ct, o_k, qk_scale):
-        """P^T = 2^(S^T qk_scale - lse), zero where c' >= c(t) (and past T), and dS^T."""
         p = gl.exp2(s * qk_scale - lse[None, :])
-        p = gl.where(o_k[:, None] < o_ct[None, :], p, 0.0)
+        if (t0 < (gl.min(o_k, axis=0) + R) * _L) | (t0 + BT > T):
+            p = gl.where((o_k[:, None] < (o_t // _L)[None, :]) & m_t[None, :], p, 0.0)
         return p, p * (dp - delta[None, :])
 
     @gluon.jit
@@ -1391,7 +1390,6 @@ if GLUON:
         zero_s = gl.zeros([_R, BT], gl.float32, layout=s_layout)
         a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=dk.type.layout,
                                                      k_width=2)
-        lse, delta, o_ct = _rat_ws_dkv_rows(p_lse, p_delta, t_start, T, zero_s)
         mbarrier.wait(turn.index(HALF), 1 - HALF)  # consumer 0 takes turn 0
         mbarrier.wait(ready.index(0), 0)
         s = warpgroup_mma(k_h, q_s.index(0).permute((1, 0)), zero_s, use_acc=False,
@@ -1400,12 +1398,11 @@ if GLUON:
                            is_async=True)
         mbarrier.arrive(turn.index(1 - HALF))
         s, dp = warpgroup_mma_wait(num_outstanding=0, deps=(s, dp))
-        p, ds = _rat_ws_dkv_scores(s, dp, lse, delta, o_ct, o_k, qk_scale)
+        p, ds = _rat_ws_dkv_scores(s, dp, p_lse, p_delta, t_start, T, o_k, qk_scale)
         p_op = gl.convert_layout(p.to(dt), a_layout)
         ds_op = gl.convert_layout(ds.to(dt), a_layout)
         for t in range(1, n_q):
             j = t - 1
-            lse, delta, o_ct = _rat_ws_dkv_rows(p_lse, p_delta, t_start + t * BT, T, zero_s)
             mbarrier.wait(turn.index(HALF), (t & 1) ^ (1 - HALF))
             mbarrier.wait(ready.index(t % QS), (t // QS) & 1)
             s = warpgroup_mma(k_h, q_s.index(t % QS).permute((1, 0)), zero_s, use_acc=False,
@@ -1416,7 +1413,8 @@ if GLUON:
             dk = warpgroup_mma(ds_op, q_s.index(j % QS), dk, is_async=True)
             mbarrier.arrive(turn.index(1 - HALF))
             s, dp = warpgroup_mma_wait(num_outstanding=2, deps=(s, dp))  # dV, dK may still run
-            p, ds = _rat_ws_dkv_scores(s, dp, lse, delta, o_ct, o_k, qk_scale)
+            p, ds = _rat_ws_dkv_scores(s, dp, p_lse, p_delta, t_start + t * BT, T, o_k,
+                                       qk_scale)
             p_b = p.to(dt)
             ds_b = ds.to(dt)
             dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(dv, dk))
@@ -1602,7 +1600,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_6a64fa2490f5"
+OP_NAMESPACE = "ratc_rat_42044e64ad4a"
 
 
 def _config_arg(config):
