@@ -109,7 +109,44 @@ TUNED = {'NVIDIA H100 80GB HBM3': {'prefill': {'T131072xB2': {'BC': 128,
                                                       'SCAN_BK': 8,
                                                       'SCAN_WARPS': 2,
                                                       'num_stages': 3,
-                                                      'num_warps': 4}}},
+                                                      'num_warps': 4}},
+                           'train': {'T131072xB2': {'BC': 128,
+                                                    'BT': 128,
+                                                    'BWD_BC': 128,
+                                                    'BWD_BT': 64,
+                                                    'BWD_WS': 1,
+                                                    'BWD_WS_BT': 32,
+                                                    'BWD_WS_QS': 4,
+                                                    'DQ_BC': 64,
+                                                    'DQ_BT': 128,
+                                                    'DQ_WS': 1,
+                                                    'DQ_WS_KS': 3,
+                                                    'DQ_WS_VS': 2,
+                                                    'SCAN_BK': 16,
+                                                    'SCAN_WARPS': 2,
+                                                    'WS': 1,
+                                                    'WS_KS': 2,
+                                                    'WS_VS': 3,
+                                                    'bwd_num_stages': 3,
+                                                    'bwd_num_warps': 8,
+                                                    'dq_num_stages': 2,
+                                                    'dq_num_warps': 8,
+                                                    'num_stages': 2,
+                                                    'num_warps': 4},
+                                     'T16384xB16': {'BC': 32,
+                                                    'BT': 64,
+                                                    'BWD_BC': 128,
+                                                    'BWD_BT': 64,
+                                                    'DQ_BC': 64,
+                                                    'DQ_BT': 64,
+                                                    'SCAN_BK': 16,
+                                                    'SCAN_WARPS': 4,
+                                                    'bwd_num_stages': 3,
+                                                    'bwd_num_warps': 8,
+                                                    'dq_num_stages': 2,
+                                                    'dq_num_warps': 4,
+                                                    'num_stages': 3,
+                                                    'num_warps': 4}}},
  'NVIDIA H200': {'prefill': {'T131072xB2': {'BC': 64,
                                             'BT': 64,
                                             'SCAN_BK': 16,
@@ -121,7 +158,35 @@ TUNED = {'NVIDIA H100 80GB HBM3': {'prefill': {'T131072xB2': {'BC': 128,
                                             'SCAN_BK': 16,
                                             'SCAN_WARPS': 4,
                                             'num_stages': 3,
-                                            'num_warps': 4}}}}
+                                            'num_warps': 4}},
+                 'train': {'T131072xB2': {'BC': 64,
+                                          'BT': 64,
+                                          'BWD_BC': 128,
+                                          'BWD_BT': 64,
+                                          'DQ_BC': 128,
+                                          'DQ_BT': 64,
+                                          'SCAN_BK': 16,
+                                          'SCAN_WARPS': 4,
+                                          'bwd_num_stages': 3,
+                                          'bwd_num_warps': 8,
+                                          'dq_num_stages': 3,
+                                          'dq_num_warps': 8,
+                                          'num_stages': 3,
+                                          'num_warps': 4},
+                           'T16384xB16': {'BC': 64,
+                                          'BT': 64,
+                                          'BWD_BC': 128,
+                                          'BWD_BT': 64,
+                                          'DQ_BC': 128,
+                                          'DQ_BT': 64,
+                                          'SCAN_BK': 16,
+                                          'SCAN_WARPS': 4,
+                                          'bwd_num_stages': 3,
+                                          'bwd_num_warps': 8,
+                                          'dq_num_stages': 3,
+                                          'dq_num_warps': 8,
+                                          'num_stages': 3,
+                                          'num_warps': 4}}}}
 _DEVICE_NAMES = {}
 
 
@@ -1554,6 +1619,11 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
         dproj [B, T, 6656] contiguous in proj's dtype, dgate_bias [2048] fp32.
     """
     B, T, _ = proj.shape
+    if proj.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        # bind this thread to the device's context: autograd runs the backward on a thread of
+        # its own, where a TMA descriptor or Triton launch as the first CUDA call fails with
+        # "invalid device context" (pytorch/pytorch#124565; seen once in the GPU tests)
+        torch.cuda.set_device(proj.device)
     fp32 = BWD_FP32_CONFIG if proj.dtype == torch.float32 else {}
     cfg = _launch_config(proj, fp32 | dict(config or {}), mode=mode)
     NC = T // CHUNK
@@ -1626,7 +1696,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_300481a6eb8b"
+OP_NAMESPACE = "ratc_rat_87074253e83d"
 
 
 def _config_arg(config):

@@ -1528,6 +1528,11 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
         dproj [B, T, 1408] contiguous in proj's dtype, dgate_bias [384] fp32.
     """
     B, T, _ = proj.shape
+    if proj.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        # bind this thread to the device's context: autograd runs the backward on a thread of
+        # its own, where a TMA descriptor or Triton launch as the first CUDA call fails with
+        # "invalid device context" (pytorch/pytorch#124565; seen once in the GPU tests)
+        torch.cuda.set_device(proj.device)
     fp32 = BWD_FP32_CONFIG if proj.dtype == torch.float32 else {}
     cfg = _launch_config(proj, fp32 | dict(config or {}), mode=mode)
     NC = T // CHUNK
@@ -1600,7 +1605,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_42044e64ad4a"
+OP_NAMESPACE = "ratc_rat_3c4a90ea4efa"
 
 
 def _config_arg(config):
