@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import optuna
 import pytest
@@ -640,3 +641,20 @@ def test_rekey_records_moves_one_mode_unchanged(tmp_path, capsys):
     with pytest.raises(SystemExit, match="no layer 'nope'"):
         rekey_records.main(["specs/tiny_rat.yaml", "--layer", "nope", "--mode", "decode",
                             "--dir", str(tmp_path)])
+
+
+def test_committed_records_match_the_templates():
+    """Every record under autotune/ is keyed by the current signature of the paper's layers
+    (specs/rat_swa.yaml) in its mode: a template edit that changes a mode's text must re-key
+    its records (scripts/rekey_records.py) or re-tune them, else `ratc build` silently bakes
+    in none and the layer runs the template defaults."""
+    from ratc.codegen.render import signature_of
+
+    current = {(m.kind.value, mode): signature_of(m, mode)
+               for m in RAT_SWA.mixers for mode in ("prefill", "train", "decode")}
+    files = sorted((Path(__file__).resolve().parents[1] / "autotune").glob("*.json"))
+    assert files
+    for path in files:
+        for sig, rec in load_records(path)["records"].items():
+            for mode in rec["modes"]:
+                assert current[(rec["kind"], mode)] == sig, f"{path.name}: {sig} {mode} is orphaned"
