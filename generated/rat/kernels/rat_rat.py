@@ -114,7 +114,7 @@ TUNED = {'NVIDIA H100 80GB HBM3': {'prefill': {'T131072xB2': {'BC': 128,
                                                     'BT': 128,
                                                     'BWD_BC': 128,
                                                     'BWD_BT': 64,
-                                                    'BWD_WS': 1,
+                                                    'BWD_WS': 0,
                                                     'BWD_WS_BT': 32,
                                                     'BWD_WS_QS': 4,
                                                     'DQ_BC': 64,
@@ -1696,7 +1696,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_87074253e83d"
+OP_NAMESPACE = "ratc_rat_23434531343a"
 
 
 def _config_arg(config):
