@@ -70,8 +70,8 @@ LOG2E = 1.4426950408889634  # 1/ln 2: the softmax runs in exp2
 #   num_warps 4 or 8, num_stages 1..4 (pipelining depth of the chunk loop)
 #   fp32_dot: tl.dot precision for fp32 inputs, "ieee" (exact) or "tf32" (fast, ~1e-3 relative)
 #   WS: 1 runs the forward attention's fixed-reference launch warp-specialised where it can
-#     (_ws_ready: Hopper, bf16, head width <= 128), 128 queries a program, key blocks of BC (64 or 128) through
-#     WS_KS key and WS_VS value stages (2..4); 0 (or where it cannot) the Triton kernel
+#     (_ws_ready: Hopper, bf16, head width <= 128): 128 queries a program, key blocks of BC (64
+#     or 128) through WS_KS key and WS_VS value stages (2..4); 0 (or where it cannot): Triton
 #   (the backward adds its own keys below, with its kernels)
 #   Best measured (H100, B=2, T=128K, D=2048, L=16, bf16): BT=64, 4 warps, 3 stages, BC=64 for
 #   d=128 (358 TFLOP/s in the attention kernel), BC=128 for d=64 (317 TFLOP/s whole layer)
@@ -1605,7 +1605,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_631091324427"
+OP_NAMESPACE = "ratc_rat_396290a03f89"
 
 
 def _config_arg(config):
