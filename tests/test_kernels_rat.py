@@ -135,6 +135,26 @@ def test_triton_matches_reference(B, T, H, d, G, L, variant, layout, cfg, poison
 
 
 @pytest.mark.interpreter
+def test_ws_keys_fall_back_off_hopper(poisoned):
+    """WS, DQ_WS, BWD_WS = 1 where the Gluon kernels cannot run (here: the interpreter, fp32)
+    launch the Triton kernels: the same y and gradients as without them."""
+    m = make_mixer(2, 16, 2, 4)
+    mod = load_kernel(m, SMALL)
+    proj, bias = make_inputs(1, 37, m, torch.float32, seed=3)
+    ws = dict(SMALL, WS=1, DQ_WS=1, BWD_WS=1)
+    assert not mod._ws_ready(proj, ws) and not mod._ws_ready(proj.bfloat16(), ws)
+    grads = []
+    for cfg in (SMALL, ws):
+        x = proj.clone().requires_grad_()
+        y = mod.core_triton(x, bias, cfg)
+        y.backward(torch.ones_like(y))
+        grads.append((y.detach(), x.grad))
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
+    err, msg = rel_err(grads[1][0], reference(m, proj, bias))
+    assert err <= TOL[torch.float32], msg
+
+
+@pytest.mark.interpreter
 def test_fallback_blocks(monkeypatch):
     """Query blocks whose fixed softmax references sit far above their self scores (here: q of
     group 0 scaled 40x over tokens 16-31) are flagged by the attention kernel and redone by its
