@@ -108,7 +108,12 @@ def space_of(m: MixerIR, mode: str) -> list[dict]:
         return decode_space(m)
     fwd = forward_space(m)
     if mode == "train":
-        return [c for c in (f | b for f in fwd for b in backward_space(m)) if keep(c, m)]
+        # keep() of a train config is keep() of its forward part (forward_space applied it) and
+        # its backward launches' shared memory (the estimate is a max over launches): prune the
+        # backward part once, not each of the millions of pairs
+        bwd = [b for b in backward_space(m)
+               if shared_memory_estimate(b, m) <= SHARED_MEMORY_BYTES]
+        return [f | b for f in fwd for b in bwd]
     return fwd
 
 
@@ -127,7 +132,7 @@ def shared_memory_estimate(c: dict, m: MixerIR) -> int:
         dkdv = (2 * c["BWD_BLOCK_N1"] + s * 2 * c["BWD_BLOCK_M1"]) * d * ELEMENT_BYTES
         dq = (2 * c["BWD_BLOCK_M2"] + s * 2 * c["BWD_BLOCK_N2"]) * d * ELEMENT_BYTES
         fwd = {k: v for k, v in c.items() if not k.upper().startswith("BWD")}
-        return max(dkdv, dq, shared_memory_estimate(fwd, m))
+        return max(dkdv, dq, shared_memory_estimate(fwd, m) if fwd else 0)
     if "BWD_BT" in c:  # RAT: dK/dV holds K, V tiles and pipelines q^, do; dq pipelines K, V
         dkv = (2 * c["BWD_BC"] + c["bwd_num_stages"] * 2 * c["BWD_BT"]) * d * ELEMENT_BYTES
         if c.get("BWD_WS"):  # 128 keys of K~, V~ and the q^, do stages
@@ -137,8 +142,9 @@ def shared_memory_estimate(c: dict, m: MixerIR) -> int:
         dq = (c["dq_num_stages"] * 2 * c["DQ_BC"] + c["DQ_BT"]) * d * ELEMENT_BYTES
         if c.get("DQ_WS"):  # 128 rows of q^ and of do, the key and value stages
             dq = (2 * 128 + (c["DQ_WS_KS"] + c["DQ_WS_VS"]) * c["DQ_BC"]) * d * ELEMENT_BYTES
-        fwd = {k: v for k, v in c.items() if not k.upper().startswith("BWD")}
-        return max(dkv, dq, shared_memory_estimate(fwd, m))
+        fwd = {k: v for k, v in c.items()
+               if not k.upper().startswith(("BWD", "DQ"))}
+        return max(dkv, dq, shared_memory_estimate(fwd, m) if fwd else 0)
     if m.kind is LayerKind.RAT:
         tiles = (c["num_stages"] * 2 * c["BC"] + c["BT"]) * d * ELEMENT_BYTES
         if c.get("WS"):  # its rings and 128 rows of q^ (the Triton kernel's: the FALLBACK's)
