@@ -877,7 +877,7 @@ def swa_bwd(proj, y, lse, dy, config=None, out=None, mode=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_sliding_window_7c0d1616c06d"
+OP_NAMESPACE = "ratc_sliding_window_5211d68439c6"
 
 
 def _config_arg(config):
@@ -900,6 +900,15 @@ def _config_of(text):
         else:
             config[name] = int(value) if value.lstrip("-").isdigit() else float(value)
     return config or None
+
+
+def _bind_device(t):
+    """Bind the calling thread to t's CUDA context: the backward ops call it first. Autograd
+    runs a backward on a thread of its own, where a TMA descriptor or a Triton launch as the
+    thread's first CUDA call fails with "invalid device context" (pytorch/pytorch#124565; seen
+    once in the RAT GPU tests). Nothing off CUDA or under the interpreter."""
+    if t.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        torch.cuda.set_device(t.device)
 
 
 def _custom_op(name, impl, fake):
@@ -933,6 +942,7 @@ def _swa_bwd_impl(
     proj: torch.Tensor, y: torch.Tensor, lse: torch.Tensor, dy: torch.Tensor, config: str,
 ) -> torch.Tensor:
     """swa_bwd as an op: dproj [B, T, 6144] contiguous."""
+    _bind_device(proj)
     return swa_bwd(proj, y, lse, dy, config=_config_of(config), mode="train")
 
 

@@ -1528,11 +1528,6 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
         dproj [B, T, 1408] contiguous in proj's dtype, dgate_bias [384] fp32.
     """
     B, T, _ = proj.shape
-    if proj.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-        # bind this thread to the device's context: autograd runs the backward on a thread of
-        # its own, where a TMA descriptor or Triton launch as the first CUDA call fails with
-        # "invalid device context" (pytorch/pytorch#124565; seen once in the GPU tests)
-        torch.cuda.set_device(proj.device)
     fp32 = BWD_FP32_CONFIG if proj.dtype == torch.float32 else {}
     cfg = _launch_config(proj, fp32 | dict(config or {}), mode=mode)
     NC = T // CHUNK
@@ -1605,7 +1600,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_4536a4fc6a18"
+OP_NAMESPACE = "ratc_rat_8333f86222fe"
 
 
 def _config_arg(config):
@@ -1628,6 +1623,15 @@ def _config_of(text):
         else:
             config[name] = int(value) if value.lstrip("-").isdigit() else float(value)
     return config or None
+
+
+def _bind_device(t):
+    """Bind the calling thread to t's CUDA context: the backward ops call it first. Autograd
+    runs a backward on a thread of its own, where a TMA descriptor or a Triton launch as the
+    thread's first CUDA call fails with "invalid device context" (pytorch/pytorch#124565; seen
+    once in the RAT GPU tests). Nothing off CUDA or under the interpreter."""
+    if t.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        torch.cuda.set_device(t.device)
 
 
 def _custom_op(name, impl, fake):
@@ -1679,6 +1683,7 @@ def _rat_bwd_impl(proj: torch.Tensor, gate_bias: torch.Tensor, y: torch.Tensor, 
                   config: str) -> tuple[torch.Tensor, torch.Tensor]:
     """rat_bwd as an op: dproj [B, T, 1408] contiguous, dgate_bias [384] fp32; v .. qh:
     the forward's kept scan outputs, or empty tensors (the scan is then recomputed)."""
+    _bind_device(proj)
     scan = (v, kt, s, kc, vc, qh) if kc.numel() else None
     return rat_bwd(proj, gate_bias.contiguous(), y, lse, dy.contiguous(), _config_of(config),
                    mode="train", scan=scan)

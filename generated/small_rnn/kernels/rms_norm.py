@@ -238,7 +238,7 @@ def rms_norm_bwd(x, weight, rstd, dy, config=None, dr=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rms_norm_bc349169b3f2"
+OP_NAMESPACE = "ratc_rms_norm_93af81798611"
 
 
 def _config_arg(config):
@@ -261,6 +261,15 @@ def _config_of(text):
         else:
             config[name] = int(value) if value.lstrip("-").isdigit() else float(value)
     return config or None
+
+
+def _bind_device(t):
+    """Bind the calling thread to t's CUDA context: the backward ops call it first. Autograd
+    runs a backward on a thread of its own, where a TMA descriptor or a Triton launch as the
+    thread's first CUDA call fails with "invalid device context" (pytorch/pytorch#124565; seen
+    once in the RAT GPU tests). Nothing off CUDA or under the interpreter."""
+    if t.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        torch.cuda.set_device(t.device)
 
 
 def _custom_op(name, impl, fake):
@@ -291,6 +300,7 @@ def _rms_norm_bwd_impl(x: torch.Tensor, weight: torch.Tensor, rstd: torch.Tensor
                        dy: torch.Tensor, dr: torch.Tensor | None,
                        config: str) -> tuple[torch.Tensor, torch.Tensor]:
     """rms_norm_bwd as an op: dx [..., N] in x's dtype (plus dr if given), dw [N] fp32."""
+    _bind_device(x)
     return rms_norm_bwd(x, weight.contiguous(), rstd.contiguous(), dy, _config_of(config), dr)
 
 

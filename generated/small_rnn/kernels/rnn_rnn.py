@@ -406,7 +406,7 @@ def rnn_bwd(proj, gate_bias, dy, config=None, mode=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rnn_a8aed6f20220"
+OP_NAMESPACE = "ratc_rnn_240ce7bb1564"
 
 
 def _config_arg(config):
@@ -429,6 +429,15 @@ def _config_of(text):
         else:
             config[name] = int(value) if value.lstrip("-").isdigit() else float(value)
     return config or None
+
+
+def _bind_device(t):
+    """Bind the calling thread to t's CUDA context: the backward ops call it first. Autograd
+    runs a backward on a thread of its own, where a TMA descriptor or a Triton launch as the
+    thread's first CUDA call fails with "invalid device context" (pytorch/pytorch#124565; seen
+    once in the RAT GPU tests). Nothing off CUDA or under the interpreter."""
+    if t.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        torch.cuda.set_device(t.device)
 
 
 def _custom_op(name, impl, fake):
@@ -455,6 +464,7 @@ def _rnn_fwd_fake(proj, gate_bias, config, mode):
 def _rnn_bwd_impl(proj: torch.Tensor, gate_bias: torch.Tensor, dy: torch.Tensor,
                   config: str) -> tuple[torch.Tensor, torch.Tensor]:
     """rnn_bwd as an op: dproj [B, T, 1152] contiguous, dgate_bias [384] fp32."""
+    _bind_device(proj)
     return rnn_bwd(proj, gate_bias.contiguous(), dy.contiguous(), _config_of(config), mode="train")
 
 
