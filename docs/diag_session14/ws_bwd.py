@@ -57,7 +57,7 @@ for size in a.sizes.split(","):
         before = {k: len(n) for k, n in launched.items()}
         try:
             got = bwd(cfg)
-            assert all(len(n) == before[k] + v.get(k, 0) for k, n in launched.items())
+            assert all(len(n) == before[k] + cfg.get(k, 0) for k, n in launched.items())
             ms = do_bench(lambda: bwd(cfg), rep=300)
         except Exception as e:  # noqa: BLE001 - a failing configuration is a result
             print(f"  {v}: FAIL {type(e).__name__}: {str(e)[:200]}", flush=True)
