@@ -114,9 +114,9 @@ TUNED = {'NVIDIA H100 80GB HBM3': {'prefill': {'T131072xB2': {'BC': 128,
                                                     'BT': 128,
                                                     'BWD_BC': 128,
                                                     'BWD_BT': 64,
-                                                    'BWD_WS': 0,
-                                                    'BWD_WS_BT': 32,
-                                                    'BWD_WS_QS': 4,
+                                                    'BWD_WS': 1,
+                                                    'BWD_WS_BT': 64,
+                                                    'BWD_WS_QS': 3,
                                                     'DQ_BC': 64,
                                                     'DQ_BT': 128,
                                                     'DQ_WS': 1,
@@ -137,6 +137,9 @@ TUNED = {'NVIDIA H100 80GB HBM3': {'prefill': {'T131072xB2': {'BC': 128,
                                                     'BT': 64,
                                                     'BWD_BC': 128,
                                                     'BWD_BT': 64,
+                                                    'BWD_WS': 1,
+                                                    'BWD_WS_BT': 64,
+                                                    'BWD_WS_QS': 4,
                                                     'DQ_BC': 64,
                                                     'DQ_BT': 64,
                                                     'SCAN_BK': 16,
@@ -1699,7 +1702,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_9038cfdf3e8e"
+OP_NAMESPACE = "ratc_rat_11f532e7cf1b"
 
 
 def _config_arg(config):
