@@ -141,9 +141,8 @@ def shared_memory_estimate(c: dict, m: MixerIR) -> int:
         # counted like the forward (stages of K and V, one query tile): DQ_BC = 128 with 3 stages
         # at d = 128 ran on an H100 (the forward formula's 208 KiB)
         dq = (c["dq_num_stages"] * 2 * c["DQ_BC"] + c["DQ_BT"]) * d * ELEMENT_BYTES
-        if c.get("DQ_WS"):  # 128 rows of q^ and of do, the key and value stages, dS
-            dq = ((2 * 128 + (c["DQ_WS_KS"] + c["DQ_WS_VS"]) * c["DQ_BC"]) * d
-                  + 2 * 64 * c["DQ_BC"]) * ELEMENT_BYTES
+        if c.get("DQ_WS"):  # 128 rows of q^ and of do, the key and value stages
+            dq = (2 * 128 + (c["DQ_WS_KS"] + c["DQ_WS_VS"]) * c["DQ_BC"]) * d * ELEMENT_BYTES
         fwd = {k: v for k, v in c.items()
                if not k.upper().startswith(("BWD", "DQ"))}
         return max(dkv, dq, shared_memory_estimate(fwd, m) if fwd else 0)

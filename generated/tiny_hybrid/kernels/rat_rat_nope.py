@@ -1121,18 +1121,17 @@ BWD_FP32_CONFIG = {"BWD_BC": 64, "bwd_num_stages": 2, "DQ_BC": 64, "dq_num_stage
 #   a value tile once its dP has. The records choose it (DQ_WS = 1).
 if GLUON:
     @gluon.jit
-    def _rat_ws_dq_loop(q_h, do_h, ds_h, k_s, v_s, kready, kempty, vready, vempty, turn, dq,
-                        lse_s, delta_s, o_ct, c_first, n_k, qk_scale, HALF: gl.constexpr):
-        """dq += dS K~ over key blocks 0 .. n_k-1 (n_k >= 1), unscaled, in n_k + 1 turns. dS
-        goes through shared memory (ds_h): as a register operand it, with dq, S and dP,
-        overflows 240 registers at 128 keys a block and ptxas serialises the products; it is
-        stored once dq's product with the previous one has retired."""
+    def _rat_ws_dq_loop(q_h, do_h, k_s, v_s, kready, kempty, vready, vempty, turn, dq, lse_s,
+                        delta_s, o_ct, c_first, n_k, qk_scale, HALF: gl.constexpr):
+        """dq += dS K~ over key blocks 0 .. n_k-1 (n_k >= 1), unscaled, in n_k + 1 turns."""
         KS: gl.constexpr = k_s.type.shape[0]
         VS: gl.constexpr = v_s.type.shape[0]
         BC: gl.constexpr = k_s.type.shape[1]
         s_layout: gl.constexpr = gl.NVMMADistributedLayout(
             version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BC, 16])
         zero_s = gl.zeros([_R, BC], gl.float32, layout=s_layout)
+        a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=dq.type.layout,
+                                                     k_width=2)
         mbarrier.wait(turn.index(HALF), 1 - HALF)  # consumer 0 takes turn 0
         mbarrier.wait(kready.index(0), 0)
         s = warpgroup_mma(q_h, k_s.index(0).permute((1, 0)), zero_s, use_acc=False,
@@ -1144,8 +1143,7 @@ if GLUON:
         s, dp = warpgroup_mma_wait(num_outstanding=0, deps=(s, dp))
         mbarrier.arrive(vempty.index(0))
         ds = _rat_ws_probs(s, lse_s, o_ct, 0, c_first, qk_scale) * (dp - delta_s[:, None])
-        ds_h.store(ds.to(ds_h.dtype))
-        fence_async_shared()
+        ds_op = gl.convert_layout(ds.to(k_s.dtype), a_layout)
         for t in range(1, n_k):
             j = t - 1
             mbarrier.wait(turn.index(HALF), (t & 1) ^ (1 - HALF))
@@ -1155,18 +1153,18 @@ if GLUON:
             mbarrier.wait(vready.index(t % VS), (t // VS) & 1)
             dp = warpgroup_mma(do_h, v_s.index(t % VS).permute((1, 0)), zero_s, use_acc=False,
                                is_async=True)
-            o = warpgroup_mma(ds_h, k_s.index(j % KS), dq, is_async=True)
+            o = warpgroup_mma(ds_op, k_s.index(j % KS), dq, is_async=True)
             mbarrier.arrive(turn.index(1 - HALF))
             s, dp = warpgroup_mma_wait(num_outstanding=1, deps=(s, dp))  # dq's may still run
             mbarrier.arrive(vempty.index(t % VS))
             ds = _rat_ws_probs(s, lse_s, o_ct, t, c_first, qk_scale) * (dp - delta_s[:, None])
+            ds_b = ds.to(k_s.dtype)
             dq = warpgroup_mma_wait(num_outstanding=0, deps=(o, ))
             mbarrier.arrive(kempty.index(j % KS))
-            ds_h.store(ds.to(ds_h.dtype))
-            fence_async_shared()
+            ds_op = gl.convert_layout(ds_b, a_layout)
         j = n_k - 1
         mbarrier.wait(turn.index(HALF), (n_k & 1) ^ (1 - HALF))
-        o = warpgroup_mma(ds_h, k_s.index(j % KS), dq, is_async=True)
+        o = warpgroup_mma(ds_op, k_s.index(j % KS), dq, is_async=True)
         mbarrier.arrive(turn.index(1 - HALF))
         dq = warpgroup_mma_wait(num_outstanding=0, deps=(o, ))
         mbarrier.arrive(kempty.index(j % KS))
@@ -1179,8 +1177,7 @@ if GLUON:
         ring, shape, ptrs, scalars = args
         _, desc_k, _, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, turn = ring
         i_t, i_bh, T, _ = shape
-        p_proj, p_dy, p_y, p_lse, p_s, p_v, p_delta, p_dss, p_ps, p_dq, p_dproj, p_do = ptrs[:12]
-        do_s, ds_s = ptrs[12:]
+        p_proj, p_dy, p_y, p_lse, p_s, p_v, p_delta, p_dss, p_ps, p_dq, p_dproj, p_do, do_s = ptrs
         stride_pb, stride_pt, stride_pc, qk_scale = scalars
         BC: gl.constexpr = desc_k.block_type.shape[0]
         BD: gl.constexpr = desc_k.block_type.shape[1]
@@ -1222,8 +1219,8 @@ if GLUON:
         n_k = gl.cdiv((gl.minimum(i_t * 2 * _R + 2 * _R, T) - 1) // _L, BC)
         mbarrier.wait(qbar, 0)
         if n_k > 0:
-            dq = _rat_ws_dq_loop(q_s.index(HALF), do_h, ds_s.index(HALF), k_s, v_s, kready,
-                                 kempty, vready, vempty, turn, dq, gl.convert_layout(b_lse, row_s),
+            dq = _rat_ws_dq_loop(q_s.index(HALF), do_h, k_s, v_s, kready, kempty, vready, vempty,
+                                 turn, dq, gl.convert_layout(b_lse, row_s),
                                  gl.convert_layout(b_delta, row_s),
                                  gl.convert_layout(o_t // _L, row_s), c_first, n_k, qk_scale,
                                  HALF)
@@ -1250,13 +1247,9 @@ if GLUON:
         ring = _rat_ws_rings(desc_q, desc_k, desc_v, KS, VS)
         do_s = gl.allocate_shared_memory(desc_k.dtype, [2, _R, desc_k.block_type.shape[1]],
                                          desc_q.layout)
-        BC: gl.constexpr = desc_k.block_type.shape[0]
-        ds_s = gl.allocate_shared_memory(  # dS, a consumer each
-            desc_k.dtype, [2, _R, BC], gl.NVMMASharedLayout.get_default_for([_R, BC], desc_k.dtype))
         shape = (gl.cdiv(T, 2 * _R) - 1 - gl.program_id(0), gl.program_id(1), T, NCP)
         args = (ring, shape, (p_proj, p_dy, p_y, p_lse, p_s, p_v, p_delta, p_dss, p_ps, p_dq,
-                              p_dproj, p_do, do_s, ds_s),
-                (stride_pb, stride_pt, stride_pc, qk_scale))
+                              p_dproj, p_do, do_s), (stride_pb, stride_pt, stride_pc, qk_scale))
         gl.warp_specialize([(_rat_ws_dq_consumer0, (args, )), (_rat_ws_dq_consumer1, (args, )),
                             (_rat_ws_producer, (args, ))], [4, 1], [_REGS, 24])
 
@@ -1553,7 +1546,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_03287441f61a"
+OP_NAMESPACE = "ratc_rat_3b969fd5f99e"
 
 
 def _config_arg(config):
