@@ -12,17 +12,30 @@ bf16), the RMSNorm forward and backward, and every decode module's prefill_cache
 step_triton (RAT's also from its fused projection). Prints one line per compiled kernel; exit
 status 1 on the first failure. The outputs are garbage (nothing runs): this checks compilation
 only.
+
+    python3 scripts/compile_check.py generated.rat_swa --only rat_rat --dtypes bfloat16 \
+        --ws-configs '[{"WS": 1, "BC": 128, "DQ_WS": 1, "BWD_WS": 1, "BWD_WS_BT": 64}]'
+
+--ws-configs: the launch configs RAT's warp-specialised pass runs with (default: the one
+above, at the template's other keys). ptxas -v reads every Gluon kernel's PTX once; its
+performance notes (C75xx: "wgmma.mma_async instructions are serialized due to insufficient
+register resources", ...) are printed as `ptxas` lines and fail the check, because a
+serialised kernel computes the right thing at a fraction of its speed.
 """
 
 import argparse
 import importlib
+import json
 import pkgutil
+import subprocess
 import sys
+import tempfile
 
 import torch
 
 DTYPES = (torch.bfloat16, torch.float32)
 ARCH = [90]  # main's --arch
+WS_CONFIGS = [{"WS": 1, "BC": 128, "DQ_WS": 1, "BWD_WS": 1}]  # main's --ws-configs
 
 
 class CompileOnlyDriver:
@@ -45,8 +58,20 @@ class CompileOnlyDriver:
         return torch.device("cpu")
 
 
-def install(arch: int, compiled: list):
-    """Make every JIT launch compile for `arch` and return without running; record (name, asm)."""
+def ptxas_notes(ptx: str, arch: int) -> list[str]:
+    """ptxas -v's performance notes (C75xx) on a kernel's PTX."""
+    from triton.backends.nvidia.compiler import get_ptxas
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(f"{tmp}/k.ptx", "w") as f:
+            f.write(ptx)
+        out = subprocess.run([get_ptxas(arch).path, "-v", f"--gpu-name=sm_{arch}a", f"{tmp}/k.ptx",
+                              "-o", f"{tmp}/k.cubin"], capture_output=True, text=True)
+    return [line.strip() for line in (out.stdout + out.stderr).splitlines() if "(C75" in line]
+
+
+def install(arch: int, compiled: list, notes: dict):
+    """Make every JIT launch compile for `arch` and return without running; record (name, asm),
+    and each Gluon kernel's ptxas notes in notes[(name, its cubin's hash)]."""
     from triton.runtime import driver
     from triton.runtime import jit
 
@@ -56,6 +81,10 @@ def install(arch: int, compiled: list):
     def compile_only(self, *args, grid, warmup, **kwargs):
         kernel = run(self, *args, grid=grid, warmup=True, **kwargs)
         compiled.append((self.fn.__name__, sorted(kernel.asm)))
+        if self.fn.__name__.endswith("_ws_kernel"):
+            key = (self.fn.__name__, hash(kernel.asm["cubin"]))
+            if key not in notes:
+                notes[key] = ptxas_notes(kernel.asm["ptx"], arch)
         return kernel
 
     jit.JITFunction.run = compile_only
@@ -68,8 +97,9 @@ def check_mixer(mod, B, T, dtype):
     y.backward(torch.zeros_like(y))
     if hasattr(mod, "_on_hopper") and ARCH[0] == 90:  # RAT: the WS kernels, as on Hopper
         mod._on_hopper = lambda t: True
-        y = mod.core_triton(proj, bias, {"WS": 1, "BC": 128, "DQ_WS": 1, "BWD_WS": 1})
-        y.backward(torch.zeros_like(y))
+        for config in WS_CONFIGS:
+            y = mod.core_triton(proj, bias, config)
+            y.backward(torch.zeros_like(y))
 
 
 def check_rms_norm(mod, B, T, dtype):
@@ -100,17 +130,27 @@ def main(argv=None):
     ap.add_argument("--arch", type=int, default=90, help="compute capability x 10 [90]")
     ap.add_argument("--seq", type=int, default=77, help="tokens per row (ragged on purpose) [77]")
     ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--only", help="one kernels module of the package, e.g. rat_rat")
+    ap.add_argument("--dtypes", default="bfloat16,float32")
+    ap.add_argument("--ws-configs", type=json.loads, default=WS_CONFIGS,
+                    help="JSON list of RAT launch configs for the warp-specialised pass")
     a = ap.parse_args(argv)
-    compiled = []
+    compiled, notes = [], {}
     ARCH[0] = a.arch
-    install(a.arch, compiled)
+    WS_CONFIGS[:] = a.ws_configs
+    install(a.arch, compiled, notes)
     kernels = importlib.import_module(f"{a.package}.kernels")
     names = sorted(info.name for info in pkgutil.iter_modules(kernels.__path__))
+    if a.only:
+        if a.only not in names:
+            print(f"FAIL {a.package}.kernels has no module {a.only} (it has {', '.join(names)})")
+            return 1
+        names = [a.only]
     for name in names:
         mod = importlib.import_module(f"{a.package}.kernels.{name}")
         check = (check_rms_norm if name == "rms_norm" else
                  check_decode if name.startswith("decode_") else check_mixer)
-        for dtype in DTYPES:
+        for dtype in (getattr(torch, t) for t in a.dtypes.split(",")):
             before = len(compiled)
             try:
                 check(mod, a.batch, a.seq, dtype)
@@ -120,7 +160,14 @@ def main(argv=None):
             done = sorted({k for k, asm in compiled[before:] if "cubin" in asm})
             print(f"ok   {name} {str(dtype).removeprefix('torch.')}: {', '.join(done)}",
                   flush=True)
-    print(f"{len(compiled)} kernel compilations for sm_{a.arch}, none failed")
+    serialised = [(kernel, line) for (kernel, _), lines in notes.items() for line in lines]
+    for kernel, line in serialised:
+        print(f"ptxas {kernel}: {line}")
+    if serialised:
+        print(f"FAIL ptxas notes on {len({k for k, _ in serialised})} Gluon kernel(s)")
+        return 1
+    print(f"{len(compiled)} kernel compilations for sm_{a.arch} ({len(notes)} Gluon, no ptxas "
+          f"notes), none failed")
     return 0
 
 

@@ -50,7 +50,7 @@ def descriptor(t, rows):
 
 def compile_report(k, name):
     """Print a compiled kernel's wgmma / ex2 order in its PTX (runs counted), shared memory, and
-    ptxas's registers, spills and C7515 (wgmma serialized) lines."""
+    ptxas's registers, spills and C75xx (wgmma serialized: C7515, C7512 ...) lines."""
     from triton.backends.nvidia.compiler import get_ptxas
     ops = [line.split()[0] + (" " + line.split()[1] if "wait_group" in line else "")
            for line in map(str.strip, k.asm["ptx"].splitlines())
@@ -63,4 +63,4 @@ def compile_report(k, name):
     out = subprocess.run([get_ptxas(90).path, "-v", "--gpu-name=sm_90a", f.name, "-o",
                           f.name + ".cubin"], capture_output=True, text=True)
     print("  " + "\n  ".join(line for line in (out.stdout + out.stderr).splitlines()
-                             if "C7515" in line or "registers" in line or "spill" in line))
+                             if "(C75" in line or "registers" in line or "spill" in line))
