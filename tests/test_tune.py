@@ -13,8 +13,9 @@ from ratc.cli import main
 from ratc.lower import lower
 from ratc.spec import load_spec
 from ratc.tune.records import RecordError, bucket_of, load_records, nearest_bucket, save_record
-from ratc.tune.space import (SHARED_MEMORY_BYTES, backward_space, decode_space, forward_space, keep,
-                             key_groups, shared_memory_estimate, space_of)
+from ratc.tune.space import (SHARED_MEMORY_BYTES, WS_CONSUMER_WORDS, backward_space, decode_space,
+                             forward_space, keep, key_groups, shared_memory_estimate, space_of,
+                             ws_consumer_words)
 from ratc.tune.study import (Objective, Target, decode_length, open_storage, precompile, retime,
                              run_study, staged_search, summarize, sweep_report)
 
@@ -59,13 +60,17 @@ def test_spaces_per_mode():
     big = base | dict(BWD_BT=128, BWD_BC=128, bwd_num_stages=3)
     assert not keep(big, rat)  # dK/dV: K, V and three stages of q^, do: 256 KiB
     assert not keep(base | dict(DQ_BT=128, DQ_BC=128, dq_num_stages=4), rat)  # dq: 4 stages
-    # the warp-specialised backward kernels' shapes (one pass over the 2.8M train configs):
-    # every one fits but dq's 128 keys through 3 + 3 stages
+    # the warp-specialised backward kernels' shapes (one pass over the train configs): every
+    # dK/dV shape fits; dq's 128-key blocks do not at d = 128 (their consumers' dq, S, dP and
+    # dS operand take 224 words a thread: ptxas serialises the products)
     ws = {(c["BWD_WS"], c["BWD_WS_BT"], c["BWD_WS_QS"], c["DQ_WS"], c["DQ_BC"], c["DQ_WS_KS"],
            c["DQ_WS_VS"]) for c in train}
     assert {w[1:3] for w in ws if w[0]} == {(bt, qs) for bt in (32, 64) for qs in (2, 3, 4)}
-    assert {w[4:] for w in ws if w[3]} == {
-        (64, 2, 2), (64, 2, 3), (64, 3, 2), (64, 3, 3), (128, 2, 2), (128, 2, 3), (128, 3, 2)}
+    assert {w[4:] for w in ws if w[3]} == {(64, 2, 2), (64, 2, 3), (64, 3, 2), (64, 3, 3)}
+    assert ws_consumer_words(dict(DQ_WS=1, DQ_BC=128), 128) > WS_CONSUMER_WORDS
+    # d = 64 fits (scripts/compile_check.py generated.small_rat: no ptxas notes at DQ_BC 128)
+    assert ws_consumer_words(dict(DQ_WS=1, DQ_BC=128), 64) <= WS_CONSUMER_WORDS
+    assert ws_consumer_words(dict(WS=1, BC=128, BWD_WS=1, BWD_WS_BT=64), 128) <= WS_CONSUMER_WORDS
     # Optuna suggests each key of space[0]: a train config is a forward and a backward part
     for part in (forward_space(rat), backward_space(rat)):
         assert all(set(c) == set(part[0]) for c in part)

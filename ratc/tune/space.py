@@ -109,10 +109,12 @@ def space_of(m: MixerIR, mode: str) -> list[dict]:
     fwd = forward_space(m)
     if mode == "train":
         # keep() of a train config is keep() of its forward part (forward_space applied it) and
-        # its backward launches' shared memory (the estimate is a max over launches): prune the
-        # backward part once, not each of the millions of pairs
+        # its backward launches' shared memory and consumer registers (each a max over
+        # launches): prune the backward part once, not each of the millions of pairs
+        d = _pow2_ceil(m.head_dim)
         bwd = [b for b in backward_space(m)
-               if shared_memory_estimate(b, m) <= SHARED_MEMORY_BYTES]
+               if shared_memory_estimate(b, m) <= SHARED_MEMORY_BYTES
+               and ws_consumer_words(b, d) <= WS_CONSUMER_WORDS]
         return [f | b for f in fwd for b in bwd]
     return fwd
 
@@ -156,8 +158,31 @@ def shared_memory_estimate(c: dict, m: MixerIR) -> int:
     return 0
 
 
+# the warp-specialised RAT kernels' consumers (a warpgroup, 64 rows, 240 registers a thread):
+# what their accumulators and register operands take, 4-byte words a thread, must leave ptxas
+# this much for addresses, masks and loop state; past it ptxas serialises every wgmma (C7512:
+# dq with 128-key blocks at d = 128, 224 words, runs at half speed; scripts/compile_check.py
+# fails on the note)
+WS_CONSUMER_WORDS = 200
+
+
+def ws_consumer_words(c: dict, d: int) -> int:
+    """Words a thread of a warp-specialised consumer holds across its products (0 if none):
+    the forward's O (64 x d fp32), S and P's bf16 operand; dq's dq, S, dP and dS's operand;
+    dK/dV's dK, dV, S^T and dP^T (P^T and dS^T go through shared memory)."""
+    words = [0]
+    if c.get("WS"):
+        words.append(d // 2 + c["BC"] // 2 + c["BC"] // 4)
+    if c.get("DQ_WS"):
+        words.append(d // 2 + c["DQ_BC"] + c["DQ_BC"] // 4)
+    if c.get("BWD_WS"):
+        words.append(d + c["BWD_WS_BT"])
+    return max(words)
+
+
 def keep(c: dict, m: MixerIR) -> bool:
-    """False for configs that cannot run: over shared memory, or shapes the kernels reject."""
+    """False for configs that cannot run, or run serialised: over shared memory, shapes the
+    kernels reject, warp-specialised consumers past their registers."""
     if shared_memory_estimate(c, m) > SHARED_MEMORY_BYTES:
         return False
     if any(k.startswith("DECODE") for k in c):
@@ -167,7 +192,7 @@ def keep(c: dict, m: MixerIR) -> bool:
         rows, block = c.get("DECODE_SPLIT_ROWS", 0), c.get("DECODE_BC", c.get("DECODE_BN", 1))
         return rows % block == 0
     if m.kind is LayerKind.RAT:
-        return True
+        return ws_consumer_words(c, _pow2_ceil(m.head_dim)) <= WS_CONSUMER_WORDS
     if m.kind in (LayerKind.SLIDING_WINDOW, LayerKind.ATTENTION):
         return not (c["BLOCK_M"] == 128 and c["num_warps"] == 4)  # spills (measured on H100)
     # the RNN scan tiles BT tokens by BS and spreads BD channels over the warps' threads
