@@ -58,15 +58,20 @@ class CompileOnlyDriver:
         return torch.device("cpu")
 
 
-def ptxas_notes(ptx: str, arch: int) -> list[str]:
-    """ptxas -v's performance notes (C75xx) on a kernel's PTX."""
+def ptxas_verbose(ptx: str, arch: int) -> list[str]:
+    """What ptxas -v prints on a kernel's PTX (registers, spills, performance notes), by line."""
     from triton.backends.nvidia.compiler import get_ptxas
     with tempfile.TemporaryDirectory() as tmp:
         with open(f"{tmp}/k.ptx", "w") as f:
             f.write(ptx)
         out = subprocess.run([get_ptxas(arch).path, "-v", f"--gpu-name=sm_{arch}a", f"{tmp}/k.ptx",
                               "-o", f"{tmp}/k.cubin"], capture_output=True, text=True)
-    return [line.strip() for line in (out.stdout + out.stderr).splitlines() if "(C75" in line]
+    return [line.strip() for line in (out.stdout + out.stderr).splitlines()]
+
+
+def ptxas_notes(ptx: str, arch: int) -> list[str]:
+    """ptxas -v's performance notes (C75xx: wgmma serialised, ...) on a kernel's PTX."""
+    return [line for line in ptxas_verbose(ptx, arch) if "(C75" in line]
 
 
 def install(arch: int, compiled: list, notes: dict):

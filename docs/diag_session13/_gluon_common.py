@@ -2,8 +2,6 @@
 report). Importing it needs no GPU; the kernels compile for sm_90 on a CPU through
 scripts/compile_check.py's stand-in driver, which the scripts install before importing it."""
 import itertools
-import subprocess
-import tempfile
 
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
@@ -51,16 +49,12 @@ def descriptor(t, rows):
 def compile_report(k, name):
     """Print a compiled kernel's wgmma / ex2 order in its PTX (runs counted), shared memory, and
     ptxas's registers, spills and C75xx (wgmma serialized: C7515, C7512 ...) lines."""
-    from triton.backends.nvidia.compiler import get_ptxas
+    from compile_check import ptxas_verbose  # scripts/: on the path in --compile mode
     ops = [line.split()[0] + (" " + line.split()[1] if "wait_group" in line else "")
            for line in map(str.strip, k.asm["ptx"].splitlines())
            if line.startswith(("wgmma.mma", "wgmma.wait", "wgmma.commit", "ex2"))]
     print(f"{name}, smem {k.metadata.shared} B: " + " ".join(
         f"{op.replace('.sync.aligned', '')} x{len(list(run))}"
         for op, run in itertools.groupby(ops)))
-    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
-        f.write(k.asm["ptx"])
-    out = subprocess.run([get_ptxas(90).path, "-v", "--gpu-name=sm_90a", f.name, "-o",
-                          f.name + ".cubin"], capture_output=True, text=True)
-    print("  " + "\n  ".join(line for line in (out.stdout + out.stderr).splitlines()
+    print("  " + "\n  ".join(line for line in ptxas_verbose(k.asm["ptx"], 90)
                              if "(C75" in line or "registers" in line or "spill" in line))
