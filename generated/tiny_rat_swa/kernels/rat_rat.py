@@ -1333,8 +1333,9 @@ def _rat_attn_bwd_dq_ws(proj, qh, kc, vc, NCP, dy, y, lse, s, v, delta, dss, ps,
 #   tiles once, then q^ and do of each query block (BWD_WS_BT rows) through a ring of
 #   BWD_WS_QS stages, freed once both consumers' dV and dK products with it have retired. In
 #   turn t a consumer issues S^T_t = K~ q^_t^T and dP^T_t = V~ do_t^T, then dV += P^T_t-1 do_t-1
-#   and dK += dS^T_t-1 q^_t-1, hands the turn over, and forms P^T_t, dS^T_t while its products
-#   and the other consumer's run. The records choose it (BWD_WS = 1).
+#   and dK += dS^T_t-1 q^_t-1 (P^T, dS^T from shared memory), hands the turn over, waits for
+#   all four, and forms P^T_t, dS^T_t into shared memory while the other consumer's products
+#   run. The records choose it (BWD_WS = 1).
 if GLUON:
     @gluon.jit
     def _rat_ws_dkv_producer(args):
@@ -1608,7 +1609,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_a8691273bd4e"
+OP_NAMESPACE = "ratc_rat_a9ff54bf60f2"
 
 
 def _config_arg(config):
