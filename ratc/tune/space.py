@@ -111,10 +111,7 @@ def space_of(m: MixerIR, mode: str) -> list[dict]:
         # keep() of a train config is keep() of its forward part (forward_space applied it) and
         # its backward launches' shared memory and consumer registers (each a max over
         # launches): prune the backward part once, not each of the millions of pairs
-        d = _pow2_ceil(m.head_dim)
-        bwd = [b for b in backward_space(m)
-               if shared_memory_estimate(b, m) <= SHARED_MEMORY_BYTES
-               and ws_consumer_words(b, d) <= WS_CONSUMER_WORDS]
+        bwd = [b for b in backward_space(m) if _fits(b, m)]
         return [f | b for f in fwd for b in bwd]
     return fwd
 
@@ -180,10 +177,17 @@ def ws_consumer_words(c: dict, d: int) -> int:
     return max(words)
 
 
+def _fits(c: dict, m: MixerIR) -> bool:
+    """Within shared memory and the warp-specialised consumers' registers (both maxima over the
+    launches, so a train config fits where its forward and backward parts each do)."""
+    return (shared_memory_estimate(c, m) <= SHARED_MEMORY_BYTES
+            and ws_consumer_words(c, _pow2_ceil(m.head_dim)) <= WS_CONSUMER_WORDS)
+
+
 def keep(c: dict, m: MixerIR) -> bool:
     """False for configs that cannot run, or run serialised: over shared memory, shapes the
     kernels reject, warp-specialised consumers past their registers."""
-    if shared_memory_estimate(c, m) > SHARED_MEMORY_BYTES:
+    if not _fits(c, m):
         return False
     if any(k.startswith("DECODE") for k in c):
         if m.kind is LayerKind.RNN:  # one element per thread at least
@@ -192,7 +196,7 @@ def keep(c: dict, m: MixerIR) -> bool:
         rows, block = c.get("DECODE_SPLIT_ROWS", 0), c.get("DECODE_BC", c.get("DECODE_BN", 1))
         return rows % block == 0
     if m.kind is LayerKind.RAT:
-        return ws_consumer_words(c, _pow2_ceil(m.head_dim)) <= WS_CONSUMER_WORDS
+        return True
     if m.kind in (LayerKind.SLIDING_WINDOW, LayerKind.ATTENTION):
         return not (c["BLOCK_M"] == 128 and c["num_warps"] == 4)  # spills (measured on H100)
     # the RNN scan tiles BT tokens by BS and spreads BD channels over the warps' threads
