@@ -1,12 +1,13 @@
 """Session 14: the RAT block's train step as `ratc bench --mode train` times it (grads None,
 layer(h).backward(dy), do_bench median), with the train record at each size patched per
 variant, in alternating rounds: the A/B of the warp-specialised kernels inside the step.
+Session 16 added `--mode prefill`: one forward under no_grad, as `ratc bench --mode prefill`.
 
     python3 docs/diag_session14/ws_step.py --variant 'triton={"WS": 0, "BC": 64}' \
-        --variant 'record={}' [--sizes 131072x2] [--rounds 4]
+        --variant 'record={}' [--sizes 131072x2] [--rounds 4] [--mode train|prefill]
 
 A variant is name=JSON, the keys laid over the record (the package's TUNED table, this device,
-mode train, the size's bucket) for its rounds.
+the mode, the size's bucket) for its rounds.
 """
 import argparse
 import json
@@ -23,13 +24,14 @@ ap.add_argument("--sizes", default="131072x2")
 ap.add_argument("--rounds", type=int, default=4)
 ap.add_argument("--rep", type=int, default=1000)
 ap.add_argument("--variant", action="append", required=True)
+ap.add_argument("--mode", choices=("train", "prefill"), default="train")
 a = ap.parse_args()
 name = torch.cuda.get_device_name()
 print(name, flush=True)
 variants = dict(v.split("=", 1) for v in a.variant)
 for size in a.sizes.split(","):
     T, B = map(int, size.split("x"))
-    table = rat_rat.TUNED[name]["train"]
+    table = rat_rat.TUNED[name][a.mode]
     bucket = rat_rat._nearest_bucket(table, T, B)
     record = dict(table[bucket])
     torch.manual_seed(0)
@@ -39,6 +41,9 @@ for size in a.sizes.split(","):
     params = [h, *layer.parameters()]
 
     def step():
+        if a.mode == "prefill":
+            with torch.no_grad():
+                return layer(h)
         for p in params:
             p.grad = None
         layer(h).backward(dy)
