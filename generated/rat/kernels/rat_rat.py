@@ -364,6 +364,22 @@ def _rope_cos_sin(pos, o_f, d: tl.constexpr, LOG2_BASE: tl.constexpr):
 
 
 @triton.jit
+def _rat_scan_fwd_rows(l, rows):
+    """What rat_scan_fwd_kernel's step at token l of its chunks reads, as loaded (nothing where
+    l >= L): the head's x and gate input a, the group's k and q. The kernel issues step l + 1's
+    loads before step l's arithmetic."""
+    p_b, i_h, o_c, o_j, o_g, m_j, T, stride_pt, stride_pc, OFF_X, OFF_A, OFF_Q, OFF_K, d, L = rows
+    o_t = o_c * L + l
+    m = ((o_t < T) & (l < L))[:, None, None] & m_j[None, :, :]
+    p_row = p_b + o_t[:, None, None] * stride_pt
+    b_x = tl.load(p_row + (OFF_X + i_h * d + o_j[None]) * stride_pc, mask=m, other=0.0)
+    b_a = tl.load(p_row + (OFF_A + i_h * d + o_j[None]) * stride_pc, mask=m, other=0.0)
+    b_kin = tl.load(p_row + (OFF_K + o_g[None]) * stride_pc, mask=m, other=0.0)
+    b_q = tl.load(p_row + (OFF_Q + o_g[None]) * stride_pc, mask=m, other=0.0)
+    return b_x, b_a, b_kin, b_q
+
+
+@triton.jit
 def rat_scan_fwd_kernel(
     p_proj, p_bias, p_v, p_s, p_kc, p_vc, p_qh, p_kt, p_kmax,
     T, NC, NCP, BH, stride_pb, stride_pt, stride_pc,
@@ -375,7 +391,8 @@ def rat_scan_fwd_kernel(
     # k~_t = g k~_{t-1} + w k_t, v~_t = g v~_{t-1} + w x_t over the L tokens of chunks [BK];
     # writes v~_t, s_t = q_t . k~_t, the chunk-final (rotated) K~, V~, and q^_t, q_t rotated at its chunk
     # (once per group: by the programs of heads h < G); STORE_K, for the backward: also k~_t,
-    # unrotated; max |K~_c'| over the head's chunks into p_kmax[b, h] (zeroed by the caller)
+    # unrotated; max |K~_c'| over the head's chunks into p_kmax[b, h] (zeroed by the caller).
+    # Each step's loads are issued one step ahead (_rat_scan_fwd_rows)
     tl.static_assert(2 * D1 >= d)
     tl.static_assert(d % 2 == 0)  # RoPE pairs channel i with i + d/2
     # heads vary fastest, so programs in flight share the rows of q and k (each read by H/G heads)
@@ -393,14 +410,14 @@ def rat_scan_fwd_kernel(
     p_qg = p_qh + ((i_b * G + i_h).to(tl.int64) * T) * BLOCK_D + o_j[None]  # [B, G, T, BLOCK_D]
     b_k = tl.zeros([BK, BLOCK_DH, 2], dtype=tl.float32)
     b_v = tl.zeros([BK, BLOCK_DH, 2], dtype=tl.float32)
+    rows = (p_proj + i_b.to(tl.int64) * stride_pb, i_h, o_c, o_j, o_g, m_j, T, stride_pt,
+            stride_pc, OFF_X, OFF_A, OFF_Q, OFF_K, d, L)
+    n_x, n_a, n_kin, n_q = _rat_scan_fwd_rows(0, rows)
     for l in range(L):
         o_t = o_c * L + l
         m = (o_t < T)[:, None, None] & m_j[None, :, :]
-        p_row = p_proj + i_b.to(tl.int64) * stride_pb + o_t[:, None, None] * stride_pt
-        b_x = tl.load(p_row + (OFF_X + i_h * d + o_j[None]) * stride_pc, mask=m, other=0.0)
-        b_a = tl.load(p_row + (OFF_A + i_h * d + o_j[None]) * stride_pc, mask=m, other=0.0)
-        b_kin = tl.load(p_row + (OFF_K + o_g[None]) * stride_pc, mask=m, other=0.0)
-        b_q = tl.load(p_row + (OFF_Q + o_g[None]) * stride_pc, mask=m, other=0.0)
+        b_x, b_a, b_kin, b_q = n_x, n_a, n_kin, n_q
+        n_x, n_a, n_kin, n_q = _rat_scan_fwd_rows(l + 1, rows)
         b_a = b_a.to(tl.float32) + b_bias[None]
         b_g = tl.sigmoid(b_a)
         b_k = b_g * b_k + (1.0 - b_g) * b_kin.to(tl.float32)
@@ -1175,6 +1192,37 @@ def rat_attn_bwd_dkv_kernel(
 
 
 @triton.jit
+def _rat_scan_bwd_rows(l, rows):
+    """What rat_scan_bwd_kernel's step at token l of its chunks reads, as loaded (nothing where
+    l < 0): the gate's input a, x, k, q, dss, P_self, k~_{t-1}, v~_{t-1} (0 at a chunk
+    start; loaded wherever row t - 1 exists, as the step after takes it for its k~_t), do, dq^.
+    The kernel issues step l - 1's loads before step l's arithmetic."""
+    p_b, p_kt, p_v, p_dq, p_do, p_ps, p_dss, i_b, o_c, o_h, o_j, o_g, m_j, m_hj, m_hr, T, \
+        stride_pt, stride_pc, OFF_X, OFF_A, OFF_Q, OFF_K, H, d, L, BLOCK_D = rows
+    D: tl.constexpr = H * d
+    o_t = o_c * L + l
+    ok = (o_t < T) & (l >= 0)
+    m_g = ok[:, None, None] & m_j[None, :, :]  # [BK, BLOCK_DH, 2]
+    m = m_g[None] & m_hj
+    m_p = ((o_t - 1 < T) & (l > 0))[None, :, None, None] & m_hj
+    p_row = p_b + o_t[:, None, None] * stride_pt  # [BK, 1, 1]
+    o_td = i_b.to(tl.int64) * T * D + o_t[None, :, None, None] * D + o_h * d + o_j[None, None]
+    o_ht = (i_b * H + o_h) * T + o_t[None, :, None, None]  # [BLOCK_HG, BK, 1, 1]
+    m_ht = ok[None, :, None, None] & m_hr
+    b_a = tl.load(p_row[None] + (OFF_A + o_h * d + o_j[None, None]) * stride_pc, mask=m, other=0.0)
+    b_x = tl.load(p_row[None] + (OFF_X + o_h * d + o_j[None, None]) * stride_pc, mask=m, other=0.0)
+    b_kin = tl.load(p_row + (OFF_K + o_g[None]) * stride_pc, mask=m_g, other=0.0)[None]
+    b_q = tl.load(p_row + (OFF_Q + o_g[None]) * stride_pc, mask=m_g, other=0.0)[None]
+    b_dss = tl.load(p_dss + o_ht, mask=m_ht, other=0.0)
+    b_ps = tl.load(p_ps + o_ht, mask=m_ht, other=0.0)
+    b_kp = tl.load(p_kt + o_td - D, mask=m_p, other=0.0)
+    b_vp = tl.load(p_v + o_td - D, mask=m_p, other=0.0)
+    b_do = tl.load(p_do + o_ht.to(tl.int64) * BLOCK_D + o_j[None, None], mask=m, other=0.0)
+    b_dq = tl.load(p_dq + o_td, mask=m, other=0.0)
+    return b_a, b_x, b_kin, b_q, b_dss, b_ps, b_kp, b_vp, b_do, b_dq
+
+
+@triton.jit
 def rat_scan_bwd_kernel(
     p_proj, p_bias, p_kt, p_v, p_dq, p_do, p_ps, p_dss, p_dkc, p_dvc, p_dproj, p_dbias,
     T, NC, NCP, BG, stride_pb, stride_pt, stride_pc, sm_scale,
@@ -1186,7 +1234,9 @@ def rat_scan_bwd_kernel(
     # lam_t = dk~_t + g_{t+1} lam_{t+1} over the L tokens of chunks [BK], right to left, from
     # lam = dK~ (turned back) / dV~ at the chunk-final token, for the H/G heads h = r G + g that
     # read group g's q and k, held as a leading dimension [BLOCK_HG, BK, BLOCK_DH, 2]: their dq
-    # and dk are summed here, once per group, into dproj
+    # and dk are summed here, once per group, into dproj. Each step's loads are issued one step
+    # ahead (_rat_scan_bwd_rows), and k~_t is the previous step's k~_{t-1}: the loop waits on
+    # memory once, not once a step
     HG: tl.constexpr = H // G
     i_c, i_bg = tl.program_id(0) // BG, tl.program_id(0) % BG
     i_b, i_g = i_bg // G, i_bg % G
@@ -1194,6 +1244,7 @@ def rat_scan_bwd_kernel(
     o_r = tl.arange(0, BLOCK_HG)
     o_hr = o_r * G + i_g  # the group's heads
     o_h = o_hr[:, None, None, None]  # [BLOCK_HG, 1, 1, 1]
+    m_hr = (o_r < HG)[:, None, None, None]
     o_c = i_c * BK + tl.arange(0, BK)  # chunks
     o_i = tl.arange(0, BLOCK_DH)
     o_j = o_i[:, None] + tl.arange(0, 2)[None, :] * D1  # [BLOCK_DH, 2] channel within the head
@@ -1215,43 +1266,39 @@ def rat_scan_bwd_kernel(
     b_db = tl.zeros([BLOCK_HG, BLOCK_DH, 2], dtype=tl.float32)
     p_b = p_proj + i_b.to(tl.int64) * stride_pb
     p_db = p_dproj + i_b.to(tl.int64) * T * F  # dproj [B, T, F] contiguous
+    o_t = o_c * L + L - 1
+    m = ((o_t < T)[:, None, None] & m_j[None, :, :])[None] & m_hj
+    b_kt = tl.load(p_kt + i_b.to(tl.int64) * T * D + o_t[None, :, None, None] * D + o_h * d
+                   + o_j[None, None], mask=m, other=0.0).to(tl.float32)  # the first step's k~_t
+    rows = (p_b, p_kt, p_v, p_dq, p_do, p_ps, p_dss, i_b, o_c, o_h, o_j, o_g, m_j, m_hj, m_hr, T,
+            stride_pt, stride_pc, OFF_X, OFF_A, OFF_Q, OFF_K, H, d, L, BLOCK_D)
+    n_a, n_x, n_kin, n_q, n_dss, n_ps, n_kp, n_vp, n_do, n_dq = _rat_scan_bwd_rows(L - 1, rows)
     for i in range(L):
         l = L - 1 - i
         o_t = o_c * L + l
         m_g = (o_t < T)[:, None, None] & m_j[None, :, :]  # [BK, BLOCK_DH, 2]: the group's rows
         m = m_g[None] & m_hj
-        m_p = ((o_t < T) & (l > 0))[None, :, None, None] & m_hj
-        p_row = p_b + o_t[:, None, None] * stride_pt  # [BK, 1, 1]
-        o_td = i_b.to(tl.int64) * T * D + o_t[None, :, None, None] * D + o_h * d + o_j[None, None]
-        b_a = tl.load(p_row[None] + (OFF_A + o_h * d + o_j[None, None]) * stride_pc, mask=m,
-                      other=0.0)
-        b_x = tl.load(p_row[None] + (OFF_X + o_h * d + o_j[None, None]) * stride_pc, mask=m,
-                      other=0.0)
-        b_kin = tl.load(p_row + (OFF_K + o_g[None]) * stride_pc, mask=m_g, other=0.0)[None]
-        b_q = tl.load(p_row + (OFF_Q + o_g[None]) * stride_pc, mask=m_g, other=0.0)[None]
+        b_a, b_x, b_kin, b_q, b_dss, b_ps = n_a, n_x, n_kin, n_q, n_dss, n_ps
+        b_kp, b_vp, b_do, b_dq = n_kp, n_vp, n_do, n_dq
+        n_a, n_x, n_kin, n_q, n_dss, n_ps, n_kp, n_vp, n_do, n_dq = _rat_scan_bwd_rows(l - 1, rows)
         b_a = b_a.to(tl.float32) + b_bias
         b_g = tl.sigmoid(b_a)
         b_gd = ((1.0 + (-1.0 * tl.sigmoid(b_a))) * tl.sigmoid(b_a))
-        o_ht = (i_b * H + o_h) * T + o_t[None, :, None, None]  # [BLOCK_HG, BK, 1, 1]
-        m_ht = (o_t < T)[None, :, None, None] & (o_r < HG)[:, None, None, None]
-        b_dss = tl.load(p_dss + o_ht, mask=m_ht, other=0.0) * sm_scale
-        b_ps = tl.load(p_ps + o_ht, mask=m_ht, other=0.0)
-        b_kt = tl.load(p_kt + o_td, mask=m, other=0.0).to(tl.float32)
-        # k~_{t-1}, v~_{t-1}, 0 at a chunk start
-        b_kp = tl.load(p_kt + o_td - D, mask=m_p, other=0.0).to(tl.float32)
-        b_vp = tl.load(p_v + o_td - D, mask=m_p, other=0.0).to(tl.float32)
+        b_dss = b_dss * sm_scale
         b_lk += b_dss * b_q.to(tl.float32)
-        b_do = tl.load(p_do + o_ht.to(tl.int64) * BLOCK_D + o_j[None, None], mask=m, other=0.0)
         b_lv += b_ps * b_do.to(tl.float32)  # do [B*H, T, BLOCK_D]
+        b_kp = b_kp.to(tl.float32)  # k~_{t-1}, v~_{t-1}: 0 at a chunk start
+        b_vp = b_vp.to(tl.float32)
         b_dkin = (1.0 - b_g) * b_lk
         b_dx = (1.0 - b_g) * b_lv
         b_da = (b_lk * (b_kp - b_kin.to(tl.float32)) + b_lv * (b_vp - b_x.to(tl.float32))) * b_gd
         b_da = tl.where(m, b_da, 0.0)
         b_db += tl.sum(b_da, axis=1)
-        b_dq = tl.load(p_dq + o_td, mask=m, other=0.0).to(tl.float32)
+        b_dq = b_dq.to(tl.float32)
         b_1, b_2 = tl.split(b_dq)
         b_dq = tl.join(b_1 * b_cos + b_2 * b_sin, b_2 * b_cos - b_1 * b_sin)
         b_dq += b_dss * b_kt
+        b_kt = b_kp  # the next step's k~_t
         p_drow = p_db + o_t[:, None, None] * F  # [BK, 1, 1]
         o_hj = o_h * d + o_j[None, None]
         tl.store(p_drow[None] + OFF_X + o_hj, b_dx.to(p_dproj.dtype.element_ty), mask=m)
@@ -1718,7 +1765,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_a2e5081a9133"
+OP_NAMESPACE = "ratc_rat_1f4e4b65e1ac"
 
 
 def _config_arg(config):
