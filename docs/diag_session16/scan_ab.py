@@ -3,8 +3,8 @@ package built before the change (generated.rat_swa_old, on PYTHONPATH), in one p
 
     PYTHONPATH=oldpkg:$PYTHONPATH python3 docs/diag_session16/scan_ab.py [--sizes 16384x16]
 
-For each size (sizes under 2^20 tokens are only checked): rat_fwd's and rat_bwd's outputs of both packages compared bit for bit (the train
-record), the scan kernels' device time per variant (torch.profiler, mean of --iters launches),
+For each size (sizes under 2^16 tokens are only checked): rat_fwd's outputs of both packages compared bit for bit and rat_bwd's by relative
+error (the train record; the compiler may contract or reduce in another order), the scan kernels' device time per variant (torch.profiler, mean of --iters launches),
 then the block's train step of both packages (do_bench medians, alternating rounds).
 """
 import argparse
@@ -41,6 +41,10 @@ def kernel_ms(fn, name):
     return sum(e.device_time_total for e in prof.key_averages() if e.key == name) / a.iters / 1e3
 
 
+def rel(x, r):
+    return ((x.float() - r.float()).norm() / r.float().norm()).item()
+
+
 def same(x, y):
     return all(torch.equal(u, v) for u, v in zip(x, y))
 
@@ -62,9 +66,9 @@ for size in a.sizes.split(","):
                                                      mode="train", scan=scan))
     (y0, l0, s0, dy, b0), (y1, l1, s1, _, b1) = outs["old"], outs["new"]
     print(f"T={T} B={B} identical: fwd y {torch.equal(y0, y1)}, lse {torch.equal(l0, l1)}, "
-          f"scan {same(s0, s1)}; bwd dproj {torch.equal(b0[0], b1[0])}, dbias "
-          f"{torch.equal(b0[1], b1[1])}", flush=True)
-    if T * B < 2**20:  # a ragged size, checked only
+          f"scan {same(s0, s1)}; bwd rel. err dproj {rel(b1[0], b0[0]):.1e}, dbias "
+          f"{rel(b1[1], b0[1]):.1e}", flush=True)
+    if T * B < 2**16:  # a ragged size, checked only
         continue
     for v in FWD:
         for name, mod in (("old", old), ("new", new)):
