@@ -26,6 +26,8 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--sizes", default="1000x3,16384x16,131072x2")
 ap.add_argument("--iters", type=int, default=20)
 ap.add_argument("--rounds", type=int, default=3)
+ap.add_argument("--fwd-variants", default=json.dumps(FWD), help="JSON list of configs")
+ap.add_argument("--bwd-variants", default=json.dumps(BWD), help="JSON list of configs")
 a = ap.parse_args()
 print(torch.cuda.get_device_name(), flush=True)
 
@@ -70,13 +72,13 @@ for size in a.sizes.split(","):
           f"{rel(b1[1], b0[1]):.1e}", flush=True)
     if T * B < 2**16:  # a ragged size, checked only
         continue
-    for v in FWD:
+    for v in json.loads(a.fwd_variants):
         for name, mod in (("old", old), ("new", new)):
             lse = torch.empty(B, new.H, T, device="cuda")
             ms = kernel_ms(lambda: mod.rat_fwd(proj, bias, config=rec | v, lse=lse, mode="train",
                                                keep=True), "rat_scan_fwd_kernel")
             print(f"  scan fwd {name} {json.dumps(v)}: {ms:.3f} ms", flush=True)
-    for v in BWD:
+    for v in json.loads(a.bwd_variants):
         for name, mod in (("old", old), ("new", new)):
             ms = kernel_ms(lambda: mod.rat_bwd(proj, bias, y1, l1, dy, config=rec | v,
                                                mode="train", scan=s1), "rat_scan_bwd_kernel")

@@ -542,7 +542,7 @@ if GLUON:
         each stage once both consumers have let its previous tile go."""
         ring, shape, _, _ = args
         desc_q, desc_k, desc_v, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, _ = ring
-        i_t, i_bh, T, NCP = shape
+        i_t, i_bh, T, NCP, n_k = shape
         BC: gl.constexpr = desc_k.block_type.shape[0]
         KS: gl.constexpr = k_s.type.shape[0]
         VS: gl.constexpr = v_s.type.shape[0]
@@ -550,7 +550,6 @@ if GLUON:
         mbarrier.expect(qbar, 2 * desc_q.block_type.nbytes)
         tma.async_copy_global_to_shared(desc_q, [row_q, 0], qbar, q_s.index(0))
         tma.async_copy_global_to_shared(desc_q, [row_q + _R, 0], qbar, q_s.index(1))
-        n_k = gl.cdiv((gl.minimum(i_t * 2 * _R + 2 * _R, T) - 1) // _L, BC)
         row_k = i_bh * NCP
         for j in range(n_k):
             mbarrier.wait(kempty.index(j % KS), ((j // KS) & 1) ^ 1)
@@ -629,7 +628,7 @@ if GLUON:
         flag, the key blocks (or, flagged, only the rings and turns passed on), y and lse."""
         ring, shape, ptrs, scalars = args
         _, desc_k, _, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, turn = ring
-        i_t, i_bh, T, _ = shape
+        i_t, i_bh, T, _, n_k = shape
         p_proj, p_qh, p_v, p_s, p_y, p_lse, p_kmax, p_flag = ptrs
         stride_pb, stride_pt, stride_pc, qk_scale, store_lse = scalars
         KS: gl.constexpr = k_s.type.shape[0]
@@ -659,7 +658,6 @@ if GLUON:
         i_f = i_t * 2 + HALF  # this half's flag: 64-row blocks of the head, those holding rows < T
         gl.store(p_flag + i_bh * gl.cdiv(T, _R) + i_f, 1 - ok.to(gl.int8), mask=i_f * _R < T)
         c_first = (i_t * 2 * _R + HALF * _R) // _L
-        n_k = gl.cdiv((gl.minimum(i_t * 2 * _R + 2 * _R, T) - 1) // _L, BC)
         if ok:
             # the self term opens the sums: l = 2^(s_t - m_t), acc = l v~_t
             b_ls = gl.exp2(b_s - b_m)
@@ -712,11 +710,20 @@ if GLUON:
         gl.static_assert(KS >= 2)  # key tiles t (scores in flight) and t + 1 (loading)
         gl.static_assert(VS >= 2)  # value tiles t-1 (P V in flight) and t (loading)
         ring = _rat_ws_rings(desc_q, desc_k, desc_v, KS, VS)
-        shape = (gl.cdiv(T, 2 * _R) - 1 - gl.program_id(0), gl.program_id(1), T, NCP)
-        args = (ring, shape, (p_proj, p_qh, p_v, p_s, p_y, p_lse, p_kmax, p_flag),
+        args = (ring, _rat_ws_shape(T, NCP, desc_k.block_type.shape[0]),
+                (p_proj, p_qh, p_v, p_s, p_y, p_lse, p_kmax, p_flag),
                 (stride_pb, stride_pt, stride_pc, qk_scale, store_lse))
         gl.warp_specialize([(_rat_ws_consumer0, (args, )), (_rat_ws_consumer1, (args, )),
                             (_rat_ws_producer, (args, ))], [4, 1], [_REGS, 24])
+
+    @gluon.jit
+    def _rat_ws_shape(T, NCP, BC: gl.constexpr):
+        """A program's (i_t, i_bh, T, NCP, n_k) on grid (T / 128, B * H): its query block i_t,
+        longest rows first, its head i_bh, and n_k, its blocks of BC chunk-final keys (those
+        before its last row's chunk), which the producer and both consumers iterate over."""
+        i_t = gl.cdiv(T, 2 * _R) - 1 - gl.program_id(0)
+        n_k = gl.cdiv((gl.minimum(i_t * 2 * _R + 2 * _R, T) - 1) // _L, BC)
+        return i_t, gl.program_id(1), T, NCP, n_k
 
     @gluon.jit
     def _rat_ws_rings(desc_q, desc_k, desc_v, KS: gl.constexpr, VS: gl.constexpr):
@@ -1083,37 +1090,6 @@ def rat_attn_bwd_dkv_kernel(
 
 
 @triton.jit
-def _rat_scan_bwd_rows(l, rows):
-    """What rat_scan_bwd_kernel's step at token l of its chunks reads, as loaded (nothing where
-    l < 0): the gate's input a, x, k, q, dss, P_self, k~_{t-1}, v~_{t-1} (0 at a chunk
-    start; loaded wherever row t - 1 exists, as the step after takes it for its k~_t), do, dq^.
-    The kernel issues step l - 1's loads before step l's arithmetic."""
-    p_b, p_kt, p_v, p_dq, p_do, p_ps, p_dss, i_b, o_c, o_h, o_j, o_g, m_j, m_hj, m_hr, T, \
-        stride_pt, stride_pc, OFF_X, OFF_A, OFF_Q, OFF_K, H, d, L, BLOCK_D = rows
-    D: tl.constexpr = H * d
-    o_t = o_c * L + l
-    ok = (o_t < T) & (l >= 0)
-    m_g = ok[:, None, None] & m_j[None, :, :]  # [BK, BLOCK_DH, 2]
-    m = m_g[None] & m_hj
-    m_p = ((o_t - 1 < T) & (l > 0))[None, :, None, None] & m_hj
-    p_row = p_b + o_t[:, None, None] * stride_pt  # [BK, 1, 1]
-    o_td = i_b.to(tl.int64) * T * D + o_t[None, :, None, None] * D + o_h * d + o_j[None, None]
-    o_ht = (i_b * H + o_h) * T + o_t[None, :, None, None]  # [BLOCK_HG, BK, 1, 1]
-    m_ht = ok[None, :, None, None] & m_hr
-    b_a = tl.load(p_row[None] + (OFF_A + o_h * d + o_j[None, None]) * stride_pc, mask=m, other=0.0)
-    b_x = tl.load(p_row[None] + (OFF_X + o_h * d + o_j[None, None]) * stride_pc, mask=m, other=0.0)
-    b_kin = tl.load(p_row + (OFF_K + o_g[None]) * stride_pc, mask=m_g, other=0.0)[None]
-    b_q = tl.load(p_row + (OFF_Q + o_g[None]) * stride_pc, mask=m_g, other=0.0)[None]
-    b_dss = tl.load(p_dss + o_ht, mask=m_ht, other=0.0)
-    b_ps = tl.load(p_ps + o_ht, mask=m_ht, other=0.0)
-    b_kp = tl.load(p_kt + o_td - D, mask=m_p, other=0.0)
-    b_vp = tl.load(p_v + o_td - D, mask=m_p, other=0.0)
-    b_do = tl.load(p_do + o_ht.to(tl.int64) * BLOCK_D + o_j[None, None], mask=m, other=0.0)
-    b_dq = tl.load(p_dq + o_td, mask=m, other=0.0)
-    return b_a, b_x, b_kin, b_q, b_dss, b_ps, b_kp, b_vp, b_do, b_dq
-
-
-@triton.jit
 def rat_scan_bwd_kernel(
     p_proj, p_bias, p_kt, p_v, p_dq, p_do, p_ps, p_dss, p_dkc, p_dvc, p_dproj, p_dbias,
     T, NC, NCP, BG, stride_pb, stride_pt, stride_pc, sm_scale,
@@ -1125,9 +1101,7 @@ def rat_scan_bwd_kernel(
     # lam_t = dk~_t + g_{t+1} lam_{t+1} over the L tokens of chunks [BK], right to left, from
     # lam = dK~ (turned back) / dV~ at the chunk-final token, for the H/G heads h = r G + g that
     # read group g's q and k, held as a leading dimension [BLOCK_HG, BK, BLOCK_DH, 2]: their dq
-    # and dk are summed here, once per group, into dproj. Each step's loads are issued one step
-    # ahead (_rat_scan_bwd_rows), and k~_t is the previous step's k~_{t-1}: the loop waits on
-    # memory once, not once a step
+    # and dk are summed here, once per group, into dproj
     HG: tl.constexpr = H // G
     i_c, i_bg = tl.program_id(0) // BG, tl.program_id(0) % BG
     i_b, i_g = i_bg // G, i_bg % G
@@ -1135,7 +1109,6 @@ def rat_scan_bwd_kernel(
     o_r = tl.arange(0, BLOCK_HG)
     o_hr = o_r * G + i_g  # the group's heads
     o_h = o_hr[:, None, None, None]  # [BLOCK_HG, 1, 1, 1]
-    m_hr = (o_r < HG)[:, None, None, None]
     o_c = i_c * BK + tl.arange(0, BK)  # chunks
     o_i = tl.arange(0, BLOCK_DH)
     o_j = o_i[:, None] + tl.arange(0, 2)[None, :] * D1  # [BLOCK_DH, 2] channel within the head
@@ -1157,39 +1130,43 @@ def rat_scan_bwd_kernel(
     b_db = tl.zeros([BLOCK_HG, BLOCK_DH, 2], dtype=tl.float32)
     p_b = p_proj + i_b.to(tl.int64) * stride_pb
     p_db = p_dproj + i_b.to(tl.int64) * T * F  # dproj [B, T, F] contiguous
-    o_t = o_c * L + L - 1
-    m = ((o_t < T)[:, None, None] & m_j[None, :, :])[None] & m_hj
-    b_kt = tl.load(p_kt + i_b.to(tl.int64) * T * D + o_t[None, :, None, None] * D + o_h * d
-                   + o_j[None, None], mask=m, other=0.0).to(tl.float32)  # the first step's k~_t
-    rows = (p_b, p_kt, p_v, p_dq, p_do, p_ps, p_dss, i_b, o_c, o_h, o_j, o_g, m_j, m_hj, m_hr, T,
-            stride_pt, stride_pc, OFF_X, OFF_A, OFF_Q, OFF_K, H, d, L, BLOCK_D)
-    n_a, n_x, n_kin, n_q, n_dss, n_ps, n_kp, n_vp, n_do, n_dq = _rat_scan_bwd_rows(L - 1, rows)
     for i in range(L):
         l = L - 1 - i
         o_t = o_c * L + l
         m_g = (o_t < T)[:, None, None] & m_j[None, :, :]  # [BK, BLOCK_DH, 2]: the group's rows
         m = m_g[None] & m_hj
-        b_a, b_x, b_kin, b_q, b_dss, b_ps = n_a, n_x, n_kin, n_q, n_dss, n_ps
-        b_kp, b_vp, b_do, b_dq = n_kp, n_vp, n_do, n_dq
-        n_a, n_x, n_kin, n_q, n_dss, n_ps, n_kp, n_vp, n_do, n_dq = _rat_scan_bwd_rows(l - 1, rows)
+        m_p = ((o_t < T) & (l > 0))[None, :, None, None] & m_hj
+        p_row = p_b + o_t[:, None, None] * stride_pt  # [BK, 1, 1]
+        o_td = i_b.to(tl.int64) * T * D + o_t[None, :, None, None] * D + o_h * d + o_j[None, None]
+        b_a = tl.load(p_row[None] + (OFF_A + o_h * d + o_j[None, None]) * stride_pc, mask=m,
+                      other=0.0)
+        b_x = tl.load(p_row[None] + (OFF_X + o_h * d + o_j[None, None]) * stride_pc, mask=m,
+                      other=0.0)
+        b_kin = tl.load(p_row + (OFF_K + o_g[None]) * stride_pc, mask=m_g, other=0.0)[None]
+        b_q = tl.load(p_row + (OFF_Q + o_g[None]) * stride_pc, mask=m_g, other=0.0)[None]
         b_a = b_a.to(tl.float32) + b_bias
         b_g = tl.sigmoid(b_a)
         b_gd = ((1.0 + (-1.0 * tl.sigmoid(b_a))) * tl.sigmoid(b_a))
-        b_dss = b_dss * sm_scale
+        o_ht = (i_b * H + o_h) * T + o_t[None, :, None, None]  # [BLOCK_HG, BK, 1, 1]
+        m_ht = (o_t < T)[None, :, None, None] & (o_r < HG)[:, None, None, None]
+        b_dss = tl.load(p_dss + o_ht, mask=m_ht, other=0.0) * sm_scale
+        b_ps = tl.load(p_ps + o_ht, mask=m_ht, other=0.0)
+        b_kt = tl.load(p_kt + o_td, mask=m, other=0.0).to(tl.float32)
+        # k~_{t-1}, v~_{t-1}, 0 at a chunk start
+        b_kp = tl.load(p_kt + o_td - D, mask=m_p, other=0.0).to(tl.float32)
+        b_vp = tl.load(p_v + o_td - D, mask=m_p, other=0.0).to(tl.float32)
         b_lk += b_dss * b_q.to(tl.float32)
+        b_do = tl.load(p_do + o_ht.to(tl.int64) * BLOCK_D + o_j[None, None], mask=m, other=0.0)
         b_lv += b_ps * b_do.to(tl.float32)  # do [B*H, T, BLOCK_D]
-        b_kp = b_kp.to(tl.float32)  # k~_{t-1}, v~_{t-1}: 0 at a chunk start
-        b_vp = b_vp.to(tl.float32)
         b_dkin = (1.0 - b_g) * b_lk
         b_dx = (1.0 - b_g) * b_lv
         b_da = (b_lk * (b_kp - b_kin.to(tl.float32)) + b_lv * (b_vp - b_x.to(tl.float32))) * b_gd
         b_da = tl.where(m, b_da, 0.0)
         b_db += tl.sum(b_da, axis=1)
-        b_dq = b_dq.to(tl.float32)
+        b_dq = tl.load(p_dq + o_td, mask=m, other=0.0).to(tl.float32)
         b_1, b_2 = tl.split(b_dq)
         b_dq = tl.join(b_1 * b_cos + b_2 * b_sin, b_2 * b_cos - b_1 * b_sin)
         b_dq += b_dss * b_kt
-        b_kt = b_kp  # the next step's k~_t
         p_drow = p_db + o_t[:, None, None] * F  # [BK, 1, 1]
         o_hj = o_h * d + o_j[None, None]
         tl.store(p_drow[None] + OFF_X + o_hj, b_dx.to(p_dproj.dtype.element_ty), mask=m)
@@ -1276,7 +1253,7 @@ if GLUON:
         and stores, then dq^ over the key blocks."""
         ring, shape, ptrs, scalars = args
         _, desc_k, _, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, turn = ring
-        i_t, i_bh, T, _ = shape
+        i_t, i_bh, T, _, n_k = shape
         p_proj, p_dy, p_y, p_lse, p_s, p_v, p_delta, p_dss, p_ps, p_dq, p_dproj, p_do, do_s = ptrs
         stride_pb, stride_pt, stride_pc, qk_scale = scalars
         BC: gl.constexpr = desc_k.block_type.shape[0]
@@ -1325,7 +1302,6 @@ if GLUON:
 
         dq = gl.zeros([_R, BD], gl.float32, layout=o_layout)
         c_first = (i_t * 2 * _R + HALF * _R) // _L
-        n_k = gl.cdiv((gl.minimum(i_t * 2 * _R + 2 * _R, T) - 1) // _L, BC)
         mbarrier.wait(qbar, 0)
         if n_k > 0:
             dq = _rat_ws_dq_loop(q_s.index(HALF), do_h, k_s, v_s, kready, kempty, vready, vempty,
@@ -1356,9 +1332,9 @@ if GLUON:
         ring = _rat_ws_rings(desc_q, desc_k, desc_v, KS, VS)
         do_s = gl.allocate_shared_memory(desc_k.dtype, [2, _R, desc_k.block_type.shape[1]],
                                          desc_q.layout)
-        shape = (gl.cdiv(T, 2 * _R) - 1 - gl.program_id(0), gl.program_id(1), T, NCP)
-        args = (ring, shape, (p_proj, p_dy, p_y, p_lse, p_s, p_v, p_delta, p_dss, p_ps, p_dq,
-                              p_dproj, p_do, do_s), (stride_pb, stride_pt, stride_pc, qk_scale))
+        args = (ring, _rat_ws_shape(T, NCP, desc_k.block_type.shape[0]),
+                (p_proj, p_dy, p_y, p_lse, p_s, p_v, p_delta, p_dss, p_ps, p_dq, p_dproj, p_do,
+                 do_s), (stride_pb, stride_pt, stride_pc, qk_scale))
         gl.warp_specialize([(_rat_ws_dq_consumer0, (args, )), (_rat_ws_dq_consumer1, (args, )),
                             (_rat_ws_producer, (args, ))], [4, 1], [_REGS, 24])
 
@@ -1410,7 +1386,7 @@ if GLUON:
                                             do_s.index(st))
 
     @gluon.jit
-    def _rat_ws_dkv_scores(s, dp, b_lse, b_delta, t0, T, o_k, k0, pt_h, dst_h, qk_scale):
+    def _rat_ws_dkv_scores(s, dp, b_lse, b_delta, t0, T, k0, pt_h, dst_h, qk_scale):
         """P^T = 2^(S^T qk_scale - lse) of the queries t0 .. t0 + BT - 1, zero where c' >= c(t)
         or t >= T (only blocks reaching the keys' last chunk or T need the mask), and dS^T,
         into shared memory for dV's and dK's products. lse and Delta come in one value a
@@ -1422,6 +1398,7 @@ if GLUON:
         p = gl.exp2(s * qk_scale - gl.convert_layout(b_lse, col)[None, :])
         if (t0 < (k0 + R) * _L) | (t0 + BT > T):
             o_t = t0 + gl.arange(0, BT, layout=col)
+            o_k = k0 + gl.arange(0, R, layout=gl.SliceLayout(1, s.type.layout))
             p = gl.where((o_k[:, None] < (o_t // _L)[None, :]) & (o_t < T)[None, :], p, 0.0)
         pt_h.store(p.to(pt_h.dtype))
         dst_h.store((p * (dp - gl.convert_layout(b_delta, col)[None, :])).to(dst_h.dtype))
@@ -1436,7 +1413,7 @@ if GLUON:
 
     @gluon.jit
     def _rat_ws_dkv_loop(k_h, v_h, q_s, do_s, pt_h, dst_h, ready, empty, turn, dk, dv, p_lse,
-                         p_delta, o_k, k0, t_start, n_q, T, qk_scale, HALF: gl.constexpr):
+                         p_delta, k0, t_start, n_q, T, qk_scale, HALF: gl.constexpr):
         """dK, dV over query blocks 0 .. n_q-1 (n_q >= 1) in n_q + 1 turns (unscaled dK).
         P^T and dS^T go through shared memory (pt_h, dst_h): as register operands they, with
         dK, dV, S^T and dP^T, overflow 240 registers at 64 queries and ptxas serialises the
@@ -1456,7 +1433,7 @@ if GLUON:
                            is_async=True)
         mbarrier.arrive(turn.index(1 - HALF))
         s, dp = warpgroup_mma_wait(num_outstanding=0, deps=(s, dp))
-        _rat_ws_dkv_scores(s, dp, b_lse, b_delta, t_start, T, o_k, k0, pt_h, dst_h, qk_scale)
+        _rat_ws_dkv_scores(s, dp, b_lse, b_delta, t_start, T, k0, pt_h, dst_h, qk_scale)
         for t in range(1, n_q):
             j = t - 1
             b_lse, b_delta = _rat_ws_dkv_rows(p_lse, p_delta, t_start + t * BT, T, BT)
@@ -1471,7 +1448,7 @@ if GLUON:
             mbarrier.arrive(turn.index(1 - HALF))
             s, dp, dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(s, dp, dv, dk))
             mbarrier.arrive(empty.index(j % QS))
-            _rat_ws_dkv_scores(s, dp, b_lse, b_delta, t_start + t * BT, T, o_k, k0, pt_h, dst_h,
+            _rat_ws_dkv_scores(s, dp, b_lse, b_delta, t_start + t * BT, T, k0, pt_h, dst_h,
                                qk_scale)
         j = n_q - 1
         mbarrier.wait(turn.index(HALF), (n_q & 1) ^ (1 - HALF))
@@ -1490,10 +1467,7 @@ if GLUON:
         i_bh, i_c, T, NCP, t_start, n_q = shape
         p_lse, p_delta, p_dkc, p_dvc = ptrs
         NC, qk_scale = scalars
-        BT: gl.constexpr = q_s.type.shape[1]
         BD: gl.constexpr = q_s.type.shape[2]
-        s_layout: gl.constexpr = gl.NVMMADistributedLayout(
-            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BT, 16])
         o_layout: gl.constexpr = gl.NVMMADistributedLayout(
             version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BD, 16])
         k0 = i_c * 2 * _R + HALF * _R
@@ -1504,8 +1478,7 @@ if GLUON:
             dk, dv = _rat_ws_dkv_loop(
                 k_s.index(HALF), v_s.index(HALF), q_s, do_s, pt_s.index(HALF),
                 dst_s.index(HALF), ready, empty, turn, dk, dv, p_lse + i_bh * T,
-                p_delta + i_bh * T, k0 + gl.arange(0, _R, layout=gl.SliceLayout(1, s_layout)),
-                k0, t_start, n_q, T, qk_scale, HALF)
+                p_delta + i_bh * T, k0, t_start, n_q, T, qk_scale, HALF)
         o_k = k0 + gl.arange(0, _R, layout=gl.SliceLayout(1, o_layout))
         o_d = gl.arange(0, BD, layout=gl.SliceLayout(0, o_layout))
         o_cache = (i_bh * NCP + o_k[:, None]) * BD + o_d[None, :]
@@ -1656,7 +1629,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_88d0ec185109"
+OP_NAMESPACE = "ratc_rat_4ae7f95376f2"
 
 
 def _config_arg(config):
