@@ -184,6 +184,7 @@ TUNED = {'NVIDIA H100 80GB HBM3': {'prefill': {'T131072xB2': {'BC': 128,
                                           'WS_VS': 3,
                                           'bwd_num_stages': 3,
                                           'bwd_num_warps': 8,
+                                          'bwd_scan_num_warps': 1,
                                           'dq_num_stages': 2,
                                           'dq_num_warps': 8,
                                           'num_stages': 2,
@@ -201,6 +202,7 @@ TUNED = {'NVIDIA H100 80GB HBM3': {'prefill': {'T131072xB2': {'BC': 128,
                                           'SCAN_WARPS': 4,
                                           'bwd_num_stages': 3,
                                           'bwd_num_warps': 8,
+                                          'bwd_scan_num_warps': 1,
                                           'dq_num_stages': 2,
                                           'dq_num_warps': 4,
                                           'num_stages': 3,
@@ -1738,7 +1740,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_392d63bb566f"
+OP_NAMESPACE = "ratc_rat_1a38247e1afa"
 
 
 def _config_arg(config):
