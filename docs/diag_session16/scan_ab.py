@@ -5,7 +5,8 @@ package built before the change (generated.rat_swa_old, on PYTHONPATH), in one p
 
 For each size (sizes under 2^16 tokens are only checked): rat_fwd's outputs of both packages compared bit for bit and rat_bwd's by relative
 error (the train record; the compiler may contract or reduce in another order), the scan kernels' device time per variant (torch.profiler, mean of --iters launches),
-then the block's train step of both packages (do_bench medians, alternating rounds).
+then the block's train step of both packages (do_bench medians, alternating rounds). The
+backward's kernels are timed for the scan and, where the record launches it, the Triton dq.
 """
 import argparse
 import json
@@ -80,9 +81,10 @@ for size in a.sizes.split(","):
             print(f"  scan fwd {name} {json.dumps(v)}: {ms:.3f} ms", flush=True)
     for v in json.loads(a.bwd_variants):
         for name, mod in (("old", old), ("new", new)):
-            ms = kernel_ms(lambda: mod.rat_bwd(proj, bias, y1, l1, dy, config=rec | v,
-                                               mode="train", scan=s1), "rat_scan_bwd_kernel")
-            print(f"  scan bwd {name} {json.dumps(v)}: {ms:.3f} ms", flush=True)
+            for kernel in ("rat_scan_bwd_kernel", "rat_attn_bwd_dq_kernel"):
+                ms = kernel_ms(lambda: mod.rat_bwd(proj, bias, y1, l1, dy, config=rec | v,
+                                                   mode="train", scan=s1), kernel)
+                print(f"  {kernel} {name} {json.dumps(v)}: {ms:.3f} ms", flush=True)
     del outs, y0, l0, s0, b0, y1, l1, s1, b1, proj
     torch.cuda.empty_cache()
     steps = {}
