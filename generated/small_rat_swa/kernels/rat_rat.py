@@ -908,13 +908,10 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None, keep=Fa
 #   rat_scan_fwd_kernel (STORE_K)  only with RECOMPUTE_SCAN (else the forward's launch kept them):
 #                            v~, k~ [B, T, D] (proj's dtype), self scores, caches, q^ [B, G, T,
 #                            BLOCK_D]
-#   rat_attn_bwd_dq_kernel   per query block and q/k group, the group's heads in turn: Delta,
-#                            dS_self, P_self, dz per head, dq^ (rotated) summed over the
-#                            heads in fp32; stores do [B*H, T, BLOCK_D] in proj's dtype for the
-#                            next kernels (on Hopper, bf16, with DQ_WS = 1:
-#                            rat_attn_bwd_dq_ws_kernel, Gluon, warp-specialised,
-#                            templates/rat_bwd_ws.py.jinja, per query block and head: dq^ per
-#                            head in proj's dtype)
+#   rat_attn_bwd_dq_kernel   per query block: Delta, dS_self, P_self, dq^ (rotated), dz;
+#                            stores do [B*H, T, BLOCK_D] in proj's dtype for the next kernels
+#                            (on Hopper, bf16, with DQ_WS = 1: rat_attn_bwd_dq_ws_kernel, Gluon,
+#                            warp-specialised, templates/rat_bwd_ws.py.jinja)
 #                            (likewise BWD_WS = 1: rat_attn_bwd_dkv_ws_kernel)
 #   rat_attn_bwd_dkv_kernel  per block of chunks: dK^ (rotated), dV~ over the later queries, from
 #                            the scan's q^ and that do, loaded as TMA blocks
@@ -988,15 +985,13 @@ def rat_attn_bwd_dq_kernel(
     BLOCK_D: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
     LOG2_BASE: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    # per head h of the group: Delta_t = dy_t . out_t, dS_self = P_self (do_t . v~_t - Delta_t);
-    # dq^_t = sum over the group's heads h and chunks c' of dS K^_c'. The heads of a group share
-    # q^, so one program takes them one after another and sums their dq^ in fp32: it writes
-    # one row [BLOCK_D] per group and token for the scan's backward, not one per head
+    # Delta_t = dy_t . out_t, dS_self = P_self (do_t . v~_t - Delta_t), dq^_t = sum_c' dS K^_c'
     tl.static_assert(BT >= 16)  # tl.dot's smallest tile, likewise below
     tl.static_assert(BC >= 16)
     tl.static_assert(BLOCK_D >= 16)
     i_t = tl.num_programs(0) - 1 - tl.program_id(0)  # longest rows (most chunks) first
-    i_b, i_g = tl.program_id(1) // G, tl.program_id(1) % G
+    i_bh = tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
     D: tl.constexpr = H * d
     o_t = i_t * BT + tl.arange(0, BT)
     o_d = tl.arange(0, BLOCK_D)
@@ -1004,50 +999,45 @@ def rat_attn_bwd_dq_kernel(
     m_td = m_t[:, None] & (o_d < d)[None, :]
     o_ct = o_t // L
     dt = p_y.dtype.element_ty  # the dot operands' dtype, as in the forward
+
+    p_row = p_proj + i_b.to(tl.int64) * stride_pb + o_t[:, None] * stride_pt
+    o_td = i_b.to(tl.int64) * T * D + o_t[:, None] * D + i_h * d + o_d[None, :]  # [B, T, D]
+    b_q = tl.load(p_qh + (((i_b * G + i_h % G).to(tl.int64) * T + o_t[:, None]) * BLOCK_D
+                          + o_d[None, :]), mask=m_td, other=0.0)  # q^, from the scan
+    b_dy = tl.load(p_dy + o_td, mask=m_td, other=0.0).to(tl.float32)
+    b_y = tl.load(p_y + o_td, mask=m_td, other=0.0).to(tl.float32)
+    b_delta = tl.sum(b_dy * b_y, axis=1)
+    b_sz = tl.sigmoid(tl.load(p_row + (OFF_Z + i_h * d + o_d[None, :]) * stride_pc, mask=m_td,
+                              other=0.0).to(tl.float32))
+    b_do = b_dy * b_sz
+    b_dz = b_dy * b_y * (1.0 - b_sz)  # dy . y~ sigmoid'(z), y~ = out / sigmoid(z)
+    p_drow = p_dproj + i_b.to(tl.int64) * T * F + o_t[:, None] * F  # dproj [B, T, F] contiguous
+    tl.store(p_drow + OFF_Z + i_h * d + o_d[None, :], b_dz.to(p_dproj.dtype.element_ty),
+             mask=m_td)
+    b_lse = tl.load(p_lse + i_bh * T + o_t, mask=m_t, other=0.0)
+
+    # the self term
+    b_vt = tl.load(p_v + o_td, mask=m_td, other=0.0).to(tl.float32)
+    b_ps = tl.exp2(tl.load(p_s + i_bh * T + o_t, mask=m_t, other=0.0) * qk_scale - b_lse)
+    b_dss = b_ps * (tl.sum(b_do * b_vt, axis=1) - b_delta)
+    tl.store(p_delta + i_bh * T + o_t, b_delta, mask=m_t)
+    tl.store(p_dss + i_bh * T + o_t, b_dss, mask=m_t)
+    tl.store(p_ps + i_bh * T + o_t, b_ps, mask=m_t)  # dv~_t = P_self do_t: the scan's backward
+
+    # the earlier chunks, unmasked then masked as in the forward
+    b_do = b_do.to(dt)
+    o_head = (i_bh.to(tl.int64) * T + o_t[:, None]) * BLOCK_D + o_d[None, :]  # [B*H, T, BLOCK_D]
+    tl.store(p_do + o_head, b_do, mask=m_td)
+    b_dq = tl.zeros([BT, BLOCK_D], dtype=tl.float32)
     c_first = (i_t * BT) // L
     c_end = (tl.minimum(i_t * BT + BT, T) - 1) // L
     c_mid = (c_first // BC) * BC
-
-    p_row = p_proj + i_b.to(tl.int64) * stride_pb + o_t[:, None] * stride_pt
-    b_dq = tl.zeros([BT, BLOCK_D], dtype=tl.float32)
-    for r in range(H // G):
-        i_h = r * G + i_g
-        i_bh = i_b * H + i_h
-        # q^, from the scan (loaded again for each head: held across the loop, it spills)
-        b_q = tl.load(p_qh + (((i_b * G + i_g).to(tl.int64) * T + o_t[:, None]) * BLOCK_D
-                              + o_d[None, :]), mask=m_td, other=0.0)
-        o_td = i_b.to(tl.int64) * T * D + o_t[:, None] * D + i_h * d + o_d[None, :]  # [B, T, D]
-        b_dy = tl.load(p_dy + o_td, mask=m_td, other=0.0).to(tl.float32)
-        b_y = tl.load(p_y + o_td, mask=m_td, other=0.0).to(tl.float32)
-        b_delta = tl.sum(b_dy * b_y, axis=1)
-        b_sz = tl.sigmoid(tl.load(p_row + (OFF_Z + i_h * d + o_d[None, :]) * stride_pc,
-                                  mask=m_td, other=0.0).to(tl.float32))
-        b_do = b_dy * b_sz
-        b_dz = b_dy * b_y * (1.0 - b_sz)  # dy . y~ sigmoid'(z), y~ = out / sigmoid(z)
-        p_drow = p_dproj + i_b.to(tl.int64) * T * F + o_t[:, None] * F  # dproj [B, T, F]
-        tl.store(p_drow + OFF_Z + i_h * d + o_d[None, :], b_dz.to(p_dproj.dtype.element_ty),
-                 mask=m_td)
-        b_lse = tl.load(p_lse + i_bh * T + o_t, mask=m_t, other=0.0)
-
-        # the self term
-        b_vt = tl.load(p_v + o_td, mask=m_td, other=0.0).to(tl.float32)
-        b_ps = tl.exp2(tl.load(p_s + i_bh * T + o_t, mask=m_t, other=0.0) * qk_scale - b_lse)
-        b_dss = b_ps * (tl.sum(b_do * b_vt, axis=1) - b_delta)
-        tl.store(p_delta + i_bh * T + o_t, b_delta, mask=m_t)
-        tl.store(p_dss + i_bh * T + o_t, b_dss, mask=m_t)
-        tl.store(p_ps + i_bh * T + o_t, b_ps, mask=m_t)  # dv~_t = P_self do_t: the scan's backward
-
-        # the earlier chunks, unmasked then masked as in the forward
-        b_do = b_do.to(dt)
-        o_head = (i_bh.to(tl.int64) * T + o_t[:, None]) * BLOCK_D + o_d[None, :]  # do [B*H, T, ...]
-        tl.store(p_do + o_head, b_do, mask=m_td)
-        b_dq = _rat_bwd_dq_inner(b_q, b_do, b_lse, b_delta, b_dq, desc_k, desc_v, i_bh * NCP,
-                                 o_ct, 0, c_mid, qk_scale, BC, False, PRECISION)
-        b_dq = _rat_bwd_dq_inner(b_q, b_do, b_lse, b_delta, b_dq, desc_k, desc_v, i_bh * NCP,
-                                 o_ct, c_mid, c_end, qk_scale, BC, True, PRECISION)
+    b_dq = _rat_bwd_dq_inner(b_q, b_do, b_lse, b_delta, b_dq, desc_k, desc_v, i_bh * NCP, o_ct,
+                             0, c_mid, qk_scale, BC, False, PRECISION)
+    b_dq = _rat_bwd_dq_inner(b_q, b_do, b_lse, b_delta, b_dq, desc_k, desc_v, i_bh * NCP, o_ct,
+                             c_mid, c_end, qk_scale, BC, True, PRECISION)
     b_dq = b_dq * (qk_scale * 0.6931471805599453)  # ln 2: 1/sqrt(d)
-    o_gd = ((i_b.to(tl.int64) * T + o_t[:, None]) * G + i_g) * BLOCK_D + o_d[None, :]
-    tl.store(p_dq + o_gd, b_dq, mask=m_td)  # dq^ [B, T, G, BLOCK_D] fp32
+    tl.store(p_dq + o_td, b_dq.to(p_dq.dtype.element_ty), mask=m_td)
 
 
 @triton.jit
@@ -1106,14 +1096,12 @@ def rat_scan_bwd_kernel(
     OFF_X: tl.constexpr, OFF_A: tl.constexpr, OFF_Q: tl.constexpr, OFF_K: tl.constexpr,
     F: tl.constexpr, H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
     D1: tl.constexpr, BLOCK_DH: tl.constexpr, BLOCK_D: tl.constexpr, BK: tl.constexpr,
-    BLOCK_HG: tl.constexpr, LOG2_BASE: tl.constexpr, DQ_GROUPED: tl.constexpr,
+    BLOCK_HG: tl.constexpr, LOG2_BASE: tl.constexpr,
 ):
     # lam_t = dk~_t + g_{t+1} lam_{t+1} over the L tokens of chunks [BK], right to left, from
     # lam = dK~ (turned back) / dV~ at the chunk-final token, for the H/G heads h = r G + g that
     # read group g's q and k, held as a leading dimension [BLOCK_HG, BK, BLOCK_DH, 2]: their dq
-    # and dk are summed here, once per group, into dproj. dq^ comes summed over the group's
-    # heads ([B, T, G, BLOCK_D] fp32: DQ_GROUPED, from rat_attn_bwd_dq_kernel) or per head
-    # ([B, T, D], from the warp-specialised dq kernel)
+    # and dk are summed here, once per group, into dproj
     HG: tl.constexpr = H // G
     i_c, i_bg = tl.program_id(0) // BG, tl.program_id(0) % BG
     i_b, i_g = i_bg // G, i_bg % G
@@ -1175,23 +1163,17 @@ def rat_scan_bwd_kernel(
         b_da = (b_lk * (b_kp - b_kin.to(tl.float32)) + b_lv * (b_vp - b_x.to(tl.float32))) * b_gd
         b_da = tl.where(m, b_da, 0.0)
         b_db += tl.sum(b_da, axis=1)
-        if DQ_GROUPED:
-            o_gd = ((i_b.to(tl.int64) * T + o_t[:, None, None]) * G + i_g) * BLOCK_D + o_j[None]
-            b_dq = tl.load(p_dq + o_gd, mask=m_g, other=0.0)[None]  # [1, BK, BLOCK_DH, 2]
-        else:
-            b_dq = tl.load(p_dq + o_td, mask=m, other=0.0).to(tl.float32)
-        b_dq1, b_dq2 = tl.split(b_dq)
-        b_dq = tl.join(b_dq1 * b_cos + b_dq2 * b_sin, b_dq2 * b_cos - b_dq1 * b_sin)
-        if DQ_GROUPED:
-            b_dq = tl.sum(b_dq, axis=0) + tl.sum(tl.where(m, b_dss * b_kt, 0.0), axis=0)
-        else:
-            b_dq = tl.sum(tl.where(m, b_dq + b_dss * b_kt, 0.0), axis=0)
+        b_dq = tl.load(p_dq + o_td, mask=m, other=0.0).to(tl.float32)
+        b_1, b_2 = tl.split(b_dq)
+        b_dq = tl.join(b_1 * b_cos + b_2 * b_sin, b_2 * b_cos - b_1 * b_sin)
+        b_dq += b_dss * b_kt
         p_drow = p_db + o_t[:, None, None] * F  # [BK, 1, 1]
         o_hj = o_h * d + o_j[None, None]
         tl.store(p_drow[None] + OFF_X + o_hj, b_dx.to(p_dproj.dtype.element_ty), mask=m)
         tl.store(p_drow[None] + OFF_A + o_hj, b_da.to(p_dproj.dtype.element_ty), mask=m)
         # the group's sums (padding heads hold zeros: every load above is masked by m_hj)
-        tl.store(p_drow + OFF_Q + o_g[None], b_dq.to(p_dproj.dtype.element_ty), mask=m_g)
+        tl.store(p_drow + OFF_Q + o_g[None], tl.sum(tl.where(m, b_dq, 0.0), axis=0)
+                 .to(p_dproj.dtype.element_ty), mask=m_g)
         tl.store(p_drow + OFF_K + o_g[None], tl.sum(tl.where(m, b_dkin, 0.0), axis=0)
                  .to(p_dproj.dtype.element_ty), mask=m_g)
         b_lk = b_g * b_lk  # carries lam_t to t - 1
@@ -1594,21 +1576,19 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
                                           rows=max(cfg["BWD_BC"], cfg["DQ_BC"], 128))
     do = torch.empty(B * H, T, BLOCK_D, device=dev, dtype=dt)  # do per head
     delta, dss, ps = (torch.empty(B, H, T, **f32) for _ in range(3))  # Delta, dS_self, P_self
-    # dq^: per head from the warp-specialised dq kernel, else summed over each group's heads
-    dq_grouped = not _ws_ready(proj, cfg, "DQ_WS")
-    dq = torch.empty(B, T, GROUPS, BLOCK_D, **f32) if dq_grouped else torch.empty_like(v)
+    dq = torch.empty_like(v)  # dq^
     dkc = torch.empty(B * H * NCP, BLOCK_D, **f32)  # dK^, dV~ of the chunk-final states
     dvc = torch.empty(B * H * NCP, BLOCK_D, **f32)
     dproj = torch.empty(B, T, IN_FEATURES, device=dev, dtype=dt)
     common = dict(**_strides_shape(proj), qk_scale=SM_SCALE * LOG2E,
                   OFF_Z=OFF_Z, OFF_Q=OFF_Q, BLOCK_D=BLOCK_D,
                   PRECISION=cfg["fp32_dot"] if dt == torch.float32 else "tf32")
-    if not dq_grouped:
+    if _ws_ready(proj, cfg, "DQ_WS"):
         _rat_attn_bwd_dq_ws(proj, qh, kc, vc, NCP, dy, y, lse, s, v, delta, dss, ps, dq, dproj,
                             do, cfg)
     else:
         desc_k, desc_v = _descriptors(kc, vc, cfg["DQ_BC"])
-        rat_attn_bwd_dq_kernel[lambda meta: (triton.cdiv(T, meta["BT"]), B * GROUPS)](
+        rat_attn_bwd_dq_kernel[lambda meta: (triton.cdiv(T, meta["BT"]), B * H)](
             p_proj=proj, p_qh=qh, p_dy=dy, p_y=y, p_lse=lse, p_s=s, p_v=v, desc_k=desc_k,
             desc_v=desc_v, p_delta=delta, p_dss=dss, p_ps=ps, p_dq=dq, p_dproj=dproj, p_do=do,
             T=T, NCP=NCP, F=IN_FEATURES, BT=cfg["DQ_BT"], BC=cfg["DQ_BC"],
@@ -1638,7 +1618,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
         p_dkc=dkc, p_dvc=dvc, p_dproj=dproj, p_dbias=dbias, T=T, NC=NC, NCP=NCP,
         BG=B * GROUPS, **_strides_shape(proj), sm_scale=SM_SCALE, OFF_X=OFF_X, OFF_A=OFF_A,
         OFF_Q=OFF_Q, OFF_K=OFF_K, F=IN_FEATURES, D1=D1, BLOCK_DH=BLOCK_DH, BLOCK_D=BLOCK_D,
-        BK=BK, BLOCK_HG=BLOCK_HG, DQ_GROUPED=dq_grouped, num_warps=cfg["bwd_scan_num_warps"])
+        BK=BK, BLOCK_HG=BLOCK_HG, num_warps=cfg["bwd_scan_num_warps"])
     return dproj, dbias.sum(dim=(0, 1))
 
 
@@ -1649,7 +1629,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_db0bf74c887e"
+OP_NAMESPACE = "ratc_rat_24e0f2bfe3db"
 
 
 def _config_arg(config):
