@@ -17,8 +17,7 @@ only.
         --ws-configs '[{"WS": 1, "BC": 128, "DQ_WS": 1, "BWD_WS": 1, "BWD_WS_BT": 64}]'
 
 --ws-configs: the launch configs RAT's warp-specialised pass runs with (default: the one
-above, and the forward and dq with one consumer a program, WS_WG = DQ_WS_WG = 1, at 64-key
-blocks; each at the template's other keys). ptxas -v reads every Gluon kernel's PTX once; its
+above, at the template's other keys). ptxas -v reads every Gluon kernel's PTX once; its
 performance notes (C75xx: "wgmma.mma_async instructions are serialized due to insufficient
 register resources", ...) are printed as `ptxas` lines and fail the check, because a
 serialised kernel computes the right thing at a fraction of its speed.
@@ -36,8 +35,7 @@ import torch
 
 DTYPES = (torch.bfloat16, torch.float32)
 ARCH = [90]  # main's --arch
-WS_CONFIGS = [{"WS": 1, "BC": 128, "DQ_WS": 1, "BWD_WS": 1},  # main's --ws-configs
-              {"WS": 1, "WS_WG": 1, "BC": 64, "DQ_WS": 1, "DQ_WS_WG": 1, "DQ_BC": 64}]
+WS_CONFIGS = [{"WS": 1, "BC": 128, "DQ_WS": 1, "BWD_WS": 1}]  # main's --ws-configs
 
 
 class CompileOnlyDriver:

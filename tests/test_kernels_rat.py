@@ -360,9 +360,8 @@ def spy(mod, name, calls):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("ws", [dict(BC=128, WS_KS=2, WS_VS=3), dict(BC=64, WS_KS=3, WS_VS=2),
-                                dict(BC=64, WS_KS=2, WS_VS=3, WS_WG=1)],
-                         ids=["BC128-KS2-VS3", "BC64-KS3-VS2", "BC64-KS2-VS3-WG1"])
+@pytest.mark.parametrize("ws", [dict(BC=128, WS_KS=2, WS_VS=3), dict(BC=64, WS_KS=3, WS_VS=2)],
+                         ids=["BC128-KS2-VS3", "BC64-KS3-VS2"])
 @pytest.mark.parametrize("B, T, H, d, G, L, variant, layout, cfg", WS_CASES)
 def test_gpu_ws_matches_reference(B, T, H, d, G, L, variant, layout, cfg, ws, monkeypatch,
                                   poisoned):
@@ -381,13 +380,11 @@ def test_gpu_ws_matches_reference(B, T, H, d, G, L, variant, layout, cfg, ws, mo
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("wg", [2, 1])
-def test_gpu_ws_fallback_rows(wg, monkeypatch):
+def test_gpu_ws_fallback_rows(monkeypatch):
     """As test_fallback_blocks, warp-specialised: q of group 0 scaled 40x over tokens 16-31
     flags head 0's first 64 rows (of [head 0: rows 0-63, 64-127, 128-191, 192-199; head 1:
     the same]),
-    which the FALLBACK launch redoes at BT = 64 with the online softmax (both with two
-    consumers a program and with one, WS_WG = 1). bf16's rounding of
+    which the FALLBACK launch redoes at BT = 64 with the online softmax. bf16's rounding of
     such logits moves them by units, so y is checked against the Triton kernels' (which flag
     and redo rows 0-63 the same way at BT = 64)."""
     m = make_mixer(2, 64, 2, 2)
@@ -395,7 +392,7 @@ def test_gpu_ws_fallback_rows(wg, monkeypatch):
     proj, bias = make_inputs(1, 200, m, torch.float64, seed=5)
     proj[:, 16:32, mod.OFF_Q:mod.OFF_Q + 64] *= 40.0
     proj = proj.to(torch.bfloat16)
-    y, _, flags = run_ws(mod, proj, bias, dict(BC=64, WS_WG=wg), monkeypatch)
+    y, _, flags = run_ws(mod, proj, bias, dict(BC=64), monkeypatch)
     assert flags == [1, 0, 0, 0, 0, 0, 0, 0]
     y0 = run_triton(mod, proj, bias, dict(BT=64, BC=64, WS=0))
     err, msg = rel_err(y, y0)
@@ -406,11 +403,9 @@ def test_gpu_ws_fallback_rows(wg, monkeypatch):
 @pytest.mark.parametrize("launcher, ws", [
     ("_rat_attn_bwd_dq_ws", dict(DQ_WS=1, DQ_BC=64, DQ_WS_KS=3, DQ_WS_VS=2)),
     ("_rat_attn_bwd_dq_ws", dict(DQ_WS=1, DQ_BC=128, DQ_WS_KS=2, DQ_WS_VS=2)),
-    ("_rat_attn_bwd_dq_ws", dict(DQ_WS=1, DQ_BC=64, DQ_WS_KS=2, DQ_WS_VS=2, DQ_WS_WG=1)),
     ("_rat_attn_bwd_dkv_ws", dict(BWD_WS=1, BWD_WS_BT=64, BWD_WS_QS=3)),
     ("_rat_attn_bwd_dkv_ws", dict(BWD_WS=1, BWD_WS_BT=32, BWD_WS_QS=4)),
-], ids=["dq-BC64-KS3-VS2", "dq-BC128-KS2-VS2", "dq-BC64-KS2-VS2-WG1", "dkv-BT64-QS3",
-        "dkv-BT32-QS4"])
+], ids=["dq-BC64-KS3-VS2", "dq-BC128-KS2-VS2", "dkv-BT64-QS3", "dkv-BT32-QS4"])
 @pytest.mark.parametrize("B, T, H, d, G, L, variant, layout, cfg", WS_CASES)
 def test_gpu_ws_backward_matches_triton(B, T, H, d, G, L, variant, layout, cfg, launcher, ws,
                                         monkeypatch, poisoned):

@@ -17,7 +17,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("module", nargs="?", default="generated.rat_swa.kernels.rat_rat")
 ap.add_argument("--sizes", default="131072x2,16384x16")
 ap.add_argument("--ws", default="128,2,3;128,2,4;64,2,3;64,3,4;128,3,3",
-                help="BC,KS,VS[,WG];... of the WS = 1 configs (WG: WS_WG, default 2; session 17)")
+                help="BC,KS,VS;... of the WS = 1 configs")
 a = ap.parse_args()
 mod = importlib.import_module(a.module)
 print(torch.cuda.get_device_name(), flush=True)
@@ -50,9 +50,9 @@ for size in a.sizes.split(","):
         shown = {k: rec[k] for k in ("BT", "BC", "num_warps", "num_stages", "WS")}
         y0, t0 = run(f"record {shown}", rec)
         for spec in a.ws.split(";"):
-            bc, ks, vs, wg = (list(map(int, spec.split(","))) + [2])[:4]
-            _, ms = run(f"WS BC {bc}, KS {ks}, VS {vs}, WG {wg}",
-                        rec | dict(WS=1, BC=bc, WS_KS=ks, WS_VS=vs, WS_WG=wg), y0)
+            bc, ks, vs = map(int, spec.split(","))
+            _, ms = run(f"WS BC {bc}, KS {ks}, VS {vs}",
+                        rec | dict(WS=1, BC=bc, WS_KS=ks, WS_VS=vs), y0)
             print(f"    {t0 / ms:.3f}x the record", flush=True)
         del y0
     torch.cuda.empty_cache()

@@ -59,7 +59,7 @@ _ATTENTION_BWD = {"BWD_BLOCK_M1", "BWD_BLOCK_N1", "BWD_BLOCK_M2", "BWD_BLOCK_N2"
                   "bwd_num_stages"}
 FORWARD_KEYS = {
     "rat": {"SCAN_BK", "SCAN_WARPS", "BT", "BC", "num_warps", "num_stages", "fp32_dot", "WS",
-            "WS_KS", "WS_VS", "WS_WG"},
+            "WS_KS", "WS_VS"},
     "rnn": {"BT", "BS", "BD", "num_warps", "CARRY_BD"},
     "sliding_window": {"BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "TMA"},
     "attention": {"BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "TMA"},
@@ -72,7 +72,7 @@ DECODE_KEYS = {
 }
 _RAT_BWD = {"BWD_BT", "BWD_BC", "bwd_num_warps", "bwd_num_stages",
             "DQ_BT", "DQ_BC", "dq_num_warps", "dq_num_stages", "BWD_SCAN_BK", "bwd_scan_num_warps",
-            "DQ_WS", "DQ_WS_KS", "DQ_WS_VS", "DQ_WS_WG", "BWD_WS", "BWD_WS_BT", "BWD_WS_QS"}
+            "DQ_WS", "DQ_WS_KS", "DQ_WS_VS", "BWD_WS", "BWD_WS_BT", "BWD_WS_QS"}
 _BACKWARD_KEYS = {"rat": _RAT_BWD, "rnn": set(), "sliding_window": _ATTENTION_BWD,
                   "attention": _ATTENTION_BWD}
 CONFIG_KEYS = {  # mode -> kind -> the launch parameters a record may set

@@ -38,14 +38,13 @@ def forward_space(m: MixerIR) -> list[dict]:
                 (8, 16, 32), (2, 4), (32, 64, 128), (32, 64, 128), (4, 8), (2, 3, 4))
         ]
         # the warp-specialised forward (Hopper, bf16; elsewhere these launch the Triton kernel):
-        # 64 queries per consumer warpgroup (WS_WG of them) a program, BC keys a block through its
-        # key and value stages; the FALLBACK launch for flagged rows runs at BT = 64 with 4 warps
-        # and 2 stages
+        # 128 queries a program, BC keys a block through its key and value stages; the FALLBACK
+        # launch for flagged rows runs at BT = 64 with 4 warps and 2 stages
         space += [
             dict(SCAN_BK=bk, SCAN_WARPS=sw, BT=64, BC=bc, num_warps=4, num_stages=2, WS=1,
-                 WS_KS=ks, WS_VS=vs, WS_WG=wg)
-            for bk, sw, bc, ks, vs, wg in itertools.product(
-                (8, 16, 32), (2, 4), (64, 128), (2, 3), (2, 3, 4), (2, 1))
+                 WS_KS=ks, WS_VS=vs)
+            for bk, sw, bc, ks, vs in itertools.product(
+                (8, 16, 32), (2, 4), (64, 128), (2, 3), (2, 3, 4))
         ]
     elif m.kind in (LayerKind.SLIDING_WINDOW, LayerKind.ATTENTION):
         space = [
@@ -77,8 +76,7 @@ def backward_space(m: MixerIR) -> list[dict]:
         dq = [dict(DQ_BT=qt, DQ_BC=qc, dq_num_warps=qw, dq_num_stages=qs, DQ_WS=0, DQ_WS_KS=2,
                    DQ_WS_VS=2) for qt, qc, qw, qs in blocks]
         dq += [dict(DQ_BT=64, DQ_BC=qc, dq_num_warps=8, dq_num_stages=2, DQ_WS=1, DQ_WS_KS=ks,
-                    DQ_WS_VS=vs, DQ_WS_WG=wg)
-               for qc, ks, vs, wg in itertools.product((64, 128), (2, 3), (2, 3), (2, 1))]
+                    DQ_WS_VS=vs) for qc, ks, vs in itertools.product((64, 128), (2, 3), (2, 3))]
         return [k | q | dict(BWD_SCAN_BK=sk, bwd_scan_num_warps=sw)
                 for k, q, sk, sw in itertools.product(dkv, dq, (1, 2, 4), (1, 2, 4))]
     if m.kind not in (LayerKind.SLIDING_WINDOW, LayerKind.ATTENTION):
@@ -142,31 +140,19 @@ def shared_memory_estimate(c: dict, m: MixerIR) -> int:
         # counted like the forward (stages of K and V, one query tile): DQ_BC = 128 with 3 stages
         # at d = 128 ran on an H100 (the forward formula's 208 KiB)
         dq = (c["dq_num_stages"] * 2 * c["DQ_BC"] + c["DQ_BT"]) * d * ELEMENT_BYTES
-        if c.get("DQ_WS"):  # 64 rows of q^ and of do per consumer, the key and value stages
-            wg = c.get("DQ_WS_WG", 2)
-            dq = _ws_share(wg, (2 * 64 * wg + (c["DQ_WS_KS"] + c["DQ_WS_VS"]) * c["DQ_BC"]) * d
-                           * ELEMENT_BYTES)
+        if c.get("DQ_WS"):  # 128 rows of q^ and of do, the key and value stages
+            dq = (2 * 128 + (c["DQ_WS_KS"] + c["DQ_WS_VS"]) * c["DQ_BC"]) * d * ELEMENT_BYTES
         fwd = {k: v for k, v in c.items()
                if not k.upper().startswith(("BWD", "DQ"))}
         return max(dkv, dq, shared_memory_estimate(fwd, m) if fwd else 0)
     if m.kind is LayerKind.RAT:
         tiles = (c["num_stages"] * 2 * c["BC"] + c["BT"]) * d * ELEMENT_BYTES
-        if c.get("WS"):  # its rings and 64 rows of q^ per consumer (the Triton kernel's tiles:
-            # the FALLBACK's)
-            wg = c.get("WS_WG", 2)
-            return max(tiles, _ws_share(wg, ((c["WS_KS"] + c["WS_VS"]) * c["BC"] + 64 * wg) * d
-                                        * ELEMENT_BYTES))
+        if c.get("WS"):  # its rings and 128 rows of q^ (the Triton kernel's: the FALLBACK's)
+            return max(tiles, ((c["WS_KS"] + c["WS_VS"]) * c["BC"] + 128) * d * ELEMENT_BYTES)
         return tiles
     if m.kind in (LayerKind.SLIDING_WINDOW, LayerKind.ATTENTION):
         return c["num_stages"] * 2 * c["BLOCK_N"] * d * ELEMENT_BYTES + c["BLOCK_M"] * d * ELEMENT_BYTES
     return 0
-
-
-def _ws_share(wg: int, nbytes: int) -> int:
-    """A warp-specialised program's shared memory as the SM must hold it: with one consumer
-    (WS_WG or DQ_WS_WG 1) it is meant to share the SM with a second program, so twice its own
-    (one that cannot is the two-consumer kernel at a quarter of the tensor-core time)."""
-    return nbytes if wg == 2 else 2 * nbytes
 
 
 # the warp-specialised RAT kernels' consumers (a warpgroup, 64 rows, 240 registers a thread):

@@ -71,8 +71,7 @@ LOG2E = 1.4426950408889634  # 1/ln 2: the softmax runs in exp2
 #   fp32_dot: tl.dot precision for fp32 inputs, "ieee" (exact) or "tf32" (fast, ~1e-3 relative)
 #   WS: 1 runs the forward attention's fixed-reference launch warp-specialised where it can
 #     (_ws_ready: Hopper, bf16, head width <= 128): 128 queries a program, key blocks of BC (64
-#     or 128) through WS_KS key and WS_VS value stages (2..4); 0 (or where it cannot): Triton.
-#     WS_WG: its consumer warpgroups a program, 2 (128 queries) or 1 (64, two programs an SM)
+#     or 128) through WS_KS key and WS_VS value stages (2..4); 0 (or where it cannot): Triton
 #   (the backward adds its own keys below, with its kernels)
 #   Best measured (H100, B=2, T=128K, D=2048, L=16, bf16): BT=64, 4 warps, 3 stages, BC=64 for
 #   d=128 (358 TFLOP/s in the attention kernel), BC=128 for d=64 (317 TFLOP/s whole layer)
@@ -87,7 +86,6 @@ CONFIG = {
     "WS": 0,
     "WS_KS": 2,
     "WS_VS": 3,
-    "WS_WG": 2,
 }
 
 # -------------------------------------------------------------------------------------------------
@@ -513,9 +511,6 @@ def _rat_attn_out(
 #   Two consumer warpgroups of 64 rows take turns issuing products (one mbarrier each, on which
 #   the other hands it the turn); in its turn t a consumer issues S_t ahead of O_t-1, so the
 #   softmax of S_t runs while O_t-1 and the other consumer's products are on the tensor cores.
-#   WS_WG = 1: one consumer and 64 queries a program, at half the register file (WS_WG1_MAXNREG),
-#   so that two programs share an SM and one's per-token work runs under the other's products
-#   (the loops are short at 16384 x 16); no turns then.
 #   Fixed softmax references only (bf16): a 64-row half they do not suit is flagged (one flag per
 #   64 rows) and passes the rings on; rat_attn_fwd_kernel's FALLBACK launch at BT = WS_ROWS
 #   redoes it. The records choose it (WS = 1): measured on an H100, 15.0 against the Triton
@@ -523,9 +518,6 @@ def _rat_attn_out(
 WS_ROWS = 64  # query rows of one consumer warpgroup; a program holds two
 WS_CONSUMER_REGS = 240  # registers a consumer thread gets (the producer's warpgroup keeps 24)
 WS_MAXNREG = 168  # launch cap: 3 warpgroups x 128 threads x 168 = the 64K-register file
-# one consumer (WS_WG = 1): 2 warpgroups x 128 threads x 128 = half the file, two programs an SM;
-# the consumer gets 256 - 24 = 232 registers
-WS_WG1_MAXNREG = 128
 try:  # Gluon, triton's explicit-layout dialect; the kernel below is written against triton 3.6
     from triton.experimental import gluon
     from triton.experimental.gluon import language as gl
@@ -554,11 +546,10 @@ if GLUON:
         BC: gl.constexpr = desc_k.block_type.shape[0]
         KS: gl.constexpr = k_s.type.shape[0]
         VS: gl.constexpr = v_s.type.shape[0]
-        WG: gl.constexpr = q_s.type.shape[0]  # consumers: a q^ tile of 64 rows each
-        row_q = ((i_bh // _H) * _G + (i_bh % _H) % _G) * T + i_t * WG * _R
-        mbarrier.expect(qbar, WG * desc_q.block_type.nbytes)
-        for i in gl.static_range(WG):
-            tma.async_copy_global_to_shared(desc_q, [row_q + i * _R, 0], qbar, q_s.index(i))
+        row_q = ((i_bh // _H) * _G + (i_bh % _H) % _G) * T + i_t * 2 * _R
+        mbarrier.expect(qbar, 2 * desc_q.block_type.nbytes)
+        tma.async_copy_global_to_shared(desc_q, [row_q, 0], qbar, q_s.index(0))
+        tma.async_copy_global_to_shared(desc_q, [row_q + _R, 0], qbar, q_s.index(1))
         row_k = i_bh * NCP
         for j in range(n_k):
             mbarrier.wait(kempty.index(j % KS), ((j // KS) & 1) ^ 1)
@@ -569,18 +560,6 @@ if GLUON:
             mbarrier.expect(vready.index(j % VS), desc_v.block_type.nbytes)
             tma.async_copy_global_to_shared(desc_v, [row_k + j * BC, 0], vready.index(j % VS),
                                             v_s.index(j % VS))
-
-    @gluon.jit
-    def _rat_ws_turn_wait(turn, t, HALF: gl.constexpr, WG: gl.constexpr):
-        """Wait for turn t of consumer HALF (of WG; alone, it has every turn)."""
-        if WG == 2:
-            mbarrier.wait(turn.index(HALF), (t & 1) ^ (1 - HALF))
-
-    @gluon.jit
-    def _rat_ws_turn_pass(turn, HALF: gl.constexpr, WG: gl.constexpr):
-        """Hand the turn to the other consumer (if there is one)."""
-        if WG == 2:
-            mbarrier.arrive(turn.index(1 - HALF))
 
     @gluon.jit
     def _rat_ws_probs(s, m_s, o_ct, j, c_first, qk_scale):
@@ -595,7 +574,7 @@ if GLUON:
 
     @gluon.jit
     def _rat_ws_loop(q_h, k_s, v_s, kready, kempty, vready, vempty, turn, acc, l, m_s, o_ct,
-                     c_first, n_k, qk_scale, HALF: gl.constexpr, WG: gl.constexpr):
+                     c_first, n_k, qk_scale, HALF: gl.constexpr):
         """Key blocks 0 .. n_k-1 (n_k >= 1) in n_k + 1 turns with the other consumer: turn 0
         issues S_0; turn t issues S_t, then O += P_t-1 V_t-1, hands the turn over, and runs the
         softmax of S_t while O_t-1 runs; turn n_k issues the last P V."""
@@ -607,11 +586,11 @@ if GLUON:
         zero_s = gl.zeros([_R, BC], gl.float32, layout=s_layout)
         a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=acc.type.layout,
                                                      k_width=2)
-        _rat_ws_turn_wait(turn, 0, HALF, WG)  # consumer 0 takes turn 0
+        mbarrier.wait(turn.index(HALF), 1 - HALF)  # consumer 0 takes turn 0
         mbarrier.wait(kready.index(0), 0)
         s = warpgroup_mma(q_h, k_s.index(0).permute((1, 0)), zero_s, use_acc=False,
                           is_async=True)
-        _rat_ws_turn_pass(turn, HALF, WG)
+        mbarrier.arrive(turn.index(1 - HALF))
         s = warpgroup_mma_wait(num_outstanding=0, deps=(s, ))
         mbarrier.arrive(kempty.index(0))
         p = _rat_ws_probs(s, m_s, o_ct, 0, c_first, qk_scale)
@@ -619,13 +598,13 @@ if GLUON:
         p_op = gl.convert_layout(p.to(k_s.dtype), a_layout)
         for t in range(1, n_k):
             j = t - 1
-            _rat_ws_turn_wait(turn, t, HALF, WG)
+            mbarrier.wait(turn.index(HALF), (t & 1) ^ (1 - HALF))
             mbarrier.wait(kready.index(t % KS), (t // KS) & 1)
             s = warpgroup_mma(q_h, k_s.index(t % KS).permute((1, 0)), zero_s, use_acc=False,
                               is_async=True)
             mbarrier.wait(vready.index(j % VS), (j // VS) & 1)
             o = warpgroup_mma(p_op, v_s.index(j % VS), acc, is_async=True)
-            _rat_ws_turn_pass(turn, HALF, WG)
+            mbarrier.arrive(turn.index(1 - HALF))
             s = warpgroup_mma_wait(num_outstanding=1, deps=(s, ))  # S_t retired, O_t-1 may not
             mbarrier.arrive(kempty.index(t % KS))
             p = _rat_ws_probs(s, m_s, o_ct, t, c_first, qk_scale)
@@ -635,21 +614,20 @@ if GLUON:
             mbarrier.arrive(vempty.index(j % VS))
             p_op = gl.convert_layout(p_b, a_layout)
         j = n_k - 1
-        _rat_ws_turn_wait(turn, n_k, HALF, WG)
+        mbarrier.wait(turn.index(HALF), (n_k & 1) ^ (1 - HALF))
         mbarrier.wait(vready.index(j % VS), (j // VS) & 1)
         o = warpgroup_mma(p_op, v_s.index(j % VS), acc, is_async=True)
-        _rat_ws_turn_pass(turn, HALF, WG)
+        mbarrier.arrive(turn.index(1 - HALF))
         acc = warpgroup_mma_wait(num_outstanding=0, deps=(o, ))
         mbarrier.arrive(vempty.index(j % VS))
         return acc, l
 
     @gluon.jit
     def _rat_ws_consumer(args, HALF: gl.constexpr):
-        """Query rows i_t * WG * 64 + HALF * 64 .. + 63: the self term, the fixed references and
-        the flag, the key blocks (or, flagged, only the rings and turns passed on), y and lse."""
+        """Query rows i_t * 128 + HALF * 64 .. + 63: the self term, the fixed references and the
+        flag, the key blocks (or, flagged, only the rings and turns passed on), y and lse."""
         ring, shape, ptrs, scalars = args
         _, desc_k, _, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, turn = ring
-        WG: gl.constexpr = q_s.type.shape[0]
         i_t, i_bh, T, _, n_k = shape
         p_proj, p_qh, p_v, p_s, p_y, p_lse, p_kmax, p_flag = ptrs
         stride_pb, stride_pt, stride_pc, qk_scale, store_lse = scalars
@@ -666,7 +644,7 @@ if GLUON:
         row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
         row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
 
-        o_t = (i_t * WG + HALF) * _R + gl.arange(0, _R, layout=row_o)
+        o_t = i_t * 2 * _R + HALF * _R + gl.arange(0, _R, layout=row_o)
         o_d = gl.arange(0, BD, layout=gl.SliceLayout(0, o_layout))
         m_t = o_t < T
         m_td = m_t[:, None] & (o_d < _d)[None, :]
@@ -677,9 +655,9 @@ if GLUON:
         b_m = gl.sqrt(gl.sum(b_q * b_q, axis=1)) * gl.load(p_kmax + i_bh) * qk_scale
         b_m = gl.maximum(b_m, b_s)
         ok = gl.max(b_m - b_s, axis=0) <= 100.0
-        i_f = i_t * WG + HALF  # this half's flag: 64-row blocks of the head, those holding rows < T
+        i_f = i_t * 2 + HALF  # this half's flag: 64-row blocks of the head, those holding rows < T
         gl.store(p_flag + i_bh * gl.cdiv(T, _R) + i_f, 1 - ok.to(gl.int8), mask=i_f * _R < T)
-        c_first = (i_t * WG + HALF) * _R // _L
+        c_first = (i_t * 2 * _R + HALF * _R) // _L
         if ok:
             # the self term opens the sums: l = 2^(s_t - m_t), acc = l v~_t
             b_ls = gl.exp2(b_s - b_m)
@@ -691,7 +669,7 @@ if GLUON:
                 acc, l = _rat_ws_loop(q_s.index(HALF), k_s, v_s, kready, kempty, vready, vempty,
                                       turn, acc, l, gl.convert_layout(b_m, row_s),
                                       gl.convert_layout(o_t // _L, row_s), c_first, n_k,
-                                      qk_scale, HALF, WG)
+                                      qk_scale, HALF)
             l = gl.convert_layout(l, row_o)
             b_y = acc / l[:, None]
             if store_lse:  # log2 of the softmax denominator, as the Triton kernel stores it
@@ -704,15 +682,15 @@ if GLUON:
                      b_y.to(p_y.dtype.element_ty), mask=m_td)
         else:  # flagged: pass every stage and turn on, which the producer and the other wait for
             for j in range(n_k):
-                _rat_ws_turn_wait(turn, j, HALF, WG)
-                _rat_ws_turn_pass(turn, HALF, WG)
+                mbarrier.wait(turn.index(HALF), (j & 1) ^ (1 - HALF))
+                mbarrier.arrive(turn.index(1 - HALF))
                 mbarrier.wait(kready.index(j % KS), (j // KS) & 1)
                 mbarrier.arrive(kempty.index(j % KS))
                 mbarrier.wait(vready.index(j % VS), (j // VS) & 1)
                 mbarrier.arrive(vempty.index(j % VS))
             if n_k > 0:
-                _rat_ws_turn_wait(turn, n_k, HALF, WG)
-                _rat_ws_turn_pass(turn, HALF, WG)
+                mbarrier.wait(turn.index(HALF), (n_k & 1) ^ (1 - HALF))
+                mbarrier.arrive(turn.index(1 - HALF))
 
     @gluon.jit
     def _rat_ws_consumer0(args):
@@ -726,40 +704,35 @@ if GLUON:
     def rat_attn_fwd_ws_kernel(
         desc_q, desc_k, desc_v, p_proj, p_qh, p_v, p_s, p_y, p_lse, p_kmax, p_flag,
         T, NCP, stride_pb, stride_pt, stride_pc, qk_scale, store_lse,
-        KS: gl.constexpr, VS: gl.constexpr, WG: gl.constexpr,
+        KS: gl.constexpr, VS: gl.constexpr,
     ):
-        # grid (T / (WG * 64), B * H), longest rows first
+        # grid (T / 128, B * H), longest rows first
         gl.static_assert(KS >= 2)  # key tiles t (scores in flight) and t + 1 (loading)
         gl.static_assert(VS >= 2)  # value tiles t-1 (P V in flight) and t (loading)
-        ring = _rat_ws_rings(desc_q, desc_k, desc_v, KS, VS, WG)
-        args = (ring, _rat_ws_shape(T, NCP, desc_k.block_type.shape[0], WG),
+        ring = _rat_ws_rings(desc_q, desc_k, desc_v, KS, VS)
+        args = (ring, _rat_ws_shape(T, NCP, desc_k.block_type.shape[0]),
                 (p_proj, p_qh, p_v, p_s, p_y, p_lse, p_kmax, p_flag),
                 (stride_pb, stride_pt, stride_pc, qk_scale, store_lse))
-        if WG == 2:
-            gl.warp_specialize([(_rat_ws_consumer0, (args, )), (_rat_ws_consumer1, (args, )),
-                                (_rat_ws_producer, (args, ))], [4, 1], [_REGS, 24])
-        else:
-            gl.warp_specialize([(_rat_ws_consumer0, (args, )), (_rat_ws_producer, (args, ))],
-                               [1], [24])
+        gl.warp_specialize([(_rat_ws_consumer0, (args, )), (_rat_ws_consumer1, (args, )),
+                            (_rat_ws_producer, (args, ))], [4, 1], [_REGS, 24])
 
     @gluon.jit
-    def _rat_ws_shape(T, NCP, BC: gl.constexpr, WG: gl.constexpr):
-        """A program's (i_t, i_bh, T, NCP, n_k) on grid (T / (WG * 64), B * H): its query block
-        i_t, longest rows first, its head i_bh, and n_k, its blocks of BC chunk-final keys (those
-        before its last row's chunk), which the producer and the consumers iterate over."""
-        i_t = gl.cdiv(T, WG * _R) - 1 - gl.program_id(0)
-        n_k = gl.cdiv((gl.minimum(i_t * WG * _R + WG * _R, T) - 1) // _L, BC)
+    def _rat_ws_shape(T, NCP, BC: gl.constexpr):
+        """A program's (i_t, i_bh, T, NCP, n_k) on grid (T / 128, B * H): its query block i_t,
+        longest rows first, its head i_bh, and n_k, its blocks of BC chunk-final keys (those
+        before its last row's chunk), which the producer and both consumers iterate over."""
+        i_t = gl.cdiv(T, 2 * _R) - 1 - gl.program_id(0)
+        n_k = gl.cdiv((gl.minimum(i_t * 2 * _R + 2 * _R, T) - 1) // _L, BC)
         return i_t, gl.program_id(1), T, NCP, n_k
 
     @gluon.jit
-    def _rat_ws_rings(desc_q, desc_k, desc_v, KS: gl.constexpr, VS: gl.constexpr,
-                      WG: gl.constexpr):
-        """Shared memory and mbarriers of a program: q^'s 64-row tile per consumer (WG), KS key
-        and VS value stages, and the consumers' turn barriers (the `ring` the partitions take)."""
+    def _rat_ws_rings(desc_q, desc_k, desc_v, KS: gl.constexpr, VS: gl.constexpr):
+        """Shared memory and mbarriers of a program: q^'s two 64-row tiles, KS key and VS value
+        stages, and the consumers' turn barriers (the `ring` the partitions take)."""
         BC: gl.constexpr = desc_k.block_type.shape[0]
         BD: gl.constexpr = desc_k.block_type.shape[1]
         dt: gl.constexpr = desc_k.dtype
-        q_s = gl.allocate_shared_memory(dt, [WG, _R, BD], desc_q.layout)
+        q_s = gl.allocate_shared_memory(dt, [2, _R, BD], desc_q.layout)
         k_s = gl.allocate_shared_memory(dt, [KS, BC, BD], desc_k.layout)
         v_s = gl.allocate_shared_memory(dt, [VS, BC, BD], desc_v.layout)
         qbar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
@@ -771,10 +744,10 @@ if GLUON:
         mbarrier.init(qbar, count=1)
         for i in gl.static_range(KS):
             mbarrier.init(kready.index(i), count=1)
-            mbarrier.init(kempty.index(i), count=WG)  # one arrival per consumer
+            mbarrier.init(kempty.index(i), count=2)  # one arrival per consumer
         for i in gl.static_range(VS):
             mbarrier.init(vready.index(i), count=1)
-            mbarrier.init(vempty.index(i), count=WG)
+            mbarrier.init(vempty.index(i), count=2)
         for i in gl.static_range(2):
             mbarrier.init(turn.index(i), count=1)
         return desc_q, desc_k, desc_v, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, turn
@@ -806,19 +779,12 @@ def _rat_attn_fwd_ws(proj, qh, v, s, kc, vc, NCP, kmax, y, lse, flag, cfg):
     """rat_attn_fwd_kernel's fixed-reference launch by rat_attn_fwd_ws_kernel: y, lse (if not
     None), a flag per 64 query rows of each head ([B * H * cdiv(T, 64)] int8)."""
     B, T, _ = proj.shape
-    WG = cfg["WS_WG"]
-    rat_attn_fwd_ws_kernel[(triton.cdiv(T, WG * WS_ROWS), B * H)](
+    rat_attn_fwd_ws_kernel[(triton.cdiv(T, 2 * WS_ROWS), B * H)](
         _gluon_descriptor(qh.view(-1, BLOCK_D), WS_ROWS), _gluon_descriptor(kc, cfg["BC"]),
         _gluon_descriptor(vc, cfg["BC"]), proj, qh, v, s, y, s if lse is None else lse, kmax,
         flag, T, NCP, proj.stride(0), proj.stride(1), proj.stride(2), SM_SCALE * LOG2E,
-        int(lse is not None), KS=cfg["WS_KS"], VS=cfg["WS_VS"], WG=WG, num_warps=4,
-        maxnreg=_ws_maxnreg(WG))
-
-
-def _ws_maxnreg(WG):
-    """The launch's register cap for WG consumer warpgroups a program (1 or 2)."""
-    assert WG in (1, 2), f"WS_WG / DQ_WS_WG must be 1 or 2, got {WG}"
-    return WS_MAXNREG if WG == 2 else WS_WG1_MAXNREG
+        int(lse is not None), KS=cfg["WS_KS"], VS=cfg["WS_VS"], num_warps=4,
+        maxnreg=WS_MAXNREG)
 
 
 def _strides_shape(proj):
@@ -963,10 +929,9 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None, keep=Fa
 #   them against 135 ms with BWD_BC = 64 and 2 stages (at T=16K, B=16: 31 against 37 ms); dq
 #   alone 46 ms at DQ_BC = 128, 3 stages, against 66 ms at DQ_BC = 64, 2 stages. Both fit shared
 #   memory up to d = 128 (BWD_FP32_CONFIG below halves them for fp32)
-#   DQ_WS: 1 runs the dq launch warp-specialised where it can (_ws_ready), 64 queries a program
-#   per consumer warpgroup (DQ_WS_WG: 2, or 1 as the forward's WS_WG), key blocks of DQ_BC through
-#   DQ_WS_KS key and DQ_WS_VS value stages; BWD_WS likewise the dK/dV launch, 128 keys a
-#   program, query blocks of BWD_WS_BT rows through BWD_WS_QS stages
+#   DQ_WS: 1 runs the dq launch warp-specialised where it can (_ws_ready), 128 queries a program,
+#   key blocks of DQ_BC through DQ_WS_KS key and DQ_WS_VS value stages; BWD_WS likewise the
+#   dK/dV launch, 128 keys a program, query blocks of BWD_WS_BT rows through BWD_WS_QS stages
 #   BWD_SCAN_BK, bwd_scan_num_warps: the scan backward (chunks per program, power of two). Its
 #   programs hold the H/G heads of a group, so they want fewer chunks than the forward scan's: at
 #   T=16K, B=16 on an H100 (bf16, 8 heads a group) 1 chunk and 4 warps took 3.97 ms, 1 and 1
@@ -985,7 +950,6 @@ CONFIG.update({
     "DQ_WS": 0,
     "DQ_WS_KS": 2,
     "DQ_WS_VS": 2,
-    "DQ_WS_WG": 2,
     "BWD_WS": 0,
     "BWD_WS_BT": 64,
     "BWD_WS_QS": 3,
@@ -1231,13 +1195,11 @@ BWD_FP32_CONFIG = {"BWD_BC": 64, "bwd_num_stages": 2, "DQ_BC": 64, "dq_num_stage
 #   the self term, dz, do into shared memory and to p_do), then in turn t
 #   issues S_t = q^ K~_t^T, dP_t = do V~_t^T and dq += dS_t-1 K~_t-1, hands the turn over, and
 #   forms dS_t while dq's product and the other consumer's run. A key tile is free once dq's product with it retires,
-#   a value tile once its dP has. The records choose it (DQ_WS = 1). DQ_WS_WG = 1: one consumer
-#   and 64 queries a program, two programs an SM, as the forward's WS_WG.
+#   a value tile once its dP has. The records choose it (DQ_WS = 1).
 if GLUON:
     @gluon.jit
     def _rat_ws_dq_loop(q_h, do_h, k_s, v_s, kready, kempty, vready, vempty, turn, dq, lse_s,
-                        delta_s, o_ct, c_first, n_k, qk_scale, HALF: gl.constexpr,
-                        WG: gl.constexpr):
+                        delta_s, o_ct, c_first, n_k, qk_scale, HALF: gl.constexpr):
         """dq += dS K~ over key blocks 0 .. n_k-1 (n_k >= 1), unscaled, in n_k + 1 turns."""
         KS: gl.constexpr = k_s.type.shape[0]
         VS: gl.constexpr = v_s.type.shape[0]
@@ -1247,21 +1209,21 @@ if GLUON:
         zero_s = gl.zeros([_R, BC], gl.float32, layout=s_layout)
         a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=dq.type.layout,
                                                      k_width=2)
-        _rat_ws_turn_wait(turn, 0, HALF, WG)  # consumer 0 takes turn 0
+        mbarrier.wait(turn.index(HALF), 1 - HALF)  # consumer 0 takes turn 0
         mbarrier.wait(kready.index(0), 0)
         s = warpgroup_mma(q_h, k_s.index(0).permute((1, 0)), zero_s, use_acc=False,
                           is_async=True)
         mbarrier.wait(vready.index(0), 0)
         dp = warpgroup_mma(do_h, v_s.index(0).permute((1, 0)), zero_s, use_acc=False,
                            is_async=True)
-        _rat_ws_turn_pass(turn, HALF, WG)
+        mbarrier.arrive(turn.index(1 - HALF))
         s, dp = warpgroup_mma_wait(num_outstanding=0, deps=(s, dp))
         mbarrier.arrive(vempty.index(0))
         ds = _rat_ws_probs(s, lse_s, o_ct, 0, c_first, qk_scale) * (dp - delta_s[:, None])
         ds_op = gl.convert_layout(ds.to(k_s.dtype), a_layout)
         for t in range(1, n_k):
             j = t - 1
-            _rat_ws_turn_wait(turn, t, HALF, WG)
+            mbarrier.wait(turn.index(HALF), (t & 1) ^ (1 - HALF))
             mbarrier.wait(kready.index(t % KS), (t // KS) & 1)
             s = warpgroup_mma(q_h, k_s.index(t % KS).permute((1, 0)), zero_s, use_acc=False,
                               is_async=True)
@@ -1269,7 +1231,7 @@ if GLUON:
             dp = warpgroup_mma(do_h, v_s.index(t % VS).permute((1, 0)), zero_s, use_acc=False,
                                is_async=True)
             o = warpgroup_mma(ds_op, k_s.index(j % KS), dq, is_async=True)
-            _rat_ws_turn_pass(turn, HALF, WG)
+            mbarrier.arrive(turn.index(1 - HALF))
             s, dp = warpgroup_mma_wait(num_outstanding=1, deps=(s, dp))  # dq's may still run
             mbarrier.arrive(vempty.index(t % VS))
             ds = _rat_ws_probs(s, lse_s, o_ct, t, c_first, qk_scale) * (dp - delta_s[:, None])
@@ -1278,20 +1240,19 @@ if GLUON:
             mbarrier.arrive(kempty.index(j % KS))
             ds_op = gl.convert_layout(ds_b, a_layout)
         j = n_k - 1
-        _rat_ws_turn_wait(turn, n_k, HALF, WG)
+        mbarrier.wait(turn.index(HALF), (n_k & 1) ^ (1 - HALF))
         o = warpgroup_mma(ds_op, k_s.index(j % KS), dq, is_async=True)
-        _rat_ws_turn_pass(turn, HALF, WG)
+        mbarrier.arrive(turn.index(1 - HALF))
         dq = warpgroup_mma_wait(num_outstanding=0, deps=(o, ))
         mbarrier.arrive(kempty.index(j % KS))
         return dq
 
     @gluon.jit
     def _rat_ws_dq_consumer(args, HALF: gl.constexpr):
-        """Query rows i_t * WG * 64 + HALF * 64 .. + 63: rat_attn_bwd_dq_kernel's per-token
-        terms and stores, then dq^ over the key blocks."""
+        """Query rows i_t * 128 + HALF * 64 .. + 63: rat_attn_bwd_dq_kernel's per-token terms
+        and stores, then dq^ over the key blocks."""
         ring, shape, ptrs, scalars = args
         _, desc_k, _, q_s, k_s, v_s, qbar, kready, kempty, vready, vempty, turn = ring
-        WG: gl.constexpr = q_s.type.shape[0]
         i_t, i_bh, T, _, n_k = shape
         p_proj, p_dy, p_y, p_lse, p_s, p_v, p_delta, p_dss, p_ps, p_dq, p_dproj, p_do, do_s = ptrs
         stride_pb, stride_pt, stride_pc, qk_scale = scalars
@@ -1305,7 +1266,7 @@ if GLUON:
             version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BD, 16])
         row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
 
-        o_t = (i_t * WG + HALF) * _R + gl.arange(0, _R, layout=gl.SliceLayout(1, o_layout))
+        o_t = i_t * 2 * _R + HALF * _R + gl.arange(0, _R, layout=gl.SliceLayout(1, o_layout))
         o_d = gl.arange(0, BD, layout=gl.SliceLayout(0, o_layout))
         m_t = o_t < T
         m_td = m_t[:, None] & (o_d < _d)[None, :]
@@ -1340,14 +1301,14 @@ if GLUON:
         fence_async_shared()
 
         dq = gl.zeros([_R, BD], gl.float32, layout=o_layout)
-        c_first = (i_t * WG + HALF) * _R // _L
+        c_first = (i_t * 2 * _R + HALF * _R) // _L
         mbarrier.wait(qbar, 0)
         if n_k > 0:
             dq = _rat_ws_dq_loop(q_s.index(HALF), do_h, k_s, v_s, kready, kempty, vready, vempty,
                                  turn, dq, gl.convert_layout(b_lse, row_s),
                                  gl.convert_layout(b_delta, row_s),
                                  gl.convert_layout(o_t // _L, row_s), c_first, n_k, qk_scale,
-                                 HALF, WG)
+                                 HALF)
         dq = dq * (qk_scale * 0.6931471805599453)  # ln 2: 1/sqrt(d)
         gl.store(p_dq + o_td, dq.to(p_dq.dtype.element_ty), mask=m_td)
 
@@ -1363,36 +1324,30 @@ if GLUON:
     def rat_attn_bwd_dq_ws_kernel(
         desc_q, desc_k, desc_v, p_proj, p_dy, p_y, p_lse, p_s, p_v, p_delta, p_dss, p_ps, p_dq,
         p_dproj, p_do, T, NCP, stride_pb, stride_pt, stride_pc, qk_scale,
-        KS: gl.constexpr, VS: gl.constexpr, WG: gl.constexpr,
+        KS: gl.constexpr, VS: gl.constexpr,
     ):
-        # grid (T / (WG * 64), B * H), longest rows first
+        # grid (T / 128, B * H), longest rows first
         gl.static_assert(KS >= 2)  # key tiles t-1 (dq's product in flight) and t (scores)
         gl.static_assert(VS >= 1)
-        ring = _rat_ws_rings(desc_q, desc_k, desc_v, KS, VS, WG)
-        do_s = gl.allocate_shared_memory(desc_k.dtype, [WG, _R, desc_k.block_type.shape[1]],
+        ring = _rat_ws_rings(desc_q, desc_k, desc_v, KS, VS)
+        do_s = gl.allocate_shared_memory(desc_k.dtype, [2, _R, desc_k.block_type.shape[1]],
                                          desc_q.layout)
-        args = (ring, _rat_ws_shape(T, NCP, desc_k.block_type.shape[0], WG),
+        args = (ring, _rat_ws_shape(T, NCP, desc_k.block_type.shape[0]),
                 (p_proj, p_dy, p_y, p_lse, p_s, p_v, p_delta, p_dss, p_ps, p_dq, p_dproj, p_do,
                  do_s), (stride_pb, stride_pt, stride_pc, qk_scale))
-        if WG == 2:
-            gl.warp_specialize([(_rat_ws_dq_consumer0, (args, )),
-                                (_rat_ws_dq_consumer1, (args, )), (_rat_ws_producer, (args, ))],
-                               [4, 1], [_REGS, 24])
-        else:
-            gl.warp_specialize([(_rat_ws_dq_consumer0, (args, )), (_rat_ws_producer, (args, ))],
-                               [1], [24])
+        gl.warp_specialize([(_rat_ws_dq_consumer0, (args, )), (_rat_ws_dq_consumer1, (args, )),
+                            (_rat_ws_producer, (args, ))], [4, 1], [_REGS, 24])
 
 
 def _rat_attn_bwd_dq_ws(proj, qh, kc, vc, NCP, dy, y, lse, s, v, delta, dss, ps, dq, dproj, do,
                         cfg):
     """rat_attn_bwd_dq_kernel's launch by rat_attn_bwd_dq_ws_kernel (same outputs)."""
     B, T, _ = proj.shape
-    WG = cfg["DQ_WS_WG"]
-    rat_attn_bwd_dq_ws_kernel[(triton.cdiv(T, WG * WS_ROWS), B * H)](
+    rat_attn_bwd_dq_ws_kernel[(triton.cdiv(T, 2 * WS_ROWS), B * H)](
         _gluon_descriptor(qh.view(-1, BLOCK_D), WS_ROWS), _gluon_descriptor(kc, cfg["DQ_BC"]),
         _gluon_descriptor(vc, cfg["DQ_BC"]), proj, dy, y, lse, s, v, delta, dss, ps, dq, dproj,
         do, T, NCP, proj.stride(0), proj.stride(1), proj.stride(2), SM_SCALE * LOG2E,
-        KS=cfg["DQ_WS_KS"], VS=cfg["DQ_WS_VS"], WG=WG, num_warps=4, maxnreg=_ws_maxnreg(WG))
+        KS=cfg["DQ_WS_KS"], VS=cfg["DQ_WS_VS"], num_warps=4, maxnreg=WS_MAXNREG)
 
 
 # Hopper: the dK/dV kernel with warp specialisation (Gluon)
@@ -1674,7 +1629,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_a99568d7b0a5"
+OP_NAMESPACE = "ratc_rat_24e0f2bfe3db"
 
 
 def _config_arg(config):
