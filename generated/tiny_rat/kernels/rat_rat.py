@@ -935,8 +935,7 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None, keep=Fa
 #   BWD_SCAN_BK, bwd_scan_num_warps: the scan backward (chunks per program, power of two). Its
 #   programs hold the H/G heads of a group, so they want fewer chunks than the forward scan's: at
 #   T=16K, B=16 on an H100 (bf16, 8 heads a group) 1 chunk and 4 warps took 3.97 ms, 1 and 1
-#   4.12, 2 and 2 4.55, 4 chunks at most 4 warps 7.7 or more. BWD_SCAN_DS: programs that split
-#   a head's channels (1, 2, 4, 8), each holding 1 / BWD_SCAN_DS of them (fewer registers a program)
+#   4.12, 2 and 2 4.55, 4 chunks at most 4 warps 7.7 or more
 CONFIG.update({
     "BWD_BT": 64,
     "BWD_BC": 128,
@@ -948,7 +947,6 @@ CONFIG.update({
     "dq_num_stages": 3,
     "BWD_SCAN_BK": 1,
     "bwd_scan_num_warps": 4,
-    "BWD_SCAN_DS": 1,
     "DQ_WS": 0,
     "DQ_WS_KS": 2,
     "DQ_WS_VS": 2,
@@ -1098,23 +1096,21 @@ def rat_scan_bwd_kernel(
     OFF_X: tl.constexpr, OFF_A: tl.constexpr, OFF_Q: tl.constexpr, OFF_K: tl.constexpr,
     F: tl.constexpr, H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
     D1: tl.constexpr, BLOCK_DH: tl.constexpr, BLOCK_D: tl.constexpr, BK: tl.constexpr,
-    BLOCK_HG: tl.constexpr, DS: tl.constexpr, LOG2_BASE: tl.constexpr,
+    BLOCK_HG: tl.constexpr, LOG2_BASE: tl.constexpr,
 ):
     # lam_t = dk~_t + g_{t+1} lam_{t+1} over the L tokens of chunks [BK], right to left, from
     # lam = dK~ (turned back) / dV~ at the chunk-final token, for the H/G heads h = r G + g that
     # read group g's q and k, held as a leading dimension [BLOCK_HG, BK, BLOCK_DH, 2]: their dq
-    # and dk are summed here, once per group, into dproj. Every channel is independent (RoPE
-    # pairs i and i + D1, in one row), so DS programs split a head's rows: BLOCK_DH each
+    # and dk are summed here, once per group, into dproj
     HG: tl.constexpr = H // G
-    i_s = tl.program_id(0) % DS  # the program's rows of the head
-    i_c, i_bg = tl.program_id(0) // DS // BG, tl.program_id(0) // DS % BG
+    i_c, i_bg = tl.program_id(0) // BG, tl.program_id(0) % BG
     i_b, i_g = i_bg // G, i_bg % G
     D: tl.constexpr = H * d
     o_r = tl.arange(0, BLOCK_HG)
     o_hr = o_r * G + i_g  # the group's heads
     o_h = o_hr[:, None, None, None]  # [BLOCK_HG, 1, 1, 1]
     o_c = i_c * BK + tl.arange(0, BK)  # chunks
-    o_i = i_s * BLOCK_DH + tl.arange(0, BLOCK_DH)
+    o_i = tl.arange(0, BLOCK_DH)
     o_j = o_i[:, None] + tl.arange(0, 2)[None, :] * D1  # [BLOCK_DH, 2] channel within the head
     m_j = (o_i[:, None] < D1) & (o_j < d)
     m_rj = (o_r < HG)[:, None, None] & m_j[None]  # [BLOCK_HG, BLOCK_DH, 2]
@@ -1611,20 +1607,18 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
             PRECISION=common["PRECISION"], num_warps=cfg["bwd_num_warps"],
             num_stages=cfg["bwd_num_stages"])
     del qh
-    # one scan program per group, BWD_SCAN_BK chunks and 1 / BWD_SCAN_DS of the channels: its
-    # H/G heads as a leading dimension, padded to a power of two, as tl.arange needs
+    # one scan program per group and BWD_SCAN_BK chunks: its H/G heads' channels as a leading
+    # dimension, padded to a power of two, as tl.arange needs
     BLOCK_HG = triton.next_power_of_2(H // GROUPS)
-    BK, DS = cfg["BWD_SCAN_BK"], cfg["BWD_SCAN_DS"]
-    assert DS in (1, 2, 4, 8) and DS <= BLOCK_DH, \
-        f"BWD_SCAN_DS must be a power of two up to {min(8, BLOCK_DH)}, got {DS}"
+    BK = cfg["BWD_SCAN_BK"]
     n_blocks = triton.cdiv(triton.cdiv(T, CHUNK), BK)
     dbias = torch.empty(n_blocks, B, D, **f32)
-    rat_scan_bwd_kernel[(n_blocks * B * GROUPS * DS,)](
+    rat_scan_bwd_kernel[(n_blocks * B * GROUPS,)](
         p_proj=proj, p_bias=gate_bias, p_kt=kt, p_v=v, p_dq=dq, p_do=do, p_ps=ps, p_dss=dss,
         p_dkc=dkc, p_dvc=dvc, p_dproj=dproj, p_dbias=dbias, T=T, NC=NC, NCP=NCP,
         BG=B * GROUPS, **_strides_shape(proj), sm_scale=SM_SCALE, OFF_X=OFF_X, OFF_A=OFF_A,
-        OFF_Q=OFF_Q, OFF_K=OFF_K, F=IN_FEATURES, D1=D1, BLOCK_DH=BLOCK_DH // DS,
-        BLOCK_D=BLOCK_D, BK=BK, BLOCK_HG=BLOCK_HG, DS=DS, num_warps=cfg["bwd_scan_num_warps"])
+        OFF_Q=OFF_Q, OFF_K=OFF_K, F=IN_FEATURES, D1=D1, BLOCK_DH=BLOCK_DH, BLOCK_D=BLOCK_D,
+        BK=BK, BLOCK_HG=BLOCK_HG, num_warps=cfg["bwd_scan_num_warps"])
     return dproj, dbias.sum(dim=(0, 1))
 
 
@@ -1635,7 +1629,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_f5638d0861e9"
+OP_NAMESPACE = "ratc_rat_4ae7f95376f2"
 
 
 def _config_arg(config):
