@@ -114,6 +114,7 @@ RAT_CASES = [
     rat.P(1, 37, 6, 16, 2, 4),  # H / G = 3 heads a group: padded to 4 in the scan backward
     rat.P(2, 21, 3, 16, 1, 2, SCAN_BK=2, BWD_SCAN_BK=1),  # 3 heads a group, one chunk a program
     rat.P(1, 37, 6, 16, 2, 4, BWD_SCAN_BK=4, bwd_scan_num_warps=1),  # 10 chunks over 4 a program
+    rat.P(1, 37, 6, 16, 2, 4, bwd_scan_num_stages=3),  # the token loop pipelined (compiled only)
     rat.P(1, 30, 2, 24, 1, 4),  # head dim 24 with chunk RoPE
     rat.P(2, 13, 2, 24, 2, 4, "custom", layout="channel_stride"),  # head dim 24, nope
     rat.P(1, 26, 2, 16, 2, 4, "mixed"),  # RoPE, exp(-softplus(a)), input scale 1, no output gate
@@ -280,6 +281,9 @@ def test_core_torch_gradcheck(family):
     rat.P(1, 3000, 8, 64, 8, 8, "custom"),
     rat.P(1, 2000, 4, 96, 1, 16, layout="padded"),
     rat.P(1, 1024 + 5, 2, 64, 2, 1, "mixed"),
+    # the scan backward's token loop pipelined: its loads a step or two ahead
+    rat.P(2, 2048 + 13, 8, 128, 2, 16, bwd_scan_num_stages=2, bwd_scan_num_warps=8),
+    rat.P(1, 2000, 4, 96, 1, 16, layout="padded", bwd_scan_num_stages=3),
 ])
 def test_gpu_rat_grad_medium(B, T, H, d, G, L, variant, layout, cfg, dtype):
     check_rat(B, T, H, d, G, L, variant, layout, cfg, dtype, seeds=(T + d, T))

@@ -213,7 +213,7 @@ def test_key_groups_put_every_key_of_a_space_in_one_launch_group():
                       "DQ_WS_VS"),
                      ("BWD_BT", "BWD_BC", "bwd_num_warps", "bwd_num_stages", "BWD_WS",
                       "BWD_WS_BT", "BWD_WS_QS"),
-                     ("BWD_SCAN_BK", "bwd_scan_num_warps"),
+                     ("BWD_SCAN_BK", "bwd_scan_num_warps", "bwd_scan_num_stages"),
                      ("SCAN_BK", "SCAN_WARPS")]
     assert key_groups(rat, forward_space(rat)[0]) == [train[0], train[4]]
     fwd, bwd = key_groups(swa, space_of(swa, "train")[0])  # forward, then the backward's keys

@@ -72,6 +72,7 @@ DECODE_KEYS = {
 }
 _RAT_BWD = {"BWD_BT", "BWD_BC", "bwd_num_warps", "bwd_num_stages",
             "DQ_BT", "DQ_BC", "dq_num_warps", "dq_num_stages", "BWD_SCAN_BK", "bwd_scan_num_warps",
+            "bwd_scan_num_stages",
             "DQ_WS", "DQ_WS_KS", "DQ_WS_VS", "BWD_WS", "BWD_WS_BT", "BWD_WS_QS"}
 _BACKWARD_KEYS = {"rat": _RAT_BWD, "rnn": set(), "sliding_window": _ATTENTION_BWD,
                   "attention": _ATTENTION_BWD}

@@ -77,8 +77,10 @@ def backward_space(m: MixerIR) -> list[dict]:
                    DQ_WS_VS=2) for qt, qc, qw, qs in blocks]
         dq += [dict(DQ_BT=64, DQ_BC=qc, dq_num_warps=8, dq_num_stages=2, DQ_WS=1, DQ_WS_KS=ks,
                     DQ_WS_VS=vs) for qc, ks, vs in itertools.product((64, 128), (2, 3), (2, 3))]
-        return [k | q | dict(BWD_SCAN_BK=sk, bwd_scan_num_warps=sw)
-                for k, q, sk, sw in itertools.product(dkv, dq, (1, 2, 4), (1, 2, 4))]
+        # the scan backward: chunks a program, warps, and stages of its token loop's loads
+        return [k | q | dict(BWD_SCAN_BK=sk, bwd_scan_num_warps=sw, bwd_scan_num_stages=ss)
+                for k, q, sk, sw, ss in itertools.product(dkv, dq, (1, 2, 4), (1, 2, 4, 8),
+                                                          (1, 2, 3))]
     if m.kind not in (LayerKind.SLIDING_WINDOW, LayerKind.ATTENTION):
         return [{}]
     return [
@@ -212,7 +214,7 @@ LAUNCH_KEYS = {
                      "DQ_WS_VS"),
                     ("BWD_BT", "BWD_BC", "bwd_num_warps", "bwd_num_stages", "BWD_WS", "BWD_WS_BT",
                      "BWD_WS_QS"),
-                    ("BWD_SCAN_BK", "bwd_scan_num_warps"),
+                    ("BWD_SCAN_BK", "bwd_scan_num_warps", "bwd_scan_num_stages"),
                     ("SCAN_BK", "SCAN_WARPS")),
     LayerKind.SLIDING_WINDOW: (("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "TMA"),),
     LayerKind.ATTENTION: (("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "TMA"),),

@@ -935,7 +935,9 @@ def rat_fwd(proj, gate_bias, config=None, out=None, lse=None, mode=None, keep=Fa
 #   BWD_SCAN_BK, bwd_scan_num_warps: the scan backward (chunks per program, power of two). Its
 #   programs hold the H/G heads of a group, so they want fewer chunks than the forward scan's: at
 #   T=16K, B=16 on an H100 (bf16, 8 heads a group) 1 chunk and 4 warps took 3.97 ms, 1 and 1
-#   4.12, 2 and 2 4.55, 4 chunks at most 4 warps 7.7 or more
+#   4.12, 2 and 2 4.55, 4 chunks at most 4 warps 7.7 or more. bwd_scan_num_stages: software
+#   pipelining of its token loop (tl.range): > 1 issues the loads of later tokens through shared
+#   memory while this token's arithmetic runs
 CONFIG.update({
     "BWD_BT": 64,
     "BWD_BC": 128,
@@ -947,6 +949,7 @@ CONFIG.update({
     "dq_num_stages": 3,
     "BWD_SCAN_BK": 1,
     "bwd_scan_num_warps": 4,
+    "bwd_scan_num_stages": 1,
     "DQ_WS": 0,
     "DQ_WS_KS": 2,
     "DQ_WS_VS": 2,
@@ -1096,7 +1099,7 @@ def rat_scan_bwd_kernel(
     OFF_X: tl.constexpr, OFF_A: tl.constexpr, OFF_Q: tl.constexpr, OFF_K: tl.constexpr,
     F: tl.constexpr, H: tl.constexpr, G: tl.constexpr, d: tl.constexpr, L: tl.constexpr,
     D1: tl.constexpr, BLOCK_DH: tl.constexpr, BLOCK_D: tl.constexpr, BK: tl.constexpr,
-    BLOCK_HG: tl.constexpr, LOG2_BASE: tl.constexpr,
+    BLOCK_HG: tl.constexpr, STAGES: tl.constexpr, LOG2_BASE: tl.constexpr,
 ):
     # lam_t = dk~_t + g_{t+1} lam_{t+1} over the L tokens of chunks [BK], right to left, from
     # lam = dK~ (turned back) / dV~ at the chunk-final token, for the H/G heads h = r G + g that
@@ -1130,7 +1133,7 @@ def rat_scan_bwd_kernel(
     b_db = tl.zeros([BLOCK_HG, BLOCK_DH, 2], dtype=tl.float32)
     p_b = p_proj + i_b.to(tl.int64) * stride_pb
     p_db = p_dproj + i_b.to(tl.int64) * T * F  # dproj [B, T, F] contiguous
-    for i in range(L):
+    for i in tl.range(L, num_stages=STAGES):  # STAGES > 1: loads a step or more ahead
         l = L - 1 - i
         o_t = o_c * L + l
         m_g = (o_t < T)[:, None, None] & m_j[None, :, :]  # [BK, BLOCK_DH, 2]: the group's rows
@@ -1618,7 +1621,8 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
         p_dkc=dkc, p_dvc=dvc, p_dproj=dproj, p_dbias=dbias, T=T, NC=NC, NCP=NCP,
         BG=B * GROUPS, **_strides_shape(proj), sm_scale=SM_SCALE, OFF_X=OFF_X, OFF_A=OFF_A,
         OFF_Q=OFF_Q, OFF_K=OFF_K, F=IN_FEATURES, D1=D1, BLOCK_DH=BLOCK_DH, BLOCK_D=BLOCK_D,
-        BK=BK, BLOCK_HG=BLOCK_HG, num_warps=cfg["bwd_scan_num_warps"])
+        BK=BK, BLOCK_HG=BLOCK_HG, STAGES=cfg["bwd_scan_num_stages"],
+        num_warps=cfg["bwd_scan_num_warps"])
     return dproj, dbias.sum(dim=(0, 1))
 
 
@@ -1629,7 +1633,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_24e0f2bfe3db"
+OP_NAMESPACE = "ratc_rat_87d9c26c02ab"
 
 
 def _config_arg(config):
