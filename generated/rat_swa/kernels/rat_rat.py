@@ -184,6 +184,7 @@ TUNED = {'NVIDIA H100 80GB HBM3': {'prefill': {'T131072xB2': {'BC': 128,
                                           'WS_VS': 3,
                                           'bwd_num_stages': 3,
                                           'bwd_num_warps': 8,
+                                          'bwd_scan_num_stages': 2,
                                           'bwd_scan_num_warps': 1,
                                           'dq_num_stages': 2,
                                           'dq_num_warps': 8,
@@ -202,6 +203,7 @@ TUNED = {'NVIDIA H100 80GB HBM3': {'prefill': {'T131072xB2': {'BC': 128,
                                           'SCAN_WARPS': 4,
                                           'bwd_num_stages': 3,
                                           'bwd_num_warps': 8,
+                                          'bwd_scan_num_stages': 2,
                                           'bwd_scan_num_warps': 1,
                                           'dq_num_stages': 2,
                                           'dq_num_warps': 4,
@@ -1744,7 +1746,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_f7791ee6f3f8"
+OP_NAMESPACE = "ratc_rat_0c1e5fb6fa89"
 
 
 def _config_arg(config):
