@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -316,7 +317,8 @@ def test_staged_search_compiles_each_group_ahead_when_given_jobs(monkeypatch):
     timed = _fake_rat_prefill(monkeypatch)
     calls = []
     monkeypatch.setattr(study_mod, "precompile",
-                        lambda target, configs, jobs: calls.append((target, configs, jobs)))
+                        lambda target, configs, jobs, deadline: calls.append((target, configs,
+                                                                               jobs)))
     s = staged_search(Target(TINY_RAT, seq=16, batch=1), top=1, rounds=1, jobs=3)
     assert [len(c) for _, c, _ in calls] == [4, 2] and all(j == 3 for *_, j in calls)
     ahead = [tuple(sorted(c.items())) for _, configs, _ in calls for c in configs]
@@ -331,6 +333,9 @@ def test_precompile_runs_each_config_once_in_worker_processes():
     bad = dict(BT=100, BS=8, BD=256, num_warps=1, CARRY_BD=128)  # BT % BS: a static assert
     assert precompile(target, good + [bad], jobs=2) == 2
     assert precompile(target, [], jobs=2) == 0  # a group with nothing left to try
+    # past the deadline (--timeout): the workers are terminated and nothing counts as compiled
+    assert precompile(target, good, jobs=2, deadline=time.monotonic() - 1.0) == 0
+    assert precompile(target, good, jobs=2, deadline=time.monotonic() + 600.0) == 2
 
 
 def test_staged_through_the_cli_writes_a_record_and_refuses_study_options(tmp_path,

@@ -302,8 +302,9 @@ def staged_search(target: Target, progress=None, reps: int = 3, top: int = 3,
     jobs > 1: each group's configs are first compiled by precompile() in that many processes, so
     the timing finds them in Triton's cache (compiling dominates the search otherwise).
     progress(done, total) after each new config; on_group(keys, best config, its ms, configs
-    timed) after each group. timeout: seconds, after which no further config is measured (the
-    search stops at the first config past it, even inside a group, and skips the retimes): the
+    timed) after each group. timeout: seconds, after which no further config is measured or
+    compiled ahead (the search stops at the first config past it, even inside a group or its
+    precompile(), and skips the retimes): the
     groups not reached keep the best config's values, and the result is the best so far.
     Returns summarize()'s keys (trials: the distinct configs considered, complete / failed /
     statically pruned among them), "groups": [(keys, the best config after that group)] for the
@@ -349,7 +350,7 @@ def staged_search(target: Target, progress=None, reps: int = 3, top: int = 3,
         runnable = [c for c in candidates if keep(c, m)]
         pruned += len(candidates) - len(runnable)
         if jobs > 1:
-            precompile(target, runnable, jobs)
+            precompile(target, runnable, jobs, deadline=deadline)
         tried = [(cfg, best)]
         for c in runnable:
             if out_of_time():
@@ -378,13 +379,14 @@ def staged_search(target: Target, progress=None, reps: int = 3, top: int = 3,
     }
 
 
-def precompile(target: Target, configs: list[dict], jobs: int) -> int:
+def precompile(target: Target, configs: list[dict], jobs: int,
+               deadline: float | None = None) -> int:
     """Run each config once at a small shape in `jobs` spawned processes, so that its kernels
     compile into Triton's on-disk cache; returns how many ran (the rest failed: the timing will
     report them). The small shape keeps T's remainder mod 16 (Triton specialises integer
     arguments on divisibility by 16), so the timed launches usually hit the cache; a miss only
-    compiles again."""
-    import concurrent.futures
+    compiles again. deadline (a time.monotonic() value): the workers still running then are
+    terminated, and only the finished ones' configs count (the rest compile when timed)."""
     import multiprocessing
 
     if not configs:  # a group whose every other value was pruned
@@ -392,9 +394,16 @@ def precompile(target: Target, configs: list[dict], jobs: int) -> int:
     seq = target.seq if target.seq <= 2048 else 2048 + target.seq % 16
     small = dataclasses.replace(target, seq=seq, batch=1)
     slices = [configs[i::jobs] for i in range(jobs) if configs[i::jobs]]
-    with concurrent.futures.ProcessPoolExecutor(
-            len(slices), mp_context=multiprocessing.get_context("spawn")) as pool:
-        return sum(pool.map(_run_each, [small] * len(slices), slices))
+    pool = multiprocessing.get_context("spawn").Pool(len(slices))
+    try:
+        results = [pool.apply_async(_run_each, (small, s)) for s in slices]
+        for r in results:
+            r.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        # _run_each catches a config's failure itself
+        return sum(r.get() for r in results if r.ready())
+    finally:
+        pool.terminate()  # idle workers, or the slices still running past the deadline
+        pool.join()
 
 
 def _run_each(target: Target, configs: list[dict]) -> int:
