@@ -475,8 +475,9 @@ def _generate_table(result):
               help="Instead of an Optuna study: sweep one launch's keys at a time (RAT train: "
                    "the forward's, dq's, dK/dV's, the scans'), the others held at the best so "
                    "far, every config timed whole, from the default or the current record, "
-                   "whichever is faster. About 110 measurements for RAT train, whose "
-                   "joint space (about 750,000 configs) a study samples too thinly. One process; "
+                   "whichever is faster. About 150 configs (and each group's best retimed) for RAT "
+                   "train, whose joint space (about 7.5 million configs) a study samples too "
+                   "thinly. One process; "
                    "not with --trials, --storage, --gpus or --sweep.")
 @click.option("--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
               help="--staged: compile each group's configs first in this many processes (into "

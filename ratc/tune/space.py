@@ -79,7 +79,7 @@ def backward_space(m: MixerIR) -> list[dict]:
                     DQ_WS_VS=vs) for qc, ks, vs in itertools.product((64, 128), (2, 3), (2, 3))]
         # the scan backward: chunks a program, warps, and stages of its token loop's loads
         return [k | q | dict(BWD_SCAN_BK=sk, bwd_scan_num_warps=sw, bwd_scan_num_stages=ss)
-                for k, q, sk, sw, ss in itertools.product(dkv, dq, (1, 2, 4), (1, 2, 4, 8),
+                for k, q, sk, sw, ss in itertools.product(dkv, dq, (1, 2, 4), (1, 2, 4),
                                                           (1, 2, 3))]
     if m.kind not in (LayerKind.SLIDING_WINDOW, LayerKind.ATTENTION):
         return [{}]
