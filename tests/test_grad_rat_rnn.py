@@ -114,7 +114,8 @@ RAT_CASES = [
     rat.P(1, 37, 6, 16, 2, 4),  # H / G = 3 heads a group: padded to 4 in the scan backward
     rat.P(2, 21, 3, 16, 1, 2, SCAN_BK=2, BWD_SCAN_BK=1),  # 3 heads a group, one chunk a program
     rat.P(1, 37, 6, 16, 2, 4, BWD_SCAN_BK=4, bwd_scan_num_warps=1),  # 10 chunks over 4 a program
-    rat.P(1, 37, 6, 16, 2, 4, bwd_scan_num_stages=3),  # the token loop pipelined (compiled only)
+    # the scan backward's stages key (pipelining happens when compiled; interpreted, a plain loop)
+    rat.P(1, 37, 6, 16, 2, 4, bwd_scan_num_stages=3),
     rat.P(1, 30, 2, 24, 1, 4),  # head dim 24 with chunk RoPE
     rat.P(2, 13, 2, 24, 2, 4, "custom", layout="channel_stride"),  # head dim 24, nope
     rat.P(1, 26, 2, 16, 2, 4, "mixed"),  # RoPE, exp(-softplus(a)), input scale 1, no output gate
