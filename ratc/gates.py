@@ -305,9 +305,10 @@ _TORCH_NAMES = {
     "log": "torch.log", "tanh": "torch.tanh", "sqrt": "torch.sqrt", "abs": "torch.abs",
     "sign": "torch.sign",
 }
-# Triton: softplus and tanh come from helpers the kernel templates define (_softplus, _tanh).
+# Triton: sigmoid, softplus and tanh come from helpers the kernel templates define
+# (_gate_fns.py.jinja: _sigmoid, _softplus, _tanh).
 _TRITON_NAMES = {
-    "sigmoid": "tl.sigmoid", "softplus": "_softplus", "exp": "tl.exp", "log": "tl.log",
+    "sigmoid": "_sigmoid", "softplus": "_softplus", "exp": "tl.exp", "log": "tl.log",
     "tanh": "_tanh", "sqrt": "tl.sqrt", "abs": "tl.abs",
     "sign": "tl.where({x} > 0, 1.0, tl.where({x} < 0, -1.0, 0.0))",
 }

@@ -162,16 +162,16 @@ def test_torch_code_examples():
 # Triton code printer
 
 
-TRITON_ATTRS = {"sigmoid", "exp", "log", "sqrt", "abs", "where"}
-TRITON_NAMES = {"tl", "_softplus", "_tanh", "x"}  # the helpers kernel templates must define
+TRITON_ATTRS = {"exp", "log", "sqrt", "abs", "where"}
+TRITON_NAMES = {"tl", "_sigmoid", "_softplus", "_tanh", "x"}  # helpers the templates must define
+
+
+def _sigmoid(v):
+    return 1 / (1 + math.exp(-v)) if v >= 0 else math.exp(v) / (1 + math.exp(v))
 
 
 class _FakeTl:
     """Just enough of `triton.language` to evaluate printed gate code on floats."""
-
-    @staticmethod
-    def sigmoid(v):
-        return 1 / (1 + math.exp(-v)) if v >= 0 else math.exp(v) / (1 + math.exp(v))
 
     exp, log, sqrt, abs = math.exp, math.log, math.sqrt, abs
 
@@ -194,7 +194,8 @@ def test_triton_code_parses_and_agrees(text):
         attrs = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
         assert names <= TRITON_NAMES, code
         assert attrs <= TRITON_ATTRS, code
-        scope = {"__builtins__": {}, "tl": _FakeTl, "_softplus": _softplus, "_tanh": math.tanh}
+        scope = {"__builtins__": {}, "tl": _FakeTl, "_sigmoid": _sigmoid, "_softplus": _softplus,
+                 "_tanh": math.tanh}
         f = to_python_function(expr)
         for x in POINTS:
             got = eval(compile(code, "<gate>", "eval"), scope | {"x": x})
@@ -202,12 +203,12 @@ def test_triton_code_parses_and_agrees(text):
 
 
 def test_triton_code_examples():
-    assert to_triton_code(parse_gate("sigmoid").expr, "b_a") == "tl.sigmoid(b_a)"
+    assert to_triton_code(parse_gate("sigmoid").expr, "b_a") == "_sigmoid(b_a)"
     assert (to_triton_code(parse_gate("exp(-softplus(a))").expr, "b_a")
             == "tl.exp((-1.0 * _softplus(b_a)))")
     assert to_triton_code(parse_gate("sigmoid(a)**2.5").expr, "b_a") == (
-        "tl.exp(2.5*tl.log(tl.sigmoid(b_a)))")
-    assert to_triton_code(parse_gate("sigmoid(a)**(1/2)").expr, "b_a") == "tl.sqrt(tl.sigmoid(b_a))"
+        "tl.exp(2.5*tl.log(_sigmoid(b_a)))")
+    assert to_triton_code(parse_gate("sigmoid(a)**(1/2)").expr, "b_a") == "tl.sqrt(_sigmoid(b_a))"
     assert to_triton_code(sympy.diff(parse_gate("0.5*exp(-abs(a))").expr, A), "x") == (
         "((-0.5 * tl.exp((-1.0 * tl.abs(x)))) * tl.where(x > 0, 1.0, tl.where(x < 0, -1.0, 0.0)))")
 

@@ -269,8 +269,8 @@ def test_render_config_and_names():
     for name in ("def rat_scan_fwd_kernel(", "def rat_attn_fwd_kernel(", "def rat_fwd(",
                  "def rat_attn_bwd_dq_kernel(", "def rat_attn_bwd_dkv_kernel(",
                  "def rat_scan_bwd_kernel(", "def rat_bwd(", "class RatFunction(",
-                 "def core(", "def core_triton(", "def core_torch(", "def _softplus(",
-                 "def _tanh(", "tl.sigmoid(b_a)"):
+                 "def core(", "def core_triton(", "def core_torch(", "def _sigmoid(", "def _softplus(",
+                 "def _tanh(", "_sigmoid(b_a)"):
         assert name in text, name
     nope = render_kernel(make_mixer(2, 32, 2, 4, "custom"))
     assert "ROPE_BASE" not in nope and "OFF_Z" not in nope

@@ -156,8 +156,8 @@ def test_render_config_and_names():
     text = render_kernel(make_mixer(64), {"BT": 512, "BS": 32, "BD": 128})
     assert '"BT": 512' in text and '"BS": 32' in text and '"BD": 128' in text
     for name in ("def rnn_scan_fwd_kernel(", "def rnn_carry_fwd_kernel(", "def rnn_fwd(",
-                 "def rnn_scan_bwd_kernel(", "def rnn_bwd(", "class RnnFunction(", "def core(", "def core_triton(", "def core_torch(", "def _softplus(",
-                 "def _tanh(", "tl.sigmoid(b_a)"):
+                 "def rnn_scan_bwd_kernel(", "def rnn_bwd(", "class RnnFunction(", "def core(", "def core_triton(", "def core_torch(", "def _sigmoid(", "def _softplus(",
+                 "def _tanh(", "_sigmoid(b_a)"):
         assert name in text, name
     custom = render_kernel(make_mixer(64, "custom"))
     assert "OFF_Z" not in custom and "_softplus(b_a)" in custom

@@ -140,6 +140,38 @@ def core_torch(proj, gate_bias=None):
 # Triton kernels
 
 
+# Compiled, _exp2 is one ex2.approx.ftz: tl.exp2's ex2.approx adds three instructions a value to
+# keep results under 2^-126 (a compare and two multiplies), which a softmax term or a gate that
+# small does not need (flushed to 0 it weighs under 2^-26 of the largest). _sigmoid is
+# ex2.approx.ftz and rcp.approx.ftz: 4 instructions where tl.sigmoid's exp and division take about
+# 9; the division (div.full) takes the same reciprocal wherever 1 + e^-x is under 2^126, so the
+# results match tl.sigmoid's there. The interpreter (TRITON_INTERPRET=1) has no inline PTX: it
+# computes tl.exp2 and tl.sigmoid.
+_PTX_MATH: tl.constexpr = tl.constexpr(os.environ.get("TRITON_INTERPRET") != "1")
+
+
+@triton.jit
+def _exp2(x):
+    """2^x in fp32, of an fp32 x."""
+    if _PTX_MATH:
+        return tl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=f,f", [x],
+                                         dtype=tl.float32, is_pure=True, pack=1)
+    else:
+        return tl.exp2(x)
+
+
+@triton.jit
+def _sigmoid(x):
+    """1 / (1 + e^-x) in fp32, of an fp32 (or narrower) x."""
+    x = x.to(tl.float32)
+    if _PTX_MATH:
+        e = _exp2(x * -1.4426950408889634)  # e^-x = 2^(-x log2 e)
+        return tl.inline_asm_elementwise("rcp.approx.ftz.f32 $0, $1;", "=f,f", [1.0 + e],
+                                         dtype=tl.float32, is_pure=True, pack=1)
+    else:
+        return tl.sigmoid(x)
+
+
 @triton.jit
 def _softplus(x):
     # log(1 + e^x) = max(x, 0) + log(1 + e^-|x|): no overflow for large x
@@ -148,7 +180,7 @@ def _softplus(x):
 
 @triton.jit
 def _tanh(x):
-    return 2.0 * tl.sigmoid(2.0 * x) - 1.0
+    return 2.0 * _sigmoid(2.0 * x) - 1.0
 
 
 @triton.jit
@@ -200,7 +232,7 @@ def rnn_scan_fwd_kernel(
         p_row = p_b + o_t[:, None] * stride_pt + o_d[None, :] * stride_pc
         b_x = tl.load(p_row + OFF_X * stride_pc, mask=m, other=0.0).to(tl.float32)
         b_a = tl.load(p_row + OFF_A * stride_pc, mask=m, other=0.0).to(tl.float32) + b_bias[None, :]
-        b_g = tl.sigmoid(b_a)
+        b_g = _sigmoid(b_a)
         b_u = (1.0 - b_g) * b_x
         b_g = tl.where(m, b_g, 1.0)  # tokens past T: identity map, so the last row is the total
         b_u = tl.where(m, b_u, 0.0)
@@ -209,7 +241,7 @@ def rnn_scan_fwd_kernel(
         if STORE_Y:
             if GATE_Y:
                 b_z = tl.load(p_row + OFF_Z * stride_pc, mask=m, other=0.0).to(tl.float32)
-                b_y = b_h * tl.sigmoid(b_z)
+                b_y = b_h * _sigmoid(b_z)
             else:
                 b_y = b_h
             tl.store(p_y + i_b.to(tl.int64) * T * D + o_t[:, None] * D + o_d[None, :],
@@ -281,22 +313,22 @@ def rnn_scan_bwd_kernel(
         p_row = p_b + o_t[:, None] * stride_pt + o_d[None, :] * stride_pc
         b_dy = tl.load(p_dy + o_bt + o_t[:, None] * D + o_d[None, :], mask=m, other=0.0)
         b_dy = b_dy.to(tl.float32)
-        b_sz = tl.sigmoid(tl.load(p_row + OFF_Z * stride_pc, mask=m, other=0.0).to(tl.float32))
+        b_sz = _sigmoid(tl.load(p_row + OFF_Z * stride_pc, mask=m, other=0.0).to(tl.float32))
         b_e = b_dy * b_sz
         # the gate of the next token carries lam_{t+1} to t
         b_a = tl.load(p_row + stride_pt + OFF_A * stride_pc, mask=m_n, other=0.0).to(tl.float32)
         b_a = b_a + b_bias[None, :]
-        b_gn = tl.sigmoid(b_a)
+        b_gn = _sigmoid(b_a)
         b_gn = tl.where(m_n, b_gn, tl.where(m, 0.0, 1.0))  # past T: identity map
         b_cg, b_cs = tl.associative_scan((b_gn, b_e), 0, _affine_combine, reverse=True)
         b_h = b_cs + b_cg * b_lam[None, :]  # adjoints lam_t
         if STORE_GRAD:
             b_a = tl.load(p_row + OFF_A * stride_pc, mask=m, other=0.0).to(tl.float32)
             b_a = b_a + b_bias[None, :]
-            b_dg = ((1.0 + (-1.0 * tl.sigmoid(b_a))) * tl.sigmoid(b_a))
+            b_dg = ((1.0 + (-1.0 * _sigmoid(b_a))) * _sigmoid(b_a))
             m_p = ((o_t >= 1) & m_t)[:, None] & m_d[None, :]
             b_vp = tl.load(p_v + o_bt + (o_t[:, None] - 1) * D + o_d[None, :], mask=m_p, other=0.0)
-            b_g = tl.sigmoid(b_a)
+            b_g = _sigmoid(b_a)
             b_x = tl.load(p_row + OFF_X * stride_pc, mask=m, other=0.0).to(tl.float32)
             b_dx = (1.0 - b_g) * b_h
             b_da = b_h * (b_vp - b_x) * b_dg
@@ -406,7 +438,7 @@ def rnn_bwd(proj, gate_bias, dy, config=None, mode=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rnn_f2e470ed3e84"
+OP_NAMESPACE = "ratc_rnn_e22a2a2b5e3a"
 
 
 def _config_arg(config):

@@ -231,6 +231,38 @@ def core_torch(proj, gate_bias=None):
 # Triton kernels
 
 
+# Compiled, _exp2 is one ex2.approx.ftz: tl.exp2's ex2.approx adds three instructions a value to
+# keep results under 2^-126 (a compare and two multiplies), which a softmax term or a gate that
+# small does not need (flushed to 0 it weighs under 2^-26 of the largest). _sigmoid is
+# ex2.approx.ftz and rcp.approx.ftz: 4 instructions where tl.sigmoid's exp and division take about
+# 9; the division (div.full) takes the same reciprocal wherever 1 + e^-x is under 2^126, so the
+# results match tl.sigmoid's there. The interpreter (TRITON_INTERPRET=1) has no inline PTX: it
+# computes tl.exp2 and tl.sigmoid.
+_PTX_MATH: tl.constexpr = tl.constexpr(os.environ.get("TRITON_INTERPRET") != "1")
+
+
+@triton.jit
+def _exp2(x):
+    """2^x in fp32, of an fp32 x."""
+    if _PTX_MATH:
+        return tl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=f,f", [x],
+                                         dtype=tl.float32, is_pure=True, pack=1)
+    else:
+        return tl.exp2(x)
+
+
+@triton.jit
+def _sigmoid(x):
+    """1 / (1 + e^-x) in fp32, of an fp32 (or narrower) x."""
+    x = x.to(tl.float32)
+    if _PTX_MATH:
+        e = _exp2(x * -1.4426950408889634)  # e^-x = 2^(-x log2 e)
+        return tl.inline_asm_elementwise("rcp.approx.ftz.f32 $0, $1;", "=f,f", [1.0 + e],
+                                         dtype=tl.float32, is_pure=True, pack=1)
+    else:
+        return tl.sigmoid(x)
+
+
 @triton.jit
 def _softplus(x):
     # log(1 + e^x) = max(x, 0) + log(1 + e^-|x|): no overflow for large x
@@ -239,7 +271,7 @@ def _softplus(x):
 
 @triton.jit
 def _tanh(x):
-    return 2.0 * tl.sigmoid(2.0 * x) - 1.0
+    return 2.0 * _sigmoid(2.0 * x) - 1.0
 
 
 @triton.jit
@@ -310,7 +342,7 @@ def rat_scan_fwd_kernel(
         b_x, b_a, b_kin, b_q = n_x, n_a, n_kin, n_q
         n_x, n_a, n_kin, n_q = _rat_scan_fwd_rows(l + 1, rows)
         b_a = b_a.to(tl.float32) + b_bias[None]
-        b_g = tl.sigmoid(b_a)
+        b_g = _sigmoid(b_a)
         b_k = b_g * b_k + (1.0 - b_g) * b_kin.to(tl.float32)
         b_v = b_g * b_v + (1.0 - b_g) * b_x.to(tl.float32)
         b_s = tl.sum(tl.sum(b_q.to(tl.float32) * b_k, axis=2), axis=1)  # [BK]
@@ -353,8 +385,8 @@ def _rat_attn_inner(
             b_sc = tl.where(o_k[None, :] < o_ct[:, None], b_sc, float("-inf"))
         # b_m starts at the (finite) self score, so no row is ever all -inf
         b_mn = tl.maximum(b_m, tl.max(b_sc, axis=1) * qk_scale)
-        b_p = tl.exp2(b_sc * qk_scale - b_mn[:, None])  # one FMA per score
-        b_alpha = tl.exp2(b_m - b_mn)
+        b_p = _exp2(b_sc * qk_scale - b_mn[:, None])  # one FMA per score
+        b_alpha = _exp2(b_m - b_mn)
         b_l = b_l * b_alpha + tl.sum(b_p, axis=1)
         b_vc = desc_v.load([row0 + k0, 0])
         b_acc = tl.dot(b_p.to(b_vc.dtype), b_vc, b_acc * b_alpha[:, None],
@@ -373,7 +405,7 @@ def _rat_attn_inner_fixed(
     for k0 in range(lo, hi, BC):
         b_kc = desc_k.load([row0 + k0, 0])  # [BC, BLOCK_D]
         b_sc = tl.dot(b_q, tl.trans(b_kc), input_precision=PRECISION)  # [BT, BC], unscaled
-        b_p = tl.exp2(b_sc * qk_scale - b_m[:, None])  # <= 1
+        b_p = _exp2(b_sc * qk_scale - b_m[:, None])  # <= 1
         if MASKED:
             o_k = k0 + tl.arange(0, BC)
             b_p = tl.where(o_k[None, :] < o_ct[:, None], b_p, 0.0)
@@ -468,7 +500,7 @@ def _rat_attn_block(
         ok = tl.max(b_mf - b_m) <= 100.0
         tl.store(p_flag + i_bh * n_t + i_t, 1 - ok.to(p_flag.dtype.element_ty))
         if ok:
-            b_l = tl.exp2(b_m - b_mf)
+            b_l = _exp2(b_m - b_mf)
             b_acc = b_acc * b_l[:, None]
             b_l, b_acc = _rat_attn_inner_fixed(b_q, b_mf, b_l, b_acc, desc_k, desc_v,
                                                i_bh * NCP, o_ct, 0, c_mid, qk_scale, BC, False,
@@ -498,7 +530,7 @@ def _rat_attn_out(
     if STORE_LSE:  # log2 of the softmax denominator, in the exp2 units of b_m (the backward's)
         tl.store(p_lse + i_bh * T + o_t, b_m + tl.log2(b_l), mask=m_t)
     b_z = tl.load(p_row + (OFF_Z + i_h * d + o_d[None, :]) * stride_pc, mask=m_td, other=0.0)
-    b_y = b_y * tl.sigmoid(b_z.to(tl.float32))
+    b_y = b_y * _sigmoid(b_z.to(tl.float32))
     tl.store(p_y + i_b.to(tl.int64) * T * D + o_t[:, None] * D + i_h * d + o_d[None, :],
              b_y.to(p_y.dtype.element_ty), mask=m_td)
 
@@ -537,6 +569,14 @@ if GLUON:
     _REGS = gl.constexpr(WS_CONSUMER_REGS)
 
     @gluon.jit
+    def _gexp2(x):
+        """2^x in fp32 by one ex2.approx.ftz (gl.exp2's ex2.approx adds three instructions a
+        value to keep results under 2^-126; _exp2 in the Triton kernels says why that is not
+        needed)."""
+        return gl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=f,f", [x],
+                                         dtype=gl.float32, is_pure=True, pack=1)
+
+    @gluon.jit
     def _rat_ws_producer(args):
         """TMA: q^'s two 64-row tiles, then key blocks 0 .. n_k-1 of K~ and V~ into their rings,
         each stage once both consumers have let its previous tile go."""
@@ -566,7 +606,7 @@ if GLUON:
         """P = 2^(S qk_scale - m) of key block j, zero where c' >= c(t) (only blocks reaching
         c_first, the chunk of the half's first query, can hold such keys)."""
         BC: gl.constexpr = s.type.shape[1]
-        p = gl.exp2(s * qk_scale - m_s[:, None])
+        p = _gexp2(s * qk_scale - m_s[:, None])
         if j * BC + BC > c_first:
             o_k = j * BC + gl.arange(0, BC, layout=gl.SliceLayout(0, s.type.layout))
             p = gl.where(o_k[None, :] < o_ct[:, None], p, 0.0)
@@ -660,7 +700,7 @@ if GLUON:
         c_first = (i_t * 2 * _R + HALF * _R) // _L
         if ok:
             # the self term opens the sums: l = 2^(s_t - m_t), acc = l v~_t
-            b_ls = gl.exp2(b_s - b_m)
+            b_ls = _gexp2(b_s - b_m)
             p_vt = p_v + i_b.to(gl.int64) * T * D + o_t[:, None] * D + i_h * _d + o_d[None, :]
             acc = gl.load(p_vt, mask=m_td, other=0.0).to(gl.float32) * b_ls[:, None]
             l = gl.convert_layout(b_ls, row_s)
@@ -677,7 +717,7 @@ if GLUON:
             p_row = p_proj + i_b.to(gl.int64) * stride_pb + o_t[:, None] * stride_pt
             b_z = gl.load(p_row + (0 + i_h * _d + o_d[None, :]) * stride_pc,
                           mask=m_td, other=0.0).to(gl.float32)
-            b_y = b_y / (1.0 + gl.exp2(b_z * -1.4426950408889634))  # sigmoid(z)
+            b_y = b_y / (1.0 + _gexp2(b_z * -1.4426950408889634))  # sigmoid(z)
             gl.store(p_y + i_b.to(gl.int64) * T * D + o_t[:, None] * D + i_h * _d + o_d[None, :],
                      b_y.to(p_y.dtype.element_ty), mask=m_td)
         else:  # flagged: pass every stage and turn on, which the producer and the other wait for
@@ -969,7 +1009,7 @@ def _rat_bwd_dq_inner(
         b_kc = desc_k.load([row0 + k0, 0])  # [BC, BLOCK_D]
         b_vc = desc_v.load([row0 + k0, 0])
         b_sc = tl.dot(b_q, tl.trans(b_kc), input_precision=PRECISION)  # [BT, BC]
-        b_p = tl.exp2(b_sc * qk_scale - b_lse[:, None])
+        b_p = _exp2(b_sc * qk_scale - b_lse[:, None])
         if MASKED:
             o_k = k0 + tl.arange(0, BC)
             b_p = tl.where(o_k[None, :] < o_ct[:, None], b_p, 0.0)
@@ -1010,7 +1050,7 @@ def rat_attn_bwd_dq_kernel(
     b_dy = tl.load(p_dy + o_td, mask=m_td, other=0.0).to(tl.float32)
     b_y = tl.load(p_y + o_td, mask=m_td, other=0.0).to(tl.float32)
     b_delta = tl.sum(b_dy * b_y, axis=1)
-    b_sz = tl.sigmoid(tl.load(p_row + (OFF_Z + i_h * d + o_d[None, :]) * stride_pc, mask=m_td,
+    b_sz = _sigmoid(tl.load(p_row + (OFF_Z + i_h * d + o_d[None, :]) * stride_pc, mask=m_td,
                               other=0.0).to(tl.float32))
     b_do = b_dy * b_sz
     b_dz = b_dy * b_y * (1.0 - b_sz)  # dy . y~ sigmoid'(z), y~ = out / sigmoid(z)
@@ -1021,7 +1061,7 @@ def rat_attn_bwd_dq_kernel(
 
     # the self term
     b_vt = tl.load(p_v + o_td, mask=m_td, other=0.0).to(tl.float32)
-    b_ps = tl.exp2(tl.load(p_s + i_bh * T + o_t, mask=m_t, other=0.0) * qk_scale - b_lse)
+    b_ps = _exp2(tl.load(p_s + i_bh * T + o_t, mask=m_t, other=0.0) * qk_scale - b_lse)
     b_dss = b_ps * (tl.sum(b_do * b_vt, axis=1) - b_delta)
     tl.store(p_delta + i_bh * T + o_t, b_delta, mask=m_t)
     tl.store(p_dss + i_bh * T + o_t, b_dss, mask=m_t)
@@ -1080,7 +1120,7 @@ def rat_attn_bwd_dkv_kernel(
         b_lse = tl.load(p_lse + o_t, mask=m_t, other=0.0)
         b_delta = tl.load(p_delta + o_t, mask=m_t, other=0.0)
         b_st = tl.dot(b_kc, tl.trans(b_q), input_precision=PRECISION)  # [BC, BT]
-        b_pt = tl.exp2(b_st * qk_scale - b_lse[None, :])
+        b_pt = _exp2(b_st * qk_scale - b_lse[None, :])
         b_pt = tl.where((o_k[:, None] < (o_t // L)[None, :]) & m_t[None, :], b_pt, 0.0)
         b_dv = tl.dot(b_pt.to(b_kc.dtype), b_do, b_dv, input_precision=PRECISION)
         b_dpt = tl.dot(b_vc, tl.trans(b_do), input_precision=PRECISION)
@@ -1126,10 +1166,9 @@ def rat_scan_bwd_kernel(
     b_lk = tl.load(p_dkc + o_cache, mask=m, other=0.0)  # [BLOCK_HG, BK, BLOCK_DH, 2]
     b_lv = tl.load(p_dvc + o_cache, mask=m, other=0.0)
     # every token of chunk c turns by the same R(c): dq = R^T dq^, dK~ = R^T dK^
-    b_cos, b_sin = _rope_cos_sin(o_c, o_i, d, LOG2_BASE)
-    b_cos, b_sin = b_cos[None], b_sin[None]  # [1, BK, BLOCK_DH]
+    b_cos, b_sin = _rope_cos_sin(o_c, o_i, d, LOG2_BASE)  # [BK, BLOCK_DH]
     b_1, b_2 = tl.split(b_lk)
-    b_lk = tl.join(b_1 * b_cos + b_2 * b_sin, b_2 * b_cos - b_1 * b_sin)
+    b_lk = tl.join(b_1 * b_cos[None] + b_2 * b_sin[None], b_2 * b_cos[None] - b_1 * b_sin[None])
     b_db = tl.zeros([BLOCK_HG, BLOCK_DH, 2], dtype=tl.float32)
     p_b = p_proj + i_b.to(tl.int64) * stride_pb
     p_db = p_dproj + i_b.to(tl.int64) * T * F  # dproj [B, T, F] contiguous
@@ -1148,8 +1187,8 @@ def rat_scan_bwd_kernel(
         b_kin = tl.load(p_row + (OFF_K + o_g[None]) * stride_pc, mask=m_g, other=0.0)[None]
         b_q = tl.load(p_row + (OFF_Q + o_g[None]) * stride_pc, mask=m_g, other=0.0)[None]
         b_a = b_a.to(tl.float32) + b_bias
-        b_g = tl.sigmoid(b_a)
-        b_gd = ((1.0 + (-1.0 * tl.sigmoid(b_a))) * tl.sigmoid(b_a))
+        b_g = _sigmoid(b_a)
+        b_gd = ((1.0 + (-1.0 * _sigmoid(b_a))) * _sigmoid(b_a))
         o_ht = (i_b * H + o_h) * T + o_t[None, :, None, None]  # [BLOCK_HG, BK, 1, 1]
         m_ht = (o_t < T)[None, :, None, None] & (o_r < HG)[:, None, None, None]
         b_dss = tl.load(p_dss + o_ht, mask=m_ht, other=0.0) * sm_scale
@@ -1164,21 +1203,23 @@ def rat_scan_bwd_kernel(
         b_dkin = (1.0 - b_g) * b_lk
         b_dx = (1.0 - b_g) * b_lv
         b_da = (b_lk * (b_kp - b_kin.to(tl.float32)) + b_lv * (b_vp - b_x.to(tl.float32))) * b_gd
-        b_da = tl.where(m, b_da, 0.0)
+        # no selects needed: at padding heads and channels past d every load is masked to 0, so
+        # da, dk_in and dq are 0 there (the group's sums below add zeros), and at tokens past T
+        # da is 0 (its k~, v~ and inputs load as 0); the stores skip tokens past T
         b_db += tl.sum(b_da, axis=1)
-        b_dq = tl.load(p_dq + o_td, mask=m, other=0.0).to(tl.float32)
-        b_1, b_2 = tl.split(b_dq)
-        b_dq = tl.join(b_1 * b_cos + b_2 * b_sin, b_2 * b_cos - b_1 * b_sin)
-        b_dq += b_dss * b_kt
+        # the group's dq: the heads' dq^ summed, then turned once (R(c) is the same for every
+        # head of the chunk), plus the heads' self terms
+        b_dq = tl.sum(tl.load(p_dq + o_td, mask=m, other=0.0).to(tl.float32), axis=0)
+        b_q1, b_q2 = tl.split(b_dq)  # [BK, BLOCK_DH] each
+        b_dq = tl.join(b_q1 * b_cos + b_q2 * b_sin, b_q2 * b_cos - b_q1 * b_sin)
+        b_dq += tl.sum(b_dss * b_kt, axis=0)
         p_drow = p_db + o_t[:, None, None] * F  # [BK, 1, 1]
         o_hj = o_h * d + o_j[None, None]
         tl.store(p_drow[None] + OFF_X + o_hj, b_dx.to(p_dproj.dtype.element_ty), mask=m)
         tl.store(p_drow[None] + OFF_A + o_hj, b_da.to(p_dproj.dtype.element_ty), mask=m)
-        # the group's sums (padding heads hold zeros: every load above is masked by m_hj)
-        tl.store(p_drow + OFF_Q + o_g[None], tl.sum(tl.where(m, b_dq, 0.0), axis=0)
-                 .to(p_dproj.dtype.element_ty), mask=m_g)
-        tl.store(p_drow + OFF_K + o_g[None], tl.sum(tl.where(m, b_dkin, 0.0), axis=0)
-                 .to(p_dproj.dtype.element_ty), mask=m_g)
+        tl.store(p_drow + OFF_Q + o_g[None], b_dq.to(p_dproj.dtype.element_ty), mask=m_g)
+        tl.store(p_drow + OFF_K + o_g[None], tl.sum(b_dkin, axis=0).to(p_dproj.dtype.element_ty),
+                 mask=m_g)
         b_lk = b_g * b_lk  # carries lam_t to t - 1
         b_lv = b_g * b_lv
     tl.store(p_dbias + (i_c * (BG // G) + i_b) * D + o_hr[:, None, None] * d + o_j[None], b_db,
@@ -1280,7 +1321,7 @@ if GLUON:
         p_row = p_proj + i_b.to(gl.int64) * stride_pb + o_t[:, None] * stride_pt
         b_z = gl.load(p_row + (0 + i_h * _d + o_d[None, :]) * stride_pc, mask=m_td,
                       other=0.0).to(gl.float32)
-        b_sz = 1.0 / (1.0 + gl.exp2(b_z * -1.4426950408889634))  # sigmoid(z)
+        b_sz = 1.0 / (1.0 + _gexp2(b_z * -1.4426950408889634))  # sigmoid(z)
         b_do = b_dy * b_sz
         b_dz = b_dy * b_y * (1.0 - b_sz)  # dy . y~ sigmoid'(z), y~ = out / sigmoid(z)
         # dproj [B, T, F] contiguous
@@ -1290,7 +1331,7 @@ if GLUON:
         b_lse = gl.load(p_lse + i_bh * T + o_t, mask=m_t, other=0.0)
         # the self term
         b_vt = gl.load(p_v + o_td, mask=m_td, other=0.0).to(gl.float32)
-        b_ps = gl.exp2(gl.load(p_s + i_bh * T + o_t, mask=m_t, other=0.0) * qk_scale - b_lse)
+        b_ps = _gexp2(gl.load(p_s + i_bh * T + o_t, mask=m_t, other=0.0) * qk_scale - b_lse)
         b_dss = b_ps * (gl.sum(b_do * b_vt, axis=1) - b_delta)
         gl.store(p_delta + i_bh * T + o_t, b_delta, mask=m_t)
         gl.store(p_dss + i_bh * T + o_t, b_dss, mask=m_t)
@@ -1398,7 +1439,7 @@ if GLUON:
         BT: gl.constexpr = s.type.shape[1]
         R: gl.constexpr = s.type.shape[0]
         col: gl.constexpr = gl.SliceLayout(0, s.type.layout)
-        p = gl.exp2(s * qk_scale - gl.convert_layout(b_lse, col)[None, :])
+        p = _gexp2(s * qk_scale - gl.convert_layout(b_lse, col)[None, :])
         if (t0 < (k0 + R) * _L) | (t0 + BT > T):
             o_t = t0 + gl.arange(0, BT, layout=col)
             o_k = k0 + gl.arange(0, R, layout=gl.SliceLayout(1, s.type.layout))
@@ -1633,7 +1674,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_87d9c26c02ab"
+OP_NAMESPACE = "ratc_rat_d84c07b90538"
 
 
 def _config_arg(config):

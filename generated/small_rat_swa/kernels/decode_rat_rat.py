@@ -276,6 +276,38 @@ def step_torch(proj, gate_bias, cache, pos):
 # Triton kernel
 
 
+# Compiled, _exp2 is one ex2.approx.ftz: tl.exp2's ex2.approx adds three instructions a value to
+# keep results under 2^-126 (a compare and two multiplies), which a softmax term or a gate that
+# small does not need (flushed to 0 it weighs under 2^-26 of the largest). _sigmoid is
+# ex2.approx.ftz and rcp.approx.ftz: 4 instructions where tl.sigmoid's exp and division take about
+# 9; the division (div.full) takes the same reciprocal wherever 1 + e^-x is under 2^126, so the
+# results match tl.sigmoid's there. The interpreter (TRITON_INTERPRET=1) has no inline PTX: it
+# computes tl.exp2 and tl.sigmoid.
+_PTX_MATH: tl.constexpr = tl.constexpr(os.environ.get("TRITON_INTERPRET") != "1")
+
+
+@triton.jit
+def _exp2(x):
+    """2^x in fp32, of an fp32 x."""
+    if _PTX_MATH:
+        return tl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=f,f", [x],
+                                         dtype=tl.float32, is_pure=True, pack=1)
+    else:
+        return tl.exp2(x)
+
+
+@triton.jit
+def _sigmoid(x):
+    """1 / (1 + e^-x) in fp32, of an fp32 (or narrower) x."""
+    x = x.to(tl.float32)
+    if _PTX_MATH:
+        e = _exp2(x * -1.4426950408889634)  # e^-x = 2^(-x log2 e)
+        return tl.inline_asm_elementwise("rcp.approx.ftz.f32 $0, $1;", "=f,f", [1.0 + e],
+                                         dtype=tl.float32, is_pure=True, pack=1)
+    else:
+        return tl.sigmoid(x)
+
+
 @triton.jit
 def _softplus(x):
     # log(1 + e^x) = max(x, 0) + log(1 + e^-|x|): no overflow for large x
@@ -284,7 +316,7 @@ def _softplus(x):
 
 @triton.jit
 def _tanh(x):
-    return 2.0 * tl.sigmoid(2.0 * x) - 1.0
+    return 2.0 * _sigmoid(2.0 * x) - 1.0
 
 
 @triton.jit
@@ -544,7 +576,7 @@ def rat_decode_kernel(
                 o_j, m_j, d, BS)
 
         # in-chunk update; a token that opens a chunk starts from zero
-        b_g = tl.sigmoid(b_a)
+        b_g = _sigmoid(b_a)
         b_w = 1.0 - b_g
         b_ks = tl.where(l == 0, 0.0, b_g * b_ks) + b_w * b_kin
         b_vs = tl.where(l == 0, 0.0, b_g * b_vs) + b_w * b_x
@@ -557,7 +589,7 @@ def rat_decode_kernel(
         b_alpha = tl.exp2(b_m - b_mn)  # 0 when no chunk row came before (b_m = -inf)
         b_ws = tl.exp2(b_self - b_mn)
         b_y = (b_acc * b_alpha + b_ws * b_vs) / (b_l * b_alpha + b_ws)
-        b_y = b_y * tl.sigmoid(b_z)
+        b_y = b_y * _sigmoid(b_z)
         tl.store(p_y + i_b.to(tl.int64) * D + o_h, b_y.to(p_y.dtype.element_ty), mask=m_j)
         # the token closes chunk c: K~_c, V~_c = rope_c(k~), v~ (the partials
         # read rows < c only)

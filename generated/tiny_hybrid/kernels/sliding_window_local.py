@@ -144,6 +144,38 @@ def core_torch(proj, gate_bias=None):
 # Triton kernel
 
 
+# Compiled, _exp2 is one ex2.approx.ftz: tl.exp2's ex2.approx adds three instructions a value to
+# keep results under 2^-126 (a compare and two multiplies), which a softmax term or a gate that
+# small does not need (flushed to 0 it weighs under 2^-26 of the largest). _sigmoid is
+# ex2.approx.ftz and rcp.approx.ftz: 4 instructions where tl.sigmoid's exp and division take about
+# 9; the division (div.full) takes the same reciprocal wherever 1 + e^-x is under 2^126, so the
+# results match tl.sigmoid's there. The interpreter (TRITON_INTERPRET=1) has no inline PTX: it
+# computes tl.exp2 and tl.sigmoid.
+_PTX_MATH: tl.constexpr = tl.constexpr(os.environ.get("TRITON_INTERPRET") != "1")
+
+
+@triton.jit
+def _exp2(x):
+    """2^x in fp32, of an fp32 x."""
+    if _PTX_MATH:
+        return tl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=f,f", [x],
+                                         dtype=tl.float32, is_pure=True, pack=1)
+    else:
+        return tl.exp2(x)
+
+
+@triton.jit
+def _sigmoid(x):
+    """1 / (1 + e^-x) in fp32, of an fp32 (or narrower) x."""
+    x = x.to(tl.float32)
+    if _PTX_MATH:
+        e = _exp2(x * -1.4426950408889634)  # e^-x = 2^(-x log2 e)
+        return tl.inline_asm_elementwise("rcp.approx.ftz.f32 $0, $1;", "=f,f", [1.0 + e],
+                                         dtype=tl.float32, is_pure=True, pack=1)
+    else:
+        return tl.sigmoid(x)
+
+
 @triton.jit
 def _load_tile(ptrs, m_rows, m_cols, ROW_MASK: tl.constexpr, COL_MASK: tl.constexpr):
     """Load a 2-D tile, masking rows and/or columns only where the caller says it is needed."""
@@ -255,8 +287,8 @@ def _swa_fwd_inner(
                 m_s = m_s & (o_s[None, :] >= o_m[:, None] - WINDOW)
             b_s = tl.where(m_s, b_s, -1.0e6)  # finite: a fully masked row never makes 0/0 or inf-inf
         m_new = tl.maximum(m_i, tl.max(b_s, 1))
-        b_p = tl.math.exp2(b_s - m_new[:, None])
-        alpha = tl.math.exp2(m_i - m_new)
+        b_p = _exp2(b_s - m_new[:, None])
+        alpha = _exp2(m_i - m_new)
         l_i = l_i * alpha + tl.sum(b_p, 1)
         b_v = _load_kv(desc_v, v_row, v_col, p_v, o_v, i_n, stride_vt, m_n, m_d, STAGE == 3,
                        BLOCK_D != HEAD_DIM, USE_TMA, BLOCK_N, BLOCK_D)
@@ -534,7 +566,7 @@ def _swa_bwd_dkdv_inner(
         b_lse = tl.load(p_lse + o_m, mask=m_m, other=0.0)
         b_delta = tl.load(p_delta + o_m, mask=m_m, other=0.0)
         b_st = tl.dot(b_k, tl.trans(b_q), input_precision=INPUT_PRECISION)
-        b_pt = tl.math.exp2(b_st * QK_SCALE - b_lse[None, :])
+        b_pt = _exp2(b_st * QK_SCALE - b_lse[None, :])
         if MASK:
             m_s = o_n[:, None] <= o_m[None, :]
             if WINDOW >= 0:
@@ -641,7 +673,7 @@ def _swa_bwd_dq_inner(
         b_k = tl.load(p_k + o_row * stride_kt + o_d[None, :] * stride_kc, mask=m_nd, other=0.0)
         b_v = tl.load(p_v + o_row * stride_vt + o_d[None, :] * stride_vc, mask=m_nd, other=0.0)
         b_s = tl.dot(b_q, tl.trans(b_k), input_precision=INPUT_PRECISION)
-        b_p = tl.math.exp2(b_s * QK_SCALE - b_lse[:, None])
+        b_p = _exp2(b_s * QK_SCALE - b_lse[:, None])
         if MASK:
             m_s = o_n[None, :] <= o_m[:, None]
             if WINDOW >= 0:
@@ -814,7 +846,7 @@ def swa_bwd(proj, y, lse, dy, config=None, out=None, mode=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_sliding_window_35545eebb7a3"
+OP_NAMESPACE = "ratc_sliding_window_285dfbdb6795"
 
 
 def _config_arg(config):
