@@ -569,14 +569,6 @@ if GLUON:
     _REGS = gl.constexpr(WS_CONSUMER_REGS)
 
     @gluon.jit
-    def _gexp2(x):
-        """2^x in fp32 by one ex2.approx.ftz (gl.exp2's ex2.approx adds three instructions a
-        value to keep results under 2^-126; _exp2 in the Triton kernels says why that is not
-        needed)."""
-        return gl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=f,f", [x],
-                                         dtype=gl.float32, is_pure=True, pack=1)
-
-    @gluon.jit
     def _rat_ws_producer(args):
         """TMA: q^'s two 64-row tiles, then key blocks 0 .. n_k-1 of K~ and V~ into their rings,
         each stage once both consumers have let its previous tile go."""
@@ -606,7 +598,7 @@ if GLUON:
         """P = 2^(S qk_scale - m) of key block j, zero where c' >= c(t) (only blocks reaching
         c_first, the chunk of the half's first query, can hold such keys)."""
         BC: gl.constexpr = s.type.shape[1]
-        p = _gexp2(s * qk_scale - m_s[:, None])
+        p = gl.exp2(s * qk_scale - m_s[:, None])
         if j * BC + BC > c_first:
             o_k = j * BC + gl.arange(0, BC, layout=gl.SliceLayout(0, s.type.layout))
             p = gl.where(o_k[None, :] < o_ct[:, None], p, 0.0)
@@ -700,7 +692,7 @@ if GLUON:
         c_first = (i_t * 2 * _R + HALF * _R) // _L
         if ok:
             # the self term opens the sums: l = 2^(s_t - m_t), acc = l v~_t
-            b_ls = _gexp2(b_s - b_m)
+            b_ls = gl.exp2(b_s - b_m)
             p_vt = p_v + i_b.to(gl.int64) * T * D + o_t[:, None] * D + i_h * _d + o_d[None, :]
             acc = gl.load(p_vt, mask=m_td, other=0.0).to(gl.float32) * b_ls[:, None]
             l = gl.convert_layout(b_ls, row_s)
@@ -717,7 +709,7 @@ if GLUON:
             p_row = p_proj + i_b.to(gl.int64) * stride_pb + o_t[:, None] * stride_pt
             b_z = gl.load(p_row + (0 + i_h * _d + o_d[None, :]) * stride_pc,
                           mask=m_td, other=0.0).to(gl.float32)
-            b_y = b_y / (1.0 + _gexp2(b_z * -1.4426950408889634))  # sigmoid(z)
+            b_y = b_y / (1.0 + gl.exp2(b_z * -1.4426950408889634))  # sigmoid(z)
             gl.store(p_y + i_b.to(gl.int64) * T * D + o_t[:, None] * D + i_h * _d + o_d[None, :],
                      b_y.to(p_y.dtype.element_ty), mask=m_td)
         else:  # flagged: pass every stage and turn on, which the producer and the other wait for
@@ -1321,7 +1313,7 @@ if GLUON:
         p_row = p_proj + i_b.to(gl.int64) * stride_pb + o_t[:, None] * stride_pt
         b_z = gl.load(p_row + (0 + i_h * _d + o_d[None, :]) * stride_pc, mask=m_td,
                       other=0.0).to(gl.float32)
-        b_sz = 1.0 / (1.0 + _gexp2(b_z * -1.4426950408889634))  # sigmoid(z)
+        b_sz = 1.0 / (1.0 + gl.exp2(b_z * -1.4426950408889634))  # sigmoid(z)
         b_do = b_dy * b_sz
         b_dz = b_dy * b_y * (1.0 - b_sz)  # dy . y~ sigmoid'(z), y~ = out / sigmoid(z)
         # dproj [B, T, F] contiguous
@@ -1331,7 +1323,7 @@ if GLUON:
         b_lse = gl.load(p_lse + i_bh * T + o_t, mask=m_t, other=0.0)
         # the self term
         b_vt = gl.load(p_v + o_td, mask=m_td, other=0.0).to(gl.float32)
-        b_ps = _gexp2(gl.load(p_s + i_bh * T + o_t, mask=m_t, other=0.0) * qk_scale - b_lse)
+        b_ps = gl.exp2(gl.load(p_s + i_bh * T + o_t, mask=m_t, other=0.0) * qk_scale - b_lse)
         b_dss = b_ps * (gl.sum(b_do * b_vt, axis=1) - b_delta)
         gl.store(p_delta + i_bh * T + o_t, b_delta, mask=m_t)
         gl.store(p_dss + i_bh * T + o_t, b_dss, mask=m_t)
@@ -1439,7 +1431,7 @@ if GLUON:
         BT: gl.constexpr = s.type.shape[1]
         R: gl.constexpr = s.type.shape[0]
         col: gl.constexpr = gl.SliceLayout(0, s.type.layout)
-        p = _gexp2(s * qk_scale - gl.convert_layout(b_lse, col)[None, :])
+        p = gl.exp2(s * qk_scale - gl.convert_layout(b_lse, col)[None, :])
         if (t0 < (k0 + R) * _L) | (t0 + BT > T):
             o_t = t0 + gl.arange(0, BT, layout=col)
             o_k = k0 + gl.arange(0, R, layout=gl.SliceLayout(1, s.type.layout))
@@ -1674,7 +1666,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_d84c07b90538"
+OP_NAMESPACE = "ratc_rat_f4a9d9c12e89"
 
 
 def _config_arg(config):
