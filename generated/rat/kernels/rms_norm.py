@@ -45,12 +45,14 @@ MAX_N = 16384  # widest row of the Triton path: wider rows would spill the tile'
 #   PROGRAMS_PER_SM: backward programs per SM, each adding a row of dw partial sums (2: two
 #     8-warp programs fit an SM at up to 128 registers a thread, so all run in one wave)
 #   programs: the backward's program count, overriding PROGRAMS_PER_SM (0: from it; 4 on a CPU)
+#   STAGES: software-pipelining stages of the backward's loop over its row blocks (1: none)
 CONFIG = {
     "TILE": 4096,
     "BLOCK_M": 0,
     "num_warps": 8,
     "PROGRAMS_PER_SM": 2,
     "programs": 0,
+    "STAGES": 1,
 }
 _SMS = {}  # device -> streaming multiprocessors
 
@@ -117,6 +119,7 @@ def rms_norm_fwd_kernel(
 def rms_norm_bwd_kernel(
     p_x, p_w, p_rstd, p_dy, p_dr, p_dx, p_dw, M, N, stride_xm, stride_dym, stride_drm,
     rows_per_program, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HAS_DR: tl.constexpr,
+    STAGES: tl.constexpr,
 ):
     # g = dy * w, dx = rstd * (g - n * sum(g * n) / N) (+ dr); dw partial = sum over the rows of
     # dy * n~
@@ -127,7 +130,7 @@ def rms_norm_bwd_kernel(
     m_n = o_n < N
     b_w = tl.load(p_w + o_n, mask=m_n, other=0.0).to(tl.float32)
     b_dw = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)  # reduced over rows once, at the end
-    for r0 in range(row0, row1, BLOCK_M):
+    for r0 in tl.range(row0, row1, BLOCK_M, num_stages=STAGES):  # STAGES > 1: loads ahead
         o_m = r0 + tl.arange(0, BLOCK_M)
         m_m = o_m < row1
         m = m_m[:, None] & m_n[None, :]
@@ -156,7 +159,7 @@ def _launch_config(x2, config=None):
     programs = cfg["programs"]
     if not programs and x2.is_cuda:
         programs = cfg["PROGRAMS_PER_SM"] * _sm_count(x2.device)
-    return dict(BLOCK_N=block_n, BLOCK_M=block_m, programs=programs or 4,
+    return dict(BLOCK_N=block_n, BLOCK_M=block_m, programs=programs or 4, STAGES=cfg["STAGES"],
                 num_warps=max(1, min(cfg["num_warps"], block_m * block_n // 256)))
 
 
@@ -226,7 +229,7 @@ def rms_norm_bwd(x, weight, rstd, dy, config=None, dr=None):
         p_x=x2, p_w=weight, p_rstd=rstd, p_dy=dy2, p_dr=dr2, p_dx=dx, p_dw=dw, M=M, N=N,
         stride_xm=x2.stride(0), stride_dym=dy2.stride(0), stride_drm=dr2.stride(0),
         rows_per_program=rows_per_program, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"],
-        HAS_DR=dr is not None, num_warps=cfg["num_warps"],
+        HAS_DR=dr is not None, STAGES=cfg["STAGES"], num_warps=cfg["num_warps"],
     )
     return dx, dw.sum(0)
 
@@ -238,7 +241,7 @@ def rms_norm_bwd(x, weight, rstd, dy, config=None, dr=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rms_norm_93af81798611"
+OP_NAMESPACE = "ratc_rms_norm_ba0a9a6aa4c6"
 
 
 def _config_arg(config):
