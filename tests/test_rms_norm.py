@@ -244,3 +244,36 @@ def test_gpu_medium_against_the_pytorch_path(mod, dtype, poisoned):
         err_torch, _ = rel_err(torch_path, want)
         assert err <= 1.25 * err_torch, (
             f"{name}: rel err {err:.3g} against float64, the PyTorch path's {err_torch:.3g}; {msg}")
+
+
+def test_backward_stages_fit_shared_memory(mod):
+    """The backward pipelines STAGES row blocks of x, dy (and dr) through shared memory, fewer
+    where that many would pass STAGE_SMEM: 3 at the 1.3B spec's bf16 rows of 2048, 2 in fp32,
+    none at the widest fp32 rows (MAX_N: one block alone is 192 KiB)."""
+    def stages(n, dtype, with_dr, **config):
+        x = torch.empty(8, n, dtype=dtype)
+        cfg = mod._launch_config(x, config)
+        return mod._bwd_stages(cfg, x, x, x if with_dr else None)
+
+    assert mod.CONFIG["STAGES"] == 3
+    assert stages(2048, torch.bfloat16, True) == 3
+    assert stages(2048, torch.float32, True) == 2
+    assert stages(2048, torch.float32, False) == 3
+    assert stages(mod.MAX_N, torch.float32, True) == 1
+    assert stages(2048, torch.bfloat16, True, STAGES=1) == 1
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype, n", [(torch.bfloat16, 2048), (torch.float32, 2048),
+                                      (torch.float32, 16384)], ids=["bf16-2048", "fp32-2048",
+                                                                     "fp32-16384"])
+def test_gpu_pipelined_backward_matches_one_stage(mod, dtype, n, poisoned):
+    """The default backward (its loop pipelined: 3 stages, 2, 1 as _bwd_stages allows) gives
+    exactly the one-stage launch's dx and dw, with dr and without."""
+    x, w, dy = make_inputs((3, 1000, n), dtype, seed=7)
+    dr = make_inputs((3, 1000, n), dtype, seed=8)[2]
+    _, rstd, _ = mod.rms_norm_fwd(x, w, EPS)
+    for r in (None, dr):
+        dx, dw = mod.rms_norm_bwd(x, w, rstd, dy, dr=r)
+        dx1, dw1 = mod.rms_norm_bwd(x, w, rstd, dy, config={"STAGES": 1}, dr=r)
+        assert torch.equal(dx, dx1) and torch.equal(dw, dw1)

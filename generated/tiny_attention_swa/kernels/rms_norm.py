@@ -45,15 +45,21 @@ MAX_N = 16384  # widest row of the Triton path: wider rows would spill the tile'
 #   PROGRAMS_PER_SM: backward programs per SM, each adding a row of dw partial sums (2: two
 #     8-warp programs fit an SM at up to 128 registers a thread, so all run in one wave)
 #   programs: the backward's program count, overriding PROGRAMS_PER_SM (0: from it; 4 on a CPU)
-#   STAGES: software-pipelining stages of the backward's loop over its row blocks (1: none)
+#   STAGES: software-pipelining stages of the backward's loop over its row blocks (1: none): the
+#     loads of later blocks go through shared memory while this one's arithmetic runs. Fewer
+#     where STAGES blocks of x, dy and dr would take more than STAGE_SMEM bytes, so that
+#     PROGRAMS_PER_SM programs still fit an SM. On an H200, 262144 rows of 2048 in bf16 with dr:
+#     1.244 ms at 1 stage (3.45 TB/s), 1.121 at 2, 1.041 at 3 (4.13 TB/s, its copy runs at 4.24;
+#     docs/performance.md, session 18)
 CONFIG = {
     "TILE": 4096,
     "BLOCK_M": 0,
     "num_warps": 8,
     "PROGRAMS_PER_SM": 2,
     "programs": 0,
-    "STAGES": 1,
+    "STAGES": 3,
 }
+STAGE_SMEM = 96 * 1024
 _SMS = {}  # device -> streaming multiprocessors
 
 
@@ -163,6 +169,14 @@ def _launch_config(x2, config=None):
                 num_warps=max(1, min(cfg["num_warps"], block_m * block_n // 256)))
 
 
+def _bwd_stages(cfg, *blocks):
+    """The backward's pipelining stages: cfg["STAGES"], fewer where that many row blocks of the
+    tensors it loads (`blocks`, None for one it does not) would pass STAGE_SMEM bytes."""
+    elements = cfg["BLOCK_M"] * cfg["BLOCK_N"]
+    block_bytes = elements * sum(t.element_size() for t in blocks if t is not None)
+    return max(1, min(cfg["STAGES"], STAGE_SMEM // block_bytes))
+
+
 def _rows(x):
     """x [..., N] as rows [M, N] with unit channel stride (a view where the layout allows)."""
     x2 = x.reshape(-1, x.shape[-1])
@@ -221,6 +235,7 @@ def rms_norm_bwd(x, weight, rstd, dy, config=None, dr=None):
     if M == 0:
         return dx, torch.zeros(N, device=x.device, dtype=torch.float32)
     cfg = _launch_config(x2, config)
+    stages = _bwd_stages(cfg, x2, dy2, None if dr is None else dr2)
     # whole BLOCK_M blocks per program, then as many programs as that takes (<= cfg["programs"])
     rows_per_program = triton.cdiv(triton.cdiv(M, cfg["programs"]), cfg["BLOCK_M"]) * cfg["BLOCK_M"]
     grid = triton.cdiv(M, rows_per_program)
@@ -229,7 +244,7 @@ def rms_norm_bwd(x, weight, rstd, dy, config=None, dr=None):
         p_x=x2, p_w=weight, p_rstd=rstd, p_dy=dy2, p_dr=dr2, p_dx=dx, p_dw=dw, M=M, N=N,
         stride_xm=x2.stride(0), stride_dym=dy2.stride(0), stride_drm=dr2.stride(0),
         rows_per_program=rows_per_program, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"],
-        HAS_DR=dr is not None, STAGES=cfg["STAGES"], num_warps=cfg["num_warps"],
+        HAS_DR=dr is not None, STAGES=stages, num_warps=cfg["num_warps"],
     )
     return dx, dw.sum(0)
 
@@ -241,7 +256,7 @@ def rms_norm_bwd(x, weight, rstd, dy, config=None, dr=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rms_norm_ba0a9a6aa4c6"
+OP_NAMESPACE = "ratc_rms_norm_50435bba83cc"
 
 
 def _config_arg(config):
