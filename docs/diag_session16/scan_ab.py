@@ -1,12 +1,16 @@
-"""Session 16: the RAT scans with their loads issued a step ahead (this package) against the
-package built before the change (generated.rat_swa_old, on PYTHONPATH), in one process.
+"""The RAT scans of this package against the package built before a change
+(generated.rat_swa_old, on PYTHONPATH), in one process. Written in session 16 (the scans' loads
+a step ahead); session 18 added the forward's relative errors and the float64 check.
 
     PYTHONPATH=oldpkg:$PYTHONPATH python3 docs/diag_session16/scan_ab.py [--sizes 16384x16]
 
-For each size (sizes under 2^16 tokens are only checked): rat_fwd's outputs of both packages compared bit for bit and rat_bwd's by relative
-error (the train record; the compiler may contract or reduce in another order), the scan kernels' device time per variant (torch.profiler, mean of --iters launches),
-then the block's train step of both packages (do_bench medians, alternating rounds). The
-backward's kernels are timed for the scan and, where the record launches it, the Triton dq.
+For each size: rat_fwd's outputs of both packages compared bit for bit and by relative error,
+rat_bwd's by relative error (the train record; the compiler may contract or reduce in another
+order), and at sizes under 2^16 tokens (only checked, not timed) both packages against a float64
+run of the old package's core_torch. Then the scan kernels' device time per variant
+(torch.profiler, mean of --iters launches), then the block's train step of both packages
+(do_bench medians, alternating rounds). The backward's kernels are timed for the scan and,
+where the record launches it, the Triton dq.
 """
 import argparse
 import json
@@ -69,9 +73,17 @@ for size in a.sizes.split(","):
                                                      mode="train", scan=scan))
     (y0, l0, s0, dy, b0), (y1, l1, s1, _, b1) = outs["old"], outs["new"]
     print(f"T={T} B={B} identical: fwd y {torch.equal(y0, y1)}, lse {torch.equal(l0, l1)}, "
-          f"scan {same(s0, s1)}; bwd rel. err dproj {rel(b1[0], b0[0]):.1e}, dbias "
-          f"{rel(b1[1], b0[1]):.1e}", flush=True)
-    if T * B < 2**16:  # a ragged size, checked only
+          f"scan {same(s0, s1)}; rel. err: fwd y {rel(y1, y0):.1e}, lse {rel(l1, l0):.1e}, scan "
+          f"{max(rel(u, v) for u, v in zip(s1, s0)):.1e}; bwd dproj {rel(b1[0], b0[0]):.1e}, "
+          f"dbias {rel(b1[1], b0[1]):.1e}", flush=True)
+    if T * B < 2**16:  # a ragged size, checked only: both against float64
+        p64 = proj.double().requires_grad_()
+        b64 = bias.double().requires_grad_()
+        y64 = old.core_torch(p64, b64)
+        y64.backward(dy.double())
+        for name, (y_, _, _, _, b_) in outs.items():
+            print(f"  {name} against float64: y {rel(y_, y64):.2e}, dproj "
+                  f"{rel(b_[0], p64.grad):.2e}, dbias {rel(b_[1], b64.grad):.2e}", flush=True)
         continue
     for v in json.loads(a.fwd_variants):
         for name, mod in (("old", old), ("new", new)):
