@@ -5,11 +5,12 @@ Gluon kernels' exp2 as before) and new (generated.rat_swa), both of the first on
     PYTHONPATH=oldpkg:$PYTHONPATH python3 docs/diag_session18/ws_ab.py [--sizes 131072x2]
 
 Every package runs the new package's records (mid's own signature has none: its TUNED is set to
-new's). Per size: each RAT kernel's device time (torch.profiler, mean of --iters launches) in
+new's). --packages picks which of the three (session 19: old,new). Per size: each RAT kernel's device time (torch.profiler, mean of --iters launches) in
 rat_fwd (train and prefill) and rat_bwd, packages in rotating order over --rounds rounds, medians
 printed; then the block's train step per package (do_bench medians, rotating order).
 """
 import argparse
+import importlib
 import statistics
 from collections import defaultdict
 
@@ -17,20 +18,19 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from triton.testing import do_bench
 
-import generated.rat_swa as new_pkg
-import generated.rat_swa_mid as mid_pkg
-import generated.rat_swa_old as old_pkg
-
-PKGS = {"old": old_pkg, "mid": mid_pkg, "new": new_pkg}
-KERNELS = {p: __import__(f"{pkg.__name__}.kernels.rat_rat", fromlist=["x"])
-           for p, pkg in PKGS.items()}
-KERNELS["mid"].TUNED = KERNELS["new"].TUNED
 ap = argparse.ArgumentParser()
 ap.add_argument("--sizes", default="16384x16,131072x2")
 ap.add_argument("--iters", type=int, default=20)
 ap.add_argument("--rounds", type=int, default=3)
-ap.add_argument("--step-rounds", type=int, default=3)
+ap.add_argument("--step-rounds", type=int, default=3, help="0: kernels only")
+ap.add_argument("--packages", default="old,mid,new", help="of old, mid, new (session 19: old,new)")
 a = ap.parse_args()
+PKGS = {p: importlib.import_module("generated.rat_swa" + ("" if p == "new" else f"_{p}"))
+        for p in a.packages.split(",")}
+KERNELS = {p: importlib.import_module(f"{pkg.__name__}.kernels.rat_rat")
+           for p, pkg in PKGS.items()}
+for p in KERNELS:
+    KERNELS[p].TUNED = KERNELS["new"].TUNED
 print(torch.cuda.get_device_name(), flush=True)
 
 
@@ -56,7 +56,7 @@ for size in a.sizes.split(","):
     times = defaultdict(list)
     names = list(PKGS)
     for r in range(a.rounds):
-        for name in names[r % 3:] + names[:r % 3]:
+        for name in names[r % len(names):] + names[:r % len(names)]:
             mod = KERNELS[name]
             lse = torch.empty(B, new.H, T, device="cuda")
             for mode in ("prefill", "train"):
@@ -79,6 +79,8 @@ for size in a.sizes.split(","):
         print(f"T={T} B={B} {key[0]:12s} {key[1]:28s} {row}", flush=True)
     del proj
     torch.cuda.empty_cache()
+    if not a.step_rounds:
+        continue
     steps = {}
     for name, pkg in PKGS.items():
         torch.manual_seed(0)
@@ -95,7 +97,7 @@ for size in a.sizes.split(","):
         steps[name] = step
     st = defaultdict(list)
     for r in range(a.step_rounds):
-        for name in names[r % 3:] + names[:r % 3]:
+        for name in names[r % len(names):] + names[:r % len(names)]:
             st[name].append(do_bench(steps[name], warmup=25, rep=500, return_mode="median"))
     for n, ts in st.items():
         print(f"T={T} B={B} step {n}: median {statistics.median(ts):.2f} ms "

@@ -136,9 +136,8 @@ def shared_memory_estimate(c: dict, m: MixerIR) -> int:
         return max(dkdv, dq, shared_memory_estimate(fwd, m) if fwd else 0)
     if "BWD_BT" in c:  # RAT: dK/dV holds K, V tiles and pipelines q^, do; dq pipelines K, V
         dkv = (2 * c["BWD_BC"] + c["bwd_num_stages"] * 2 * c["BWD_BT"]) * d * ELEMENT_BYTES
-        if c.get("BWD_WS"):  # 128 keys of K~, V~, the q^, do stages, P^T and dS^T
-            dkv = ((2 * 128 + c["BWD_WS_QS"] * 2 * c["BWD_WS_BT"]) * d
-                   + 2 * 2 * 64 * c["BWD_WS_BT"]) * ELEMENT_BYTES
+        if c.get("BWD_WS"):  # 128 keys of K~, V~ and the q^, do stages
+            dkv = (2 * 128 + c["BWD_WS_QS"] * 2 * c["BWD_WS_BT"]) * d * ELEMENT_BYTES
         # counted like the forward (stages of K and V, one query tile): DQ_BC = 128 with 3 stages
         # at d = 128 ran on an H100 (the forward formula's 208 KiB)
         dq = (c["dq_num_stages"] * 2 * c["DQ_BC"] + c["DQ_BT"]) * d * ELEMENT_BYTES
@@ -168,7 +167,8 @@ WS_CONSUMER_WORDS = 200
 def ws_consumer_words(c: dict, d: int) -> int:
     """Words a thread of a warp-specialised consumer holds across its products (0 if none):
     the forward's O (64 x d fp32), S and P's bf16 operand; dq's dq, S, dP and dS's operand;
-    dK/dV's dK, dV, S^T and dP^T (P^T and dS^T go through shared memory)."""
+    dK/dV's dK, dV, S^T and dP^T (P^T's and dS^T's operands, half of S^T and dP^T, are
+    never live with them: dV's and dK's products retire before the scores' are issued)."""
     words = [0]
     if c.get("WS"):
         words.append(d // 2 + c["BC"] // 2 + c["BC"] // 4)

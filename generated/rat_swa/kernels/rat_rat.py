@@ -1504,16 +1504,16 @@ def _rat_attn_bwd_dq_ws(proj, qh, kc, vc, NCP, dy, y, lse, s, v, delta, dss, ps,
 #   of them holding its K~, V~ tiles and dK^, dV~ accumulators; a 1-warp producer loads those
 #   tiles once, then q^ and do of each query block (BWD_WS_BT rows) through a ring of
 #   BWD_WS_QS stages, freed once both consumers' dV and dK products with it have retired. In
-#   turn t a consumer issues S^T_t = K~ q^_t^T and dP^T_t = V~ do_t^T, then dV += P^T_t-1 do_t-1
-#   and dK += dS^T_t-1 q^_t-1 (P^T, dS^T from shared memory), hands the turn over, waits for
-#   all four, and forms P^T_t, dS^T_t into shared memory while the other consumer's products
+#   turn t a consumer issues dV += P^T_t-1 do_t-1 and dK += dS^T_t-1 q^_t-1 (P^T, dS^T register
+#   operands) and waits for them, then issues S^T_t = K~ q^_t^T and dP^T_t = V~ do_t^T, hands
+#   the turn over, waits for those, and forms P^T_t, dS^T_t while the other consumer's products
 #   run. The records choose it (BWD_WS = 1).
 if GLUON:
     @gluon.jit
     def _rat_ws_dkv_producer(args):
         """TMA: both consumers' K~, V~ tiles, then q^ and do of query blocks 0 .. n_q-1."""
         ring, shape, _, _ = args
-        desc_q, desc_do, desc_k, desc_v, k_s, v_s, q_s, do_s, _, _, kvbar, ready, empty, _ = ring
+        desc_q, desc_do, desc_k, desc_v, k_s, v_s, q_s, do_s, kvbar, ready, empty, _ = ring
         i_bh, i_c, T, NCP, t_start, n_q = shape
         BT: gl.constexpr = desc_q.block_type.shape[0]
         QS: gl.constexpr = q_s.type.shape[0]
@@ -1535,12 +1535,11 @@ if GLUON:
                                             do_s.index(st))
 
     @gluon.jit
-    def _rat_ws_dkv_scores(s, dp, b_lse, b_delta, t0, T, k0, pt_h, dst_h, qk_scale):
+    def _rat_ws_dkv_scores(s, dp, b_lse, b_delta, t0, T, k0, qk_scale):
         """P^T = 2^(S^T qk_scale - lse) of the queries t0 .. t0 + BT - 1, zero where c' >= c(t)
-        or t >= T (only blocks reaching the keys' last chunk or T need the mask), and dS^T,
-        into shared memory for dV's and dK's products. lse and Delta come in one value a
-        thread (b_lse, b_delta, loaded ahead of the products) and spread to the columns here,
-        one after the other."""
+        or t >= T (only blocks reaching the keys' last chunk or T need the mask), and dS^T, in
+        fp32. lse and Delta come in one value a thread (b_lse, b_delta, loaded ahead of the
+        products) and spread to the columns here, one after the other."""
         BT: gl.constexpr = s.type.shape[1]
         R: gl.constexpr = s.type.shape[0]
         col: gl.constexpr = gl.SliceLayout(0, s.type.layout)
@@ -1549,9 +1548,7 @@ if GLUON:
             o_t = t0 + gl.arange(0, BT, layout=col)
             o_k = k0 + gl.arange(0, R, layout=gl.SliceLayout(1, s.type.layout))
             p = gl.where((o_k[:, None] < (o_t // _L)[None, :]) & (o_t < T)[None, :], p, 0.0)
-        pt_h.store(p.to(pt_h.dtype))
-        dst_h.store((p * (dp - gl.convert_layout(b_delta, col)[None, :])).to(dst_h.dtype))
-        fence_async_shared()
+        return p, p * (dp - gl.convert_layout(b_delta, col)[None, :])
 
     @gluon.jit
     def _rat_ws_dkv_rows(p_lse, p_delta, t0, T, BT: gl.constexpr):
@@ -1561,17 +1558,20 @@ if GLUON:
                 gl.load(p_delta + o_t, mask=o_t < T, other=0.0))
 
     @gluon.jit
-    def _rat_ws_dkv_loop(k_h, v_h, q_s, do_s, pt_h, dst_h, ready, empty, turn, dk, dv, p_lse,
-                         p_delta, k0, t_start, n_q, T, qk_scale, HALF: gl.constexpr):
+    def _rat_ws_dkv_loop(k_h, v_h, q_s, do_s, ready, empty, turn, dk, dv, p_lse, p_delta, k0,
+                         t_start, n_q, T, qk_scale, HALF: gl.constexpr):
         """dK, dV over query blocks 0 .. n_q-1 (n_q >= 1) in n_q + 1 turns (unscaled dK).
-        P^T and dS^T go through shared memory (pt_h, dst_h): as register operands they, with
-        dK, dV, S^T and dP^T, overflow 240 registers at 64 queries and ptxas serialises the
-        products. All four products of a turn retire before its scores; the other consumer's
-        keep the tensor cores busy meanwhile."""
+        P^T and dS^T are register operands of dV's and dK's products. Those two retire before
+        the turn's S^T and dP^T are issued, so the operands and the scores' accumulators are
+        never live together (with them, dK, dV, S^T and dP^T overflow 240 registers at 64
+        queries and ptxas serialises the products); the scores retire before the softmax,
+        which runs while the other consumer's products are on the tensor cores."""
         QS: gl.constexpr = q_s.type.shape[0]
         BT: gl.constexpr = q_s.type.shape[1]
         s_layout: gl.constexpr = gl.NVMMADistributedLayout(
             version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BT, 16])
+        a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=dk.type.layout,
+                                                     k_width=2)
         zero_s = gl.zeros([_R, BT], gl.float32, layout=s_layout)
         b_lse, b_delta = _rat_ws_dkv_rows(p_lse, p_delta, t_start, T, BT)
         mbarrier.wait(turn.index(HALF), 1 - HALF)  # consumer 0 takes turn 0
@@ -1582,27 +1582,31 @@ if GLUON:
                            is_async=True)
         mbarrier.arrive(turn.index(1 - HALF))
         s, dp = warpgroup_mma_wait(num_outstanding=0, deps=(s, dp))
-        _rat_ws_dkv_scores(s, dp, b_lse, b_delta, t_start, T, k0, pt_h, dst_h, qk_scale)
+        p, ds = _rat_ws_dkv_scores(s, dp, b_lse, b_delta, t_start, T, k0, qk_scale)
+        p_op = gl.convert_layout(p.to(q_s.dtype), a_layout)
+        ds_op = gl.convert_layout(ds.to(q_s.dtype), a_layout)
         for t in range(1, n_q):
             j = t - 1
             b_lse, b_delta = _rat_ws_dkv_rows(p_lse, p_delta, t_start + t * BT, T, BT)
             mbarrier.wait(turn.index(HALF), (t & 1) ^ (1 - HALF))
+            dv = warpgroup_mma(p_op, do_s.index(j % QS), dv, is_async=True)
+            dk = warpgroup_mma(ds_op, q_s.index(j % QS), dk, is_async=True)
+            dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(dv, dk))
+            mbarrier.arrive(empty.index(j % QS))
             mbarrier.wait(ready.index(t % QS), (t // QS) & 1)
             s = warpgroup_mma(k_h, q_s.index(t % QS).permute((1, 0)), zero_s, use_acc=False,
                               is_async=True)
             dp = warpgroup_mma(v_h, do_s.index(t % QS).permute((1, 0)), zero_s, use_acc=False,
                                is_async=True)
-            dv = warpgroup_mma(pt_h, do_s.index(j % QS), dv, is_async=True)
-            dk = warpgroup_mma(dst_h, q_s.index(j % QS), dk, is_async=True)
             mbarrier.arrive(turn.index(1 - HALF))
-            s, dp, dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(s, dp, dv, dk))
-            mbarrier.arrive(empty.index(j % QS))
-            _rat_ws_dkv_scores(s, dp, b_lse, b_delta, t_start + t * BT, T, k0, pt_h, dst_h,
-                               qk_scale)
+            s, dp = warpgroup_mma_wait(num_outstanding=0, deps=(s, dp))
+            p, ds = _rat_ws_dkv_scores(s, dp, b_lse, b_delta, t_start + t * BT, T, k0, qk_scale)
+            p_op = gl.convert_layout(p.to(q_s.dtype), a_layout)
+            ds_op = gl.convert_layout(ds.to(q_s.dtype), a_layout)
         j = n_q - 1
         mbarrier.wait(turn.index(HALF), (n_q & 1) ^ (1 - HALF))
-        dv = warpgroup_mma(pt_h, do_s.index(j % QS), dv, is_async=True)
-        dk = warpgroup_mma(dst_h, q_s.index(j % QS), dk, is_async=True)
+        dv = warpgroup_mma(p_op, do_s.index(j % QS), dv, is_async=True)
+        dk = warpgroup_mma(ds_op, q_s.index(j % QS), dk, is_async=True)
         mbarrier.arrive(turn.index(1 - HALF))
         dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(dv, dk))
         mbarrier.arrive(empty.index(j % QS))
@@ -1612,7 +1616,7 @@ if GLUON:
     def _rat_ws_dkv_consumer(args, HALF: gl.constexpr):
         """Keys i_c * 128 + HALF * 64 .. + 63: dK^ (scaled), dV~ over the query blocks."""
         ring, shape, ptrs, scalars = args
-        _, _, _, _, k_s, v_s, q_s, do_s, pt_s, dst_s, kvbar, ready, empty, turn = ring
+        _, _, _, _, k_s, v_s, q_s, do_s, kvbar, ready, empty, turn = ring
         i_bh, i_c, T, NCP, t_start, n_q = shape
         p_lse, p_delta, p_dkc, p_dvc = ptrs
         NC, qk_scale = scalars
@@ -1625,8 +1629,8 @@ if GLUON:
         mbarrier.wait(kvbar, 0)
         if n_q > 0:
             dk, dv = _rat_ws_dkv_loop(
-                k_s.index(HALF), v_s.index(HALF), q_s, do_s, pt_s.index(HALF),
-                dst_s.index(HALF), ready, empty, turn, dk, dv, p_lse + i_bh * T,
+                k_s.index(HALF), v_s.index(HALF), q_s, do_s, ready, empty, turn, dk, dv,
+                p_lse + i_bh * T,
                 p_delta + i_bh * T, k0, t_start, n_q, T, qk_scale, HALF)
         o_k = k0 + gl.arange(0, _R, layout=gl.SliceLayout(1, o_layout))
         o_d = gl.arange(0, BD, layout=gl.SliceLayout(0, o_layout))
@@ -1657,9 +1661,6 @@ if GLUON:
         v_s = gl.allocate_shared_memory(dt, [2, _R, BD], desc_v.layout)
         q_s = gl.allocate_shared_memory(dt, [QS, BT, BD], desc_q.layout)
         do_s = gl.allocate_shared_memory(dt, [QS, BT, BD], desc_do.layout)
-        pt_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([_R, BT], dt)
-        pt_s = gl.allocate_shared_memory(dt, [2, _R, BT], pt_layout)  # P^T, a consumer each
-        dst_s = gl.allocate_shared_memory(dt, [2, _R, BT], pt_layout)  # dS^T
         kvbar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
         ready = gl.allocate_shared_memory(gl.int64, [QS, 1], mbarrier.MBarrierLayout())
         empty = gl.allocate_shared_memory(gl.int64, [QS, 1], mbarrier.MBarrierLayout())
@@ -1674,8 +1675,7 @@ if GLUON:
         # query blocks from the one holding the block's first reader, token (c'_0 + 1) L
         t_start = (((i_c * 2 * _R + 1) * _L) // BT) * BT
         n_q = gl.cdiv(gl.maximum(T - t_start, 0), BT)
-        args = ((desc_q, desc_do, desc_k, desc_v, k_s, v_s, q_s, do_s, pt_s, dst_s, kvbar, ready,
-                 empty, turn),
+        args = ((desc_q, desc_do, desc_k, desc_v, k_s, v_s, q_s, do_s, kvbar, ready, empty, turn),
                 (gl.program_id(0), i_c, T, NCP, t_start, n_q), (p_lse, p_delta, p_dkc, p_dvc),
                 (NC, qk_scale))
         gl.warp_specialize([(_rat_ws_dkv_consumer0, (args, )), (_rat_ws_dkv_consumer1, (args, )),
@@ -1779,7 +1779,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_6da3a17f0637"
+OP_NAMESPACE = "ratc_rat_0708bdbb9b61"
 
 
 def _config_arg(config):
