@@ -30,7 +30,7 @@ BWD = [{}, {"bwd_scan_num_warps": 8}, {"bwd_scan_num_warps": 2}, {"bwd_scan_num_
 ap = argparse.ArgumentParser()
 ap.add_argument("--sizes", default="1000x3,16384x16,131072x2")
 ap.add_argument("--iters", type=int, default=20)
-ap.add_argument("--rounds", type=int, default=3, help="0: no step timing")
+ap.add_argument("--rounds", type=int, default=3)
 ap.add_argument("--fwd-variants", default=json.dumps(FWD), help="JSON list of configs")
 ap.add_argument("--bwd-variants", default=json.dumps(BWD), help="JSON list of configs")
 a = ap.parse_args()
@@ -99,8 +99,6 @@ for size in a.sizes.split(","):
                 print(f"  {kernel} {name} {json.dumps(v)}: {ms:.3f} ms", flush=True)
     del outs, y0, l0, s0, b0, y1, l1, s1, b1, proj
     torch.cuda.empty_cache()
-    if not a.rounds:  # outputs (and kernels) only
-        continue
     steps = {}
     for name, pkg in (("old", old_pkg), ("new", new_pkg)):
         torch.manual_seed(0)

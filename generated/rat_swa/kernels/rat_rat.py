@@ -811,10 +811,7 @@ if GLUON:
             l = gl.convert_layout(b_ls, row_s)
             mbarrier.wait(qbar, 0)
             if n_k > 0:
-                # q^ as the scores' register operand: S's product reads only K~ from shared memory
-                q_op = q_s.index(HALF).load(gl.DotOperandLayout(operand_index=0, parent=s_layout,
-                                                                k_width=2))
-                acc, l = _rat_ws_loop(q_op, k_s, v_s, kready, kempty, vready, vempty,
+                acc, l = _rat_ws_loop(q_s.index(HALF), k_s, v_s, kready, kempty, vready, vempty,
                                       turn, acc, l, gl.convert_layout(b_m, row_s),
                                       gl.convert_layout(o_t // _L, row_s), c_first, n_k,
                                       qk_scale, HALF)
@@ -1456,10 +1453,7 @@ if GLUON:
         c_first = (i_t * 2 * _R + HALF * _R) // _L
         mbarrier.wait(qbar, 0)
         if n_k > 0:
-            # q^ as the scores' register operand: S's product reads only K~ from shared memory
-            q_op = q_s.index(HALF).load(gl.DotOperandLayout(operand_index=0, parent=s_layout,
-                                                            k_width=2))
-            dq = _rat_ws_dq_loop(q_op, do_h, k_s, v_s, kready, kempty, vready, vempty,
+            dq = _rat_ws_dq_loop(q_s.index(HALF), do_h, k_s, v_s, kready, kempty, vready, vempty,
                                  turn, dq, gl.convert_layout(b_lse, row_s),
                                  gl.convert_layout(b_delta, row_s),
                                  gl.convert_layout(o_t // _L, row_s), c_first, n_k, qk_scale,
@@ -1785,7 +1779,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_3c2a81e97d17"
+OP_NAMESPACE = "ratc_rat_0708bdbb9b61"
 
 
 def _config_arg(config):
