@@ -5,12 +5,14 @@ Gluon kernels' exp2 as before) and new (generated.rat_swa), both of the first on
     PYTHONPATH=oldpkg:$PYTHONPATH python3 docs/diag_session18/ws_ab.py [--sizes 131072x2]
 
 Every package runs the new package's records (mid's own signature has none: its TUNED is set to
-new's). --packages picks which of the three (session 19: old,new). Per size: each RAT kernel's device time (torch.profiler, mean of --iters launches) in
+new's). --packages picks which of the three (session 19: old,new); --variants adds launch configs
+over the train record, timed as more packages (kernels only). Per size: each RAT kernel's device time (torch.profiler, mean of --iters launches) in
 rat_fwd (train and prefill) and rat_bwd, packages in rotating order over --rounds rounds, medians
 printed; then the block's train step per package (do_bench medians, rotating order).
 """
 import argparse
 import importlib
+import json
 import statistics
 from collections import defaultdict
 
@@ -24,6 +26,8 @@ ap.add_argument("--iters", type=int, default=20)
 ap.add_argument("--rounds", type=int, default=3)
 ap.add_argument("--step-rounds", type=int, default=3, help="0: kernels only")
 ap.add_argument("--packages", default="old,mid,new", help="of old, mid, new (session 19: old,new)")
+ap.add_argument("--variants", default="[]", help="JSON list of launch configs over the train "
+                "record, each timed as one more package: new's kernels (session 19)")
 a = ap.parse_args()
 PKGS = {p: importlib.import_module("generated.rat_swa" + ("" if p == "new" else f"_{p}"))
         for p in a.packages.split(",")}
@@ -54,22 +58,24 @@ for size in a.sizes.split(","):
     bias = torch.randn(new.D, device="cuda", generator=g)
     recs = {m: new._launch_config(proj, mode=m) for m in ("train", "prefill")}
     times = defaultdict(list)
-    names = list(PKGS)
+    runs = {n: (KERNELS[n], {}) for n in PKGS}
+    runs.update({f"new {json.dumps(v)}": (KERNELS["new"], v) for v in json.loads(a.variants)})
+    names = list(runs)
     for r in range(a.rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            mod = KERNELS[name]
+            mod, v = runs[name]
             lse = torch.empty(B, new.H, T, device="cuda")
             for mode in ("prefill", "train"):
-                for k, ms in kernel_times(lambda: mod.rat_fwd(proj, bias, config=recs[mode],
+                for k, ms in kernel_times(lambda: mod.rat_fwd(proj, bias, config=recs[mode] | v,
                                                               lse=lse, mode=mode,
                                                               keep=mode == "train")).items():
                     times[(name, f"fwd {mode}", k)].append(ms)
-            y, scan = mod.rat_fwd(proj, bias, config=recs["train"], lse=lse, mode="train",
+            y, scan = mod.rat_fwd(proj, bias, config=recs["train"] | v, lse=lse, mode="train",
                                   keep=True)
             dy = torch.randn(y.shape, device="cuda", dtype=y.dtype,
                              generator=torch.Generator(device="cuda").manual_seed(1))
             for k, ms in kernel_times(lambda: mod.rat_bwd(proj, bias, y, lse, dy,
-                                                          config=recs["train"], mode="train",
+                                                          config=recs["train"] | v, mode="train",
                                                           scan=scan)).items():
                 times[(name, "bwd", k)].append(ms)
             del y, scan, dy, lse
@@ -77,6 +83,7 @@ for size in a.sizes.split(","):
         row = "  ".join(f"{n} {statistics.median(times[(n, *key)]):.3f}" for n in names
                         if (n, *key) in times)
         print(f"T={T} B={B} {key[0]:12s} {key[1]:28s} {row}", flush=True)
+    names = list(PKGS)
     del proj
     torch.cuda.empty_cache()
     if not a.step_rounds:
