@@ -1517,8 +1517,7 @@ if GLUON:
         if n_q > 0:
             dk, dv = _rat_ws_dkv_loop(
                 k_s.index(HALF), v_s.index(HALF), q_s, do_s, ready, empty, turn, dk, dv,
-                p_lse + i_bh * T,
-                p_delta + i_bh * T, k0, t_start, n_q, T, qk_scale, HALF)
+                p_lse + i_bh * T, p_delta + i_bh * T, k0, t_start, n_q, T, qk_scale, HALF)
         o_k = k0 + gl.arange(0, _R, layout=gl.SliceLayout(1, o_layout))
         o_d = gl.arange(0, BD, layout=gl.SliceLayout(0, o_layout))
         o_cache = (i_bh * NCP + o_k[:, None]) * BD + o_d[None, :]
@@ -1666,7 +1665,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_819926a96c65"
+OP_NAMESPACE = "ratc_rat_8a54a2013ac2"
 
 
 def _config_arg(config):
