@@ -1422,11 +1422,13 @@ if GLUON:
                                             do_s.index(st))
 
     @gluon.jit
-    def _rat_ws_dkv_scores(s, dp, b_lse, b_delta, t0, T, k0, qk_scale):
+    def _rat_ws_dkv_scores(s, dp, b_lse, b_delta, t0, T, k0, qk_scale, dt: gl.constexpr,
+                           a_layout: gl.constexpr):
         """P^T = 2^(S^T qk_scale - lse) of the queries t0 .. t0 + BT - 1, zero where c' >= c(t)
-        or t >= T (only blocks reaching the keys' last chunk or T need the mask), and dS^T, in
-        fp32. lse and Delta come in one value a thread (b_lse, b_delta, loaded ahead of the
-        products) and spread to the columns here, one after the other."""
+        or t >= T (only blocks reaching the keys' last chunk or T need the mask), and dS^T, as
+        dV's and dK's register operands (dt, a_layout). lse and Delta come in one value a
+        thread (b_lse, b_delta, loaded ahead of the products) and spread to the columns here,
+        one after the other."""
         BT: gl.constexpr = s.type.shape[1]
         R: gl.constexpr = s.type.shape[0]
         col: gl.constexpr = gl.SliceLayout(0, s.type.layout)
@@ -1435,7 +1437,8 @@ if GLUON:
             o_t = t0 + gl.arange(0, BT, layout=col)
             o_k = k0 + gl.arange(0, R, layout=gl.SliceLayout(1, s.type.layout))
             p = gl.where((o_k[:, None] < (o_t // _L)[None, :]) & (o_t < T)[None, :], p, 0.0)
-        return p, p * (dp - gl.convert_layout(b_delta, col)[None, :])
+        ds = p * (dp - gl.convert_layout(b_delta, col)[None, :])
+        return gl.convert_layout(p.to(dt), a_layout), gl.convert_layout(ds.to(dt), a_layout)
 
     @gluon.jit
     def _rat_ws_dkv_rows(p_lse, p_delta, t0, T, BT: gl.constexpr):
@@ -1469,9 +1472,8 @@ if GLUON:
                            is_async=True)
         mbarrier.arrive(turn.index(1 - HALF))
         s, dp = warpgroup_mma_wait(num_outstanding=0, deps=(s, dp))
-        p, ds = _rat_ws_dkv_scores(s, dp, b_lse, b_delta, t_start, T, k0, qk_scale)
-        p_op = gl.convert_layout(p.to(q_s.dtype), a_layout)
-        ds_op = gl.convert_layout(ds.to(q_s.dtype), a_layout)
+        p_op, ds_op = _rat_ws_dkv_scores(s, dp, b_lse, b_delta, t_start, T, k0, qk_scale,
+                                         q_s.dtype, a_layout)
         for t in range(1, n_q):
             j = t - 1
             b_lse, b_delta = _rat_ws_dkv_rows(p_lse, p_delta, t_start + t * BT, T, BT)
@@ -1487,9 +1489,8 @@ if GLUON:
                                is_async=True)
             mbarrier.arrive(turn.index(1 - HALF))
             s, dp = warpgroup_mma_wait(num_outstanding=0, deps=(s, dp))
-            p, ds = _rat_ws_dkv_scores(s, dp, b_lse, b_delta, t_start + t * BT, T, k0, qk_scale)
-            p_op = gl.convert_layout(p.to(q_s.dtype), a_layout)
-            ds_op = gl.convert_layout(ds.to(q_s.dtype), a_layout)
+            p_op, ds_op = _rat_ws_dkv_scores(s, dp, b_lse, b_delta, t_start + t * BT, T, k0,
+                                             qk_scale, q_s.dtype, a_layout)
         j = n_q - 1
         mbarrier.wait(turn.index(HALF), (n_q & 1) ^ (1 - HALF))
         dv = warpgroup_mma(p_op, do_s.index(j % QS), dv, is_async=True)
@@ -1665,7 +1666,7 @@ def rat_bwd(proj, gate_bias, y, lse, dy, config=None, mode=None, scan=None):
 # text (e.g. generated/ and a temporary build of the same spec) share one set of ops, and any
 # change to the kernels or their launch configs gives new names.
 
-OP_NAMESPACE = "ratc_rat_b19033937143"
+OP_NAMESPACE = "ratc_rat_9013cac2b333"
 
 
 def _config_arg(config):
